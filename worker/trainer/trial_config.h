@@ -1,0 +1,19 @@
+// Defaults and validation of TrialConfig: what the trainer supports, in one place. The server
+// uses these to validate sweeps before storing them.
+#pragma once
+
+#include "absl/status/status.h"
+#include "bitsweep/v1/config.pb.h"
+
+namespace bitsweep::trainer {
+
+// The config a sweep's `base` is applied over: the reference CNN of DESIGN §3 on MNIST,
+// fp32, SGD with momentum.
+v1::TrialConfig DefaultTrialConfig();
+
+// Checks every field against what the trainer supports, independent of any dataset.
+// Errors: InvalidArgument whose message starts with the dotted field path, e.g.
+// "precision.default.format: 'mask:40': B must be between 9 and 32".
+absl::Status ValidateTrialConfig(const v1::TrialConfig& config);
+
+}  // namespace bitsweep::trainer
