@@ -8,9 +8,9 @@
 #define BITSWEEP_CONCAT(a, b) BITSWEEP_CONCAT_INNER(a, b)
 
 // Returns from the enclosing function when `expr` (an absl::Status) is not OK.
-#define RETURN_IF_ERROR(expr)                         \
-  do {                                                \
-    ::absl::Status bitsweep_status_ = (expr);         \
+#define RETURN_IF_ERROR(expr)                            \
+  do {                                                   \
+    ::absl::Status bitsweep_status_ = (expr);            \
     if (!bitsweep_status_.ok()) return bitsweep_status_; \
   } while (0)
 
