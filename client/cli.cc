@@ -1,0 +1,212 @@
+#include "client/cli.h"
+
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <cstdlib>
+#include <functional>
+#include <iostream>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_replace.h"
+#include "client/commands.h"
+#include "client/sweep_client.h"
+
+namespace bitsweep::client {
+namespace {
+
+constexpr char kDefaultServer[] = "127.0.0.1:50051";
+
+// Errors must stay on one line (scripts grep them); server messages may hold several.
+std::string OneLine(absl::string_view message) {
+  std::string line = absl::StrReplaceAll(message, {{"\r\n", "; "}, {"\n", "; "}, {"\r", " "}});
+  while (!line.empty() && (line.back() == ' ' || line.back() == ';')) line.pop_back();
+  return line;
+}
+
+void PrintError(std::ostream& err, absl::string_view message) {
+  err << "bitsweep: error: " << OneLine(message) << std::endl;
+}
+
+std::string Footer(absl::string_view examples) {
+  return std::string("Example:\n") + std::string(examples);
+}
+
+// What the command line asked for; `run` is set by the chosen command when it is parsed.
+struct CommandLine {
+  std::string server;
+  std::string file;
+  bool dry_run = false;
+  bool watch = false;
+  bool json = false;
+  int64_t sweep_id = 0;
+  std::function<absl::StatusOr<int>(SweepClient&, const CommandEnv&)> run;
+};
+
+void DefineCommands(CLI::App& app, CommandLine& line) {
+  app.require_subcommand(1);
+  // Lets --server come after the command name too: `bitsweep ls --server host:port`.
+  app.fallthrough();
+  app.add_option("--server", line.server,
+                 "bitsweep-server address as host:port (env BITSWEEP_SERVER)")
+      ->capture_default_str();
+
+  auto add_json_flag = [&](CLI::App* command) {
+    command->add_flag("--json", line.json, "Print JSON instead of a table");
+  };
+  auto add_sweep_argument = [&](CLI::App* command) {
+    command->add_option("SWEEP", line.sweep_id, "Sweep id (as printed by submit and ls)")
+        ->required()
+        ->check(CLI::Validator(
+            [](std::string& text) -> std::string {
+              int64_t id = 0;
+              if (absl::SimpleAtoi(text, &id) && id > 0) return "";
+              return "expected a positive sweep id, got '" + text + "'";
+            },
+            "ID"));
+  };
+  // Callbacks run after parsing, so they see the parsed values through `line`.
+  using Run = std::function<absl::StatusOr<int>(SweepClient&, const CommandEnv&)>;
+  auto on_parse = [&line](CLI::App* command, Run run) {
+    command->callback([&line, run = std::move(run)] { line.run = run; });
+  };
+
+  CLI::App* submit = app.add_subcommand("submit", "Validate a sweep file and submit it");
+  submit->add_option("FILE", line.file, "Sweep file (YAML)")->required();
+  CLI::Option* dry_run_flag =
+      submit->add_flag("--dry-run", line.dry_run, "Validate and count the trials; store nothing");
+  submit->add_flag("--watch", line.watch, "Watch the sweep's progress after submitting")
+      ->excludes(dry_run_flag);
+  submit->footer(
+      Footer("  bitsweep submit examples/quickstart.yaml --watch\n"
+             "  bitsweep submit sweep.yaml --dry-run"));
+  on_parse(submit, [&line](SweepClient& client, const CommandEnv& env) {
+    return SubmitCommand(client, line.file, line.dry_run, line.watch, env);
+  });
+
+  CLI::App* ls = app.add_subcommand("ls", "List sweeps");
+  add_json_flag(ls);
+  ls->footer(Footer("  bitsweep ls --server 10.0.0.5:50051"));
+  on_parse(ls, [&line](SweepClient& client, const CommandEnv& env) {
+    return ListCommand(client, line.json, env);
+  });
+
+  CLI::App* status = app.add_subcommand("status", "Show one sweep's state and trial counts");
+  add_sweep_argument(status);
+  add_json_flag(status);
+  status->footer(Footer("  bitsweep status 3 --json"));
+  on_parse(status, [&line](SweepClient& client, const CommandEnv& env) {
+    return StatusCommand(client, line.sweep_id, line.json, env);
+  });
+
+  CLI::App* watch =
+      app.add_subcommand("watch", "Follow a sweep until it ends (exit 1 if any trial failed)");
+  add_sweep_argument(watch);
+  watch->footer(Footer("  bitsweep watch 3"));
+  on_parse(watch, [&line](SweepClient& client, const CommandEnv& env) {
+    return WatchCommand(client, line.sweep_id, env);
+  });
+
+  CLI::App* results = app.add_subcommand(
+      "results", "Show every trial's parameters and results (exit 1 if any trial failed)");
+  add_sweep_argument(results);
+  add_json_flag(results);
+  results->footer(Footer("  bitsweep results 3\n  bitsweep results 3 --json > results.json"));
+  on_parse(results, [&line](SweepClient& client, const CommandEnv& env) {
+    return ResultsCommand(client, line.sweep_id, line.json, env);
+  });
+
+  CLI::App* cancel = app.add_subcommand("cancel", "Cancel a sweep's queued and running trials");
+  add_sweep_argument(cancel);
+  cancel->footer(Footer("  bitsweep cancel 3"));
+  on_parse(cancel, [&line](SweepClient& client, const CommandEnv& env) {
+    return CancelCommand(client, line.sweep_id, env);
+  });
+
+  CLI::App* workers = app.add_subcommand("workers", "List the workers known to the server");
+  add_json_flag(workers);
+  workers->footer(Footer("  bitsweep workers --json"));
+  on_parse(workers, [&line](SweepClient& client, const CommandEnv& env) {
+    return WorkersCommand(client, line.json, env);
+  });
+
+  // Set last: subcommands copy their parent's footer when created.
+  app.footer(
+      Footer("  bitsweep submit examples/quickstart.yaml --watch\n"
+             "  bitsweep results 1\n\n"
+             "Exit codes: 0 ok, 1 the sweep has failed trials, 2 usage or input error, "
+             "3 server unreachable."));
+}
+
+}  // namespace
+
+int ExitCodeForError(const absl::Status& status) {
+  if (absl::IsUnavailable(status) || absl::IsDeadlineExceeded(status)) return kExitUnreachable;
+  return kExitUsage;
+}
+
+int RunCli(const std::vector<std::string>& args, const CliEnvironment& env) {
+  std::ostream& out = *env.out;
+  std::ostream& err = *env.err;
+
+  CLI::App app("Submit and inspect precision sweeps on a bitsweep server.", "bitsweep");
+  CommandLine line;
+  line.server = env.default_server.empty() ? kDefaultServer : env.default_server;
+  DefineCommands(app, line);
+
+  std::vector<const char*> argv;
+  for (const std::string& arg : args) argv.push_back(arg.c_str());
+  try {
+    app.parse(static_cast<int>(argv.size()), argv.data());
+  } catch (const CLI::ParseError& e) {
+    // --help and friends exit 0 and print to `out`; real parse errors get our one-line format.
+    if (e.get_exit_code() == static_cast<int>(CLI::ExitCodes::Success)) {
+      return app.exit(e, out, err);
+    }
+    PrintError(err, std::string(e.what()) + " (see bitsweep --help)");
+    return kExitUsage;
+  }
+  if (line.server.empty()) {
+    PrintError(err, "--server must not be empty");
+    return kExitUsage;
+  }
+  if (!line.run) {  // require_subcommand(1) makes this unreachable.
+    PrintError(err, "no command given (see bitsweep --help)");
+    return kExitUsage;
+  }
+
+  SweepClient client(SweepClientOptions{.address = line.server,
+                                        .connect_timeout = env.connect_timeout,
+                                        .call_timeout = env.call_timeout});
+  const CommandEnv command_env{
+      .out = &out, .interactive = env.interactive, .width = env.width, .clock = env.clock};
+  const absl::StatusOr<int> exit_code = line.run(client, command_env);
+  out.flush();
+  if (!exit_code.ok()) {
+    PrintError(err, exit_code.status().message());
+    return ExitCodeForError(exit_code.status());
+  }
+  return *exit_code;
+}
+
+CliEnvironment DetectEnvironment() {
+  CliEnvironment env;
+  env.out = &std::cout;
+  env.err = &std::cerr;
+  env.interactive = isatty(STDOUT_FILENO) == 1;
+  int columns = 0;
+  if (const char* text = std::getenv("COLUMNS");
+      text != nullptr && absl::SimpleAtoi(text, &columns) && columns > 0) {
+    env.width = columns;
+  } else if (env.interactive) {
+    winsize size{};
+    if (ioctl(STDOUT_FILENO, TIOCGWINSZ, &size) == 0 && size.ws_col > 0) env.width = size.ws_col;
+  }
+  if (const char* server = std::getenv("BITSWEEP_SERVER"); server != nullptr) {
+    env.default_server = server;
+  }
+  return env;
+}
+
+}  // namespace bitsweep::client

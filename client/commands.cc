@@ -1,0 +1,409 @@
+#include "client/commands.h"
+
+#include <google/protobuf/util/json_util.h>
+
+#include <algorithm>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/time/time.h"
+#include "client/sweep_file.h"
+#include "client/text_table.h"
+#include "common/status_macros.h"
+
+namespace bitsweep::client {
+namespace {
+
+using nlohmann::json;
+
+std::string SweepStateName(v1::SweepState state) {
+  switch (state) {
+    case v1::SWEEP_STATE_QUEUED:
+      return "queued";
+    case v1::SWEEP_STATE_RUNNING:
+      return "running";
+    case v1::SWEEP_STATE_DONE:
+      return "done";
+    case v1::SWEEP_STATE_CANCELLED:
+      return "cancelled";
+    default:
+      return "unknown";
+  }
+}
+
+std::string TrialStateName(v1::TrialState state) {
+  switch (state) {
+    case v1::TRIAL_STATE_QUEUED:
+      return "queued";
+    case v1::TRIAL_STATE_RUNNING:
+      return "running";
+    case v1::TRIAL_STATE_DONE:
+      return "done";
+    case v1::TRIAL_STATE_FAILED:
+      return "failed";
+    case v1::TRIAL_STATE_CANCELLED:
+      return "cancelled";
+    default:
+      return "unknown";
+  }
+}
+
+std::string OutcomeName(v1::TrialOutcome outcome) {
+  switch (outcome) {
+    case v1::TRIAL_OUTCOME_COMPLETED:
+      return "completed";
+    case v1::TRIAL_OUTCOME_DIVERGED:
+      return "diverged";
+    default:
+      return "unknown";
+  }
+}
+
+// What became of a trial, for the results table: the result's outcome once it is done,
+// otherwise its state.
+std::string TrialOutcomeText(const v1::Trial& trial) {
+  if (trial.state() == v1::TRIAL_STATE_DONE) return OutcomeName(trial.result().outcome());
+  if (trial.state() == v1::TRIAL_STATE_QUEUED || trial.state() == v1::TRIAL_STATE_RUNNING) {
+    return "-";
+  }
+  return TrialStateName(trial.state());
+}
+
+std::string Plural(int64_t n, absl::string_view noun) {
+  return absl::StrCat(n, " ", noun, n == 1 ? "" : "s");
+}
+
+// Timestamps are shown in UTC, like the server's logs.
+std::string FormatUnixMs(int64_t unix_ms) {
+  if (unix_ms <= 0) return "-";
+  return absl::FormatTime("%Y-%m-%d %H:%M:%S", absl::FromUnixMillis(unix_ms), absl::UTCTimeZone());
+}
+
+std::string FormatAge(int64_t now_ms, int64_t then_ms) {
+  if (then_ms <= 0) return "never";
+  const int64_t seconds = std::max<int64_t>(0, (now_ms - then_ms) / 1000);
+  if (seconds < 120) return absl::StrCat(seconds, "s ago");
+  if (seconds < 2 * 3600) return absl::StrCat(seconds / 60, "m ago");
+  if (seconds < 2 * 86400) return absl::StrCat(seconds / 3600, "h ago");
+  return absl::StrCat(seconds / 86400, "d ago");
+}
+
+std::string Percent(double fraction) { return absl::StrFormat("%.2f", fraction * 100.0); }
+
+json CountsToJson(const v1::TrialCounts& counts) {
+  return json{{"total", counts.total()},      {"queued", counts.queued()},
+              {"running", counts.running()},  {"done", counts.done()},
+              {"failed", counts.failed()},    {"cancelled", counts.cancelled()},
+              {"diverged", counts.diverged()}};
+}
+
+json SweepToJson(const v1::Sweep& sweep) {
+  return json{{"id", sweep.id()},
+              {"name", sweep.name()},
+              {"state", SweepStateName(sweep.state())},
+              {"priority", sweep.priority()},
+              {"counts", CountsToJson(sweep.counts())},
+              {"created_unix_ms", sweep.created_unix_ms()},
+              {"finished_unix_ms",
+               sweep.finished_unix_ms() > 0 ? json(sweep.finished_unix_ms()) : json(nullptr)}};
+}
+
+// The proto's own JSON mapping would print int64 fields as strings; results are written by
+// hand so that every number is a JSON number.
+json ResultToJson(const v1::TrialResult& result) {
+  return json{
+      {"outcome", OutcomeName(result.outcome())},
+      {"final_test_accuracy", result.final_test_accuracy()},
+      {"best_test_accuracy", result.best_test_accuracy()},
+      {"final_test_loss", result.final_test_loss()},
+      {"iterations_to_target",
+       result.iterations_to_target() >= 0 ? json(result.iterations_to_target()) : json(nullptr)},
+      {"iterations", result.iterations()},
+      {"num_classes", result.num_classes()},
+      {"confusion", std::vector<int64_t>(result.confusion().begin(), result.confusion().end())},
+      {"per_class_recall",
+       std::vector<double>(result.per_class_recall().begin(), result.per_class_recall().end())},
+      {"kappa", result.kappa()},
+      {"images_per_second", result.images_per_second()},
+      {"train_seconds", result.train_seconds()},
+      {"detail", result.detail()}};
+}
+
+json TrialToJson(const v1::Trial& trial) {
+  json params = json::object();
+  for (const v1::TrialParam& param : trial.params()) params[param.path()] = param.value();
+  json object{{"id", trial.id()},
+              {"sweep_id", trial.sweep_id()},
+              {"params", std::move(params)},
+              {"seed", trial.seed()},
+              {"state", TrialStateName(trial.state())},
+              {"attempt", trial.attempt()},
+              {"result", trial.state() == v1::TRIAL_STATE_DONE ? ResultToJson(trial.result())
+                                                               : json(nullptr)}};
+  if (trial.state() == v1::TRIAL_STATE_FAILED) object["error"] = trial.error();
+  return object;
+}
+
+json WorkerToJson(const v1::WorkerInfo& worker) {
+  return json{
+      {"id", worker.worker_id()},    {"incarnation", worker.incarnation()},
+      {"host", worker.host()},       {"slots", worker.slots()},
+      {"running", worker.running()}, {"last_heartbeat_unix_ms", worker.last_heartbeat_unix_ms()},
+      {"alive", worker.alive()},     {"trials_done", worker.trials_done()}};
+}
+
+void PrintJson(const json& value, const CommandEnv& env) { *env.out << value.dump(2) << '\n'; }
+
+// Column headers for swept parameters: the last path component, unless two paths share it.
+std::vector<std::string> ParameterHeaders(const std::vector<std::string>& paths) {
+  auto last_component = [](const std::string& path) {
+    const size_t dot = path.rfind('.');
+    return dot == std::string::npos ? path : path.substr(dot + 1);
+  };
+  std::map<std::string, int> uses;
+  for (const std::string& path : paths) ++uses[last_component(path)];
+  std::vector<std::string> headers;
+  for (const std::string& path : paths) {
+    const std::string short_name = last_component(path);
+    headers.push_back(uses[short_name] > 1 ? path : short_name);
+  }
+  return headers;
+}
+
+std::string SweepSummary(const v1::Sweep& sweep) {
+  const v1::TrialCounts& counts = sweep.counts();
+  std::string summary =
+      absl::StrCat("sweep ", sweep.id(), " (", sweep.name(), ") ", SweepStateName(sweep.state()),
+                   ": ", counts.done(), "/", counts.total(), " done");
+  if (counts.diverged() > 0) absl::StrAppend(&summary, " (", counts.diverged(), " diverged)");
+  absl::StrAppend(&summary, ", ", counts.failed(), " failed");
+  if (counts.cancelled() > 0) absl::StrAppend(&summary, ", ", counts.cancelled(), " cancelled");
+  if (counts.running() > 0) absl::StrAppend(&summary, ", ", counts.running(), " running");
+  if (counts.queued() > 0) absl::StrAppend(&summary, ", ", counts.queued(), " queued");
+  return summary;
+}
+
+// The spec as JSON through protobuf's mapping: `base` is a Struct and maps onto plain JSON.
+json SpecToJson(const v1::SweepSpec& spec) {
+  google::protobuf::util::JsonPrintOptions options;
+  options.preserve_proto_field_names = true;
+  std::string text;
+  if (!google::protobuf::util::MessageToJsonString(spec, &text, options).ok()) return nullptr;
+  return json::parse(text, nullptr, /*allow_exceptions=*/false);
+}
+
+}  // namespace
+
+std::string FormatProgressLine(const v1::TrialCounts& counts, int bar_width) {
+  const int64_t finished = counts.done() + counts.failed() + counts.cancelled();
+  int filled = 0;
+  if (counts.total() > 0) {
+    filled = static_cast<int>(std::min<int64_t>(bar_width, finished * bar_width / counts.total()));
+  }
+  std::string line = absl::StrCat(
+      "[", std::string(filled, '#'), std::string(bar_width - filled, '.'), "] ", counts.done(), "/",
+      counts.total(), " done, ", counts.running(), " running, ", counts.failed(), " failed");
+  if (counts.cancelled() > 0) absl::StrAppend(&line, ", ", counts.cancelled(), " cancelled");
+  if (counts.diverged() > 0) absl::StrAppend(&line, ", ", counts.diverged(), " diverged");
+  return line;
+}
+
+absl::StatusOr<int> SubmitCommand(SweepClient& client, const std::string& file, bool dry_run,
+                                  bool watch, const CommandEnv& env) {
+  ASSIGN_OR_RETURN(v1::SweepSpec spec, ParseSweepFile(file));
+  absl::StatusOr<v1::SubmitSweepResponse> response = client.SubmitSweep(spec, dry_run);
+  if (absl::IsInvalidArgument(response.status())) {
+    // The server names the field path; the user also needs to know which file it is in.
+    return absl::InvalidArgumentError(absl::StrCat(file, ": ", response.status().message()));
+  }
+  RETURN_IF_ERROR(response.status());
+  if (dry_run) {
+    *env.out << "valid: " << Plural(response->trial_count(), "trial") << '\n';
+    return kExitOk;
+  }
+  *env.out << "submitted sweep " << response->sweep_id() << " ("
+           << Plural(response->trial_count(), "trial") << ")" << std::endl;
+  if (!watch) return kExitOk;
+  return WatchCommand(client, response->sweep_id(), env);
+}
+
+absl::StatusOr<int> ListCommand(SweepClient& client, bool json_output, const CommandEnv& env) {
+  ASSIGN_OR_RETURN(std::vector<v1::Sweep> sweeps, client.ListSweeps());
+  if (json_output) {
+    json array = json::array();
+    for (const v1::Sweep& sweep : sweeps) array.push_back(SweepToJson(sweep));
+    PrintJson(array, env);
+    return kExitOk;
+  }
+  TextTable table({"id", "name", "state", "done/total", "running", "failed", "created (UTC)"});
+  for (size_t column : {0, 3, 4, 5}) table.SetAlign(column, TextTable::Align::kRight);
+  for (const v1::Sweep& sweep : sweeps) {
+    const v1::TrialCounts& counts = sweep.counts();
+    table.AddRow({absl::StrCat(sweep.id()), sweep.name(), SweepStateName(sweep.state()),
+                  absl::StrCat(counts.done(), "/", counts.total()), absl::StrCat(counts.running()),
+                  absl::StrCat(counts.failed()), FormatUnixMs(sweep.created_unix_ms())});
+  }
+  table.Render(*env.out, env.width);
+  return kExitOk;
+}
+
+absl::StatusOr<int> StatusCommand(SweepClient& client, int64_t sweep_id, bool json_output,
+                                  const CommandEnv& env) {
+  ASSIGN_OR_RETURN(v1::Sweep sweep, client.GetSweep(sweep_id));
+  if (json_output) {
+    json object = SweepToJson(sweep);
+    object["spec"] = SpecToJson(sweep.spec());
+    PrintJson(object, env);
+    return kExitOk;
+  }
+  const v1::TrialCounts& counts = sweep.counts();
+  std::ostream& out = *env.out;
+  out << "sweep " << sweep.id() << " (" << sweep.name() << "): " << SweepStateName(sweep.state())
+      << ", priority " << sweep.priority() << '\n';
+  out << "trials:   " << counts.total() << " total, " << counts.queued() << " queued, "
+      << counts.running() << " running, " << counts.done() << " done (" << counts.diverged()
+      << " diverged), " << counts.failed() << " failed, " << counts.cancelled() << " cancelled\n";
+  out << "progress: " << FormatProgressLine(counts) << '\n';
+  out << "created:  " << FormatUnixMs(sweep.created_unix_ms()) << " UTC\n";
+  if (sweep.finished_unix_ms() > 0) {
+    out << "finished: " << FormatUnixMs(sweep.finished_unix_ms()) << " UTC\n";
+  }
+  return kExitOk;
+}
+
+absl::StatusOr<int> WatchCommand(SweepClient& client, int64_t sweep_id, const CommandEnv& env) {
+  std::ostream& out = *env.out;
+  std::string last_line;
+  bool line_drawn = false;  // A progress line without its newline is on screen (interactive).
+  std::set<int64_t> reported_failures;
+  v1::Sweep last_sweep;
+  bool any_event = false;
+  RETURN_IF_ERROR(client.WatchSweep(sweep_id, [&](const v1::SweepEvent& event) {
+    any_event = true;
+    last_sweep = event.sweep();
+    for (const v1::Trial& trial : event.trials()) {
+      if (trial.state() != v1::TRIAL_STATE_FAILED || !reported_failures.insert(trial.id()).second) {
+        continue;
+      }
+      if (line_drawn) out << "\r\033[K";
+      out << "trial " << trial.id() << " failed: " << trial.error() << '\n';
+      if (line_drawn) out << last_line;
+    }
+    std::string line = FormatProgressLine(event.sweep().counts());
+    if (env.interactive) {
+      // A line that wraps cannot be redrawn with \r.
+      if (env.width > 1) line = TruncateToWidth(line, env.width - 1);
+      out << '\r' << line << "\033[K" << std::flush;
+      line_drawn = true;
+    } else if (line != last_line) {
+      out << line << std::endl;
+    }
+    last_line = line;
+    return absl::OkStatus();
+  }));
+  if (line_drawn) out << '\n';
+  if (!any_event) {
+    ASSIGN_OR_RETURN(last_sweep, client.GetSweep(sweep_id));
+  }
+  out << SweepSummary(last_sweep) << '\n';
+  return last_sweep.counts().failed() > 0 ? kExitTrialsFailed : kExitOk;
+}
+
+absl::StatusOr<int> ResultsCommand(SweepClient& client, int64_t sweep_id, bool json_output,
+                                   const CommandEnv& env) {
+  ASSIGN_OR_RETURN(std::vector<v1::Trial> trials, client.ListTrials(sweep_id));
+  const bool any_failed = std::any_of(trials.begin(), trials.end(), [](const v1::Trial& trial) {
+    return trial.state() == v1::TRIAL_STATE_FAILED;
+  });
+  const int exit_code = any_failed ? kExitTrialsFailed : kExitOk;
+  if (json_output) {
+    json array = json::array();
+    for (const v1::Trial& trial : trials) array.push_back(TrialToJson(trial));
+    PrintJson(array, env);
+    return exit_code;
+  }
+
+  // Swept paths in order of first appearance: the server lists them in the spec's order.
+  std::vector<std::string> paths;
+  for (const v1::Trial& trial : trials) {
+    for (const v1::TrialParam& param : trial.params()) {
+      if (std::find(paths.begin(), paths.end(), param.path()) == paths.end()) {
+        paths.push_back(param.path());
+      }
+    }
+  }
+  std::vector<std::string> headers{"id"};
+  for (std::string& header : ParameterHeaders(paths)) headers.push_back(std::move(header));
+  const size_t first_fixed = headers.size();
+  for (const char* header : {"seed", "state", "final %", "best %", "iters to target", "outcome"}) {
+    headers.push_back(header);
+  }
+  TextTable table(headers);
+  table.SetAlign(0, TextTable::Align::kRight);
+  for (size_t column : {first_fixed, first_fixed + 2, first_fixed + 3, first_fixed + 4}) {
+    table.SetAlign(column, TextTable::Align::kRight);
+  }
+  for (const v1::Trial& trial : trials) {
+    std::vector<std::string> row{absl::StrCat(trial.id())};
+    for (const std::string& path : paths) {
+      std::string value = "-";
+      for (const v1::TrialParam& param : trial.params()) {
+        if (param.path() == path) value = param.value();
+      }
+      row.push_back(std::move(value));
+    }
+    const bool done = trial.state() == v1::TRIAL_STATE_DONE;
+    const v1::TrialResult& result = trial.result();
+    row.push_back(absl::StrCat(trial.seed()));
+    row.push_back(TrialStateName(trial.state()));
+    row.push_back(done ? Percent(result.final_test_accuracy()) : "-");
+    row.push_back(done ? Percent(result.best_test_accuracy()) : "-");
+    row.push_back(done && result.iterations_to_target() >= 0
+                      ? absl::StrCat(result.iterations_to_target())
+                      : "-");
+    row.push_back(TrialOutcomeText(trial));
+    table.AddRow(std::move(row));
+  }
+  table.Render(*env.out, env.width);
+  for (const v1::Trial& trial : trials) {
+    if (trial.state() == v1::TRIAL_STATE_FAILED) {
+      *env.out << "trial " << trial.id() << " failed: " << trial.error() << '\n';
+    }
+  }
+  return exit_code;
+}
+
+absl::StatusOr<int> CancelCommand(SweepClient& client, int64_t sweep_id, const CommandEnv& env) {
+  ASSIGN_OR_RETURN(v1::Sweep sweep, client.CancelSweep(sweep_id));
+  *env.out << SweepSummary(sweep) << '\n';
+  return kExitOk;
+}
+
+absl::StatusOr<int> WorkersCommand(SweepClient& client, bool json_output, const CommandEnv& env) {
+  ASSIGN_OR_RETURN(std::vector<v1::WorkerInfo> workers, client.ListWorkers());
+  if (json_output) {
+    json array = json::array();
+    for (const v1::WorkerInfo& worker : workers) array.push_back(WorkerToJson(worker));
+    PrintJson(array, env);
+    return kExitOk;
+  }
+  const int64_t now_ms = env.clock->NowUnixMs();
+  TextTable table({"id", "host", "slots", "running", "last heartbeat", "alive"});
+  table.SetAlign(2, TextTable::Align::kRight);
+  table.SetAlign(3, TextTable::Align::kRight);
+  for (const v1::WorkerInfo& worker : workers) {
+    table.AddRow({worker.worker_id(), worker.host(), absl::StrCat(worker.slots()),
+                  absl::StrCat(worker.running()),
+                  FormatAge(now_ms, worker.last_heartbeat_unix_ms()),
+                  worker.alive() ? "yes" : "no"});
+  }
+  table.Render(*env.out, env.width);
+  return kExitOk;
+}
+
+}  // namespace bitsweep::client

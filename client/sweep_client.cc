@@ -1,0 +1,150 @@
+#include "client/sweep_client.h"
+
+#include <grpcpp/create_channel.h>
+#include <grpcpp/security/credentials.h>
+
+#include <chrono>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "common/grpc_status.h"
+#include "common/status_macros.h"
+
+namespace bitsweep::client {
+namespace {
+
+std::chrono::system_clock::time_point DeadlineAfter(absl::Duration timeout) {
+  return std::chrono::system_clock::now() + absl::ToChronoMilliseconds(timeout);
+}
+
+}  // namespace
+
+SweepClient::SweepClient(SweepClientOptions options)
+    : options_(std::move(options)),
+      channel_(grpc::CreateChannel(options_.address, grpc::InsecureChannelCredentials())),
+      stub_(v1::SweepService::NewStub(channel_)) {}
+
+absl::Status SweepClient::AwaitConnection() {
+  const auto deadline = DeadlineAfter(options_.connect_timeout);
+  grpc_connectivity_state state = channel_->GetState(/*try_to_connect=*/true);
+  while (state != GRPC_CHANNEL_READY) {
+    // A refused connection shows up as TRANSIENT_FAILURE within milliseconds; waiting out the
+    // reconnect backoff would only delay the error.
+    if (state == GRPC_CHANNEL_TRANSIENT_FAILURE || state == GRPC_CHANNEL_SHUTDOWN) {
+      return absl::OkStatus();
+    }
+    if (!channel_->WaitForStateChange(state, deadline)) {
+      return absl::UnavailableError(absl::StrCat("cannot reach bitsweep server at ",
+                                                 options_.address, ": no connection within ",
+                                                 absl::FormatDuration(options_.connect_timeout)));
+    }
+    state = channel_->GetState(/*try_to_connect=*/true);
+  }
+  return absl::OkStatus();
+}
+
+void SweepClient::SetDeadline(grpc::ClientContext& context) const {
+  context.set_deadline(DeadlineAfter(options_.call_timeout));
+}
+
+absl::Status SweepClient::ToStatus(const grpc::Status& status) const {
+  switch (status.error_code()) {
+    case grpc::StatusCode::UNAVAILABLE:
+      return absl::UnavailableError(absl::StrCat("cannot reach bitsweep server at ",
+                                                 options_.address, ": ", status.error_message()));
+    case grpc::StatusCode::DEADLINE_EXCEEDED:
+      return absl::UnavailableError(absl::StrCat("bitsweep server at ", options_.address,
+                                                 " did not answer within ",
+                                                 absl::FormatDuration(options_.call_timeout)));
+    default:
+      return common::FromGrpcStatus(status);
+  }
+}
+
+absl::StatusOr<v1::SubmitSweepResponse> SweepClient::SubmitSweep(const v1::SweepSpec& spec,
+                                                                 bool dry_run) {
+  RETURN_IF_ERROR(AwaitConnection());
+  grpc::ClientContext context;
+  SetDeadline(context);
+  v1::SubmitSweepRequest request;
+  *request.mutable_spec() = spec;
+  request.set_dry_run(dry_run);
+  v1::SubmitSweepResponse response;
+  RETURN_IF_ERROR(ToStatus(stub_->SubmitSweep(&context, request, &response)));
+  return response;
+}
+
+absl::StatusOr<v1::Sweep> SweepClient::GetSweep(int64_t sweep_id) {
+  RETURN_IF_ERROR(AwaitConnection());
+  grpc::ClientContext context;
+  SetDeadline(context);
+  v1::GetSweepRequest request;
+  request.set_sweep_id(sweep_id);
+  v1::Sweep response;
+  RETURN_IF_ERROR(ToStatus(stub_->GetSweep(&context, request, &response)));
+  return response;
+}
+
+absl::StatusOr<std::vector<v1::Sweep>> SweepClient::ListSweeps() {
+  RETURN_IF_ERROR(AwaitConnection());
+  grpc::ClientContext context;
+  SetDeadline(context);
+  v1::ListSweepsResponse response;
+  RETURN_IF_ERROR(ToStatus(stub_->ListSweeps(&context, v1::ListSweepsRequest(), &response)));
+  return std::vector<v1::Sweep>(response.sweeps().begin(), response.sweeps().end());
+}
+
+absl::StatusOr<v1::Sweep> SweepClient::CancelSweep(int64_t sweep_id) {
+  RETURN_IF_ERROR(AwaitConnection());
+  grpc::ClientContext context;
+  SetDeadline(context);
+  v1::CancelSweepRequest request;
+  request.set_sweep_id(sweep_id);
+  v1::Sweep response;
+  RETURN_IF_ERROR(ToStatus(stub_->CancelSweep(&context, request, &response)));
+  return response;
+}
+
+absl::StatusOr<std::vector<v1::Trial>> SweepClient::ListTrials(int64_t sweep_id) {
+  RETURN_IF_ERROR(AwaitConnection());
+  grpc::ClientContext context;
+  SetDeadline(context);
+  v1::ListTrialsRequest request;
+  request.set_sweep_id(sweep_id);
+  v1::ListTrialsResponse response;
+  RETURN_IF_ERROR(ToStatus(stub_->ListTrials(&context, request, &response)));
+  return std::vector<v1::Trial>(response.trials().begin(), response.trials().end());
+}
+
+absl::StatusOr<std::vector<v1::WorkerInfo>> SweepClient::ListWorkers() {
+  RETURN_IF_ERROR(AwaitConnection());
+  grpc::ClientContext context;
+  SetDeadline(context);
+  v1::ListWorkersResponse response;
+  RETURN_IF_ERROR(ToStatus(stub_->ListWorkers(&context, v1::ListWorkersRequest(), &response)));
+  return std::vector<v1::WorkerInfo>(response.workers().begin(), response.workers().end());
+}
+
+absl::Status SweepClient::WatchSweep(
+    int64_t sweep_id, const std::function<absl::Status(const v1::SweepEvent&)>& on_event) {
+  RETURN_IF_ERROR(AwaitConnection());
+  // No deadline: a sweep may run for days.
+  grpc::ClientContext context;
+  v1::WatchSweepRequest request;
+  request.set_sweep_id(sweep_id);
+  std::unique_ptr<grpc::ClientReader<v1::SweepEvent>> reader = stub_->WatchSweep(&context, request);
+  v1::SweepEvent event;
+  absl::Status callback_status;
+  while (reader->Read(&event)) {
+    callback_status = on_event(event);
+    if (!callback_status.ok()) {
+      context.TryCancel();
+      break;
+    }
+  }
+  const grpc::Status finish_status = reader->Finish();
+  if (!callback_status.ok()) return callback_status;
+  return ToStatus(finish_status);
+}
+
+}  // namespace bitsweep::client

@@ -1,0 +1,141 @@
+// FakeSweepService: an in-process SweepService for client tests, serving canned sweeps,
+// trials, workers and watch events and recording the submissions it receives.
+#pragma once
+
+#include <grpcpp/grpcpp.h>
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "bitsweep/v1/sweep.grpc.pb.h"
+
+namespace bitsweep::client {
+
+// Thread-safe: gRPC calls the handlers on its own threads.
+class FakeSweepService final : public v1::SweepService::Service {
+ public:
+  grpc::Status SubmitSweep(grpc::ServerContext*, const v1::SubmitSweepRequest* request,
+                           v1::SubmitSweepResponse* response) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    submits_.push_back(*request);
+    if (!submit_error_.ok()) return submit_error_;
+    response->set_sweep_id(7);
+    response->set_trial_count(36);
+    return grpc::Status::OK;
+  }
+
+  grpc::Status GetSweep(grpc::ServerContext*, const v1::GetSweepRequest* request,
+                        v1::Sweep* response) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = sweeps_.find(request->sweep_id());
+    if (it == sweeps_.end()) return NotFound(request->sweep_id());
+    *response = it->second;
+    return grpc::Status::OK;
+  }
+
+  grpc::Status ListSweeps(grpc::ServerContext*, const v1::ListSweepsRequest*,
+                          v1::ListSweepsResponse* response) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const auto& [id, sweep] : sweeps_) *response->add_sweeps() = sweep;
+    return grpc::Status::OK;
+  }
+
+  grpc::Status CancelSweep(grpc::ServerContext*, const v1::CancelSweepRequest* request,
+                           v1::Sweep* response) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = sweeps_.find(request->sweep_id());
+    if (it == sweeps_.end()) return NotFound(request->sweep_id());
+    v1::Sweep& sweep = it->second;
+    sweep.set_state(v1::SWEEP_STATE_CANCELLED);
+    sweep.mutable_counts()->set_cancelled(sweep.counts().queued());
+    sweep.mutable_counts()->set_queued(0);
+    *response = sweep;
+    return grpc::Status::OK;
+  }
+
+  grpc::Status WatchSweep(grpc::ServerContext*, const v1::WatchSweepRequest* request,
+                          grpc::ServerWriter<v1::SweepEvent>* writer) override {
+    std::vector<v1::SweepEvent> events;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (!sweeps_.contains(request->sweep_id())) return NotFound(request->sweep_id());
+      events = events_;
+    }
+    for (const v1::SweepEvent& event : events) {
+      if (!writer->Write(event)) break;
+    }
+    return grpc::Status::OK;
+  }
+
+  grpc::Status ListTrials(grpc::ServerContext*, const v1::ListTrialsRequest* request,
+                          v1::ListTrialsResponse* response) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!sweeps_.contains(request->sweep_id())) return NotFound(request->sweep_id());
+    for (const v1::Trial& trial : trials_) *response->add_trials() = trial;
+    return grpc::Status::OK;
+  }
+
+  grpc::Status ListWorkers(grpc::ServerContext*, const v1::ListWorkersRequest*,
+                           v1::ListWorkersResponse* response) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const v1::WorkerInfo& worker : workers_) *response->add_workers() = worker;
+    return grpc::Status::OK;
+  }
+
+  void AddSweep(const v1::Sweep& sweep) {
+    std::lock_guard<std::mutex> lock(mu_);
+    sweeps_[sweep.id()] = sweep;
+  }
+  void AddTrial(const v1::Trial& trial) {
+    std::lock_guard<std::mutex> lock(mu_);
+    trials_.push_back(trial);
+  }
+  void AddWorker(const v1::WorkerInfo& worker) {
+    std::lock_guard<std::mutex> lock(mu_);
+    workers_.push_back(worker);
+  }
+  void AddEvent(const v1::SweepEvent& event) {
+    std::lock_guard<std::mutex> lock(mu_);
+    events_.push_back(event);
+  }
+  void FailSubmitWith(grpc::Status status) {
+    std::lock_guard<std::mutex> lock(mu_);
+    submit_error_ = std::move(status);
+  }
+  std::vector<v1::SubmitSweepRequest> submits() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return submits_;
+  }
+
+ private:
+  static grpc::Status NotFound(int64_t id) {
+    return grpc::Status(grpc::StatusCode::NOT_FOUND, "sweep " + std::to_string(id) + " not found");
+  }
+
+  mutable std::mutex mu_;
+  std::map<int64_t, v1::Sweep> sweeps_;
+  std::vector<v1::Trial> trials_;
+  std::vector<v1::WorkerInfo> workers_;
+  std::vector<v1::SweepEvent> events_;
+  grpc::Status submit_error_;
+  std::vector<v1::SubmitSweepRequest> submits_;
+};
+
+// Serves `service` on 127.0.0.1 at a port the OS picks and sets `address` to "127.0.0.1:PORT".
+// Returns null when the server could not start.
+inline std::unique_ptr<grpc::Server> ServeOnLoopback(grpc::Service* service, std::string* address) {
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+  builder.RegisterService(service);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (server == nullptr || port <= 0) return nullptr;
+  *address = "127.0.0.1:" + std::to_string(port);
+  return server;
+}
+
+}  // namespace bitsweep::client
