@@ -13,8 +13,8 @@ Backoff::Backoff(BackoffOptions options)
 
 std::chrono::milliseconds Backoff::NextDelay() {
   const double ceiling = ceiling_ms_;
-  ceiling_ms_ = std::min(ceiling_ms_ * options_.multiplier,
-                         static_cast<double>(options_.max.count()));
+  ceiling_ms_ =
+      std::min(ceiling_ms_ * options_.multiplier, static_cast<double>(options_.max.count()));
   std::uniform_real_distribution<double> jitter(ceiling / 2, ceiling);
   return std::chrono::milliseconds(static_cast<int64_t>(jitter(rng_)));
 }

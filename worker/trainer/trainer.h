@@ -15,9 +15,27 @@ namespace bitsweep::trainer {
 using ProgressCallback = std::function<bool(const v1::CurvePoint&)>;
 
 // Trains one trial to the end (or until it diverges, which is a result with outcome
-// DIVERGED). Deterministic: the same build, config and dataset give bitwise the same result.
+// DIVERGED). Deterministic: the same build, config and dataset give bitwise the same result
+// and curve (all but the wall-clock fields images_per_second and train_seconds).
+//
+// The loop, single-threaded:
+//   * Uses the first dataset.train_limit / test_limit examples (0 = all). Each epoch visits the
+//     training examples in a shuffled order that depends only on (seed, epoch); the last
+//     partial batch of an epoch is kept, so an epoch is ceil(N / batch_size) iterations.
+//     train.iterations > 0 replaces epochs (the shuffle continues epoch after epoch).
+//   * Per iteration: forward, loss (mean over the batch), backward, optimiser step, weight
+//     rounding (precision semantics: network.h and quant/quantizer.h).
+//   * Evaluates on the test set every train.eval_every iterations and after the last one, and
+//     reports a CurvePoint: train loss/accuracy are the mean over the batches since the
+//     previous point, epoch is iterations / iterations-per-epoch (fractional).
+//   * A batch loss that is NaN/Inf or above 1e6 stops training: outcome DIVERGED, `detail`
+//     says when and why, and the final metrics come from one evaluation of the diverged model
+//     (not reported as a curve point; its final_test_loss may be NaN or Inf).
+//   * train_seconds is the time spent in training iterations, evaluation excluded;
+//     images_per_second = training images / train_seconds.
 // Errors: InvalidArgument (the config is invalid for this dataset; the message names the field
-// path), Cancelled (the callback returned false).
+// path), ResourceExhausted (the model and batch would need more than 4 GiB), Cancelled (the
+// callback returned false).
 absl::StatusOr<v1::TrialResult> Train(const v1::TrialConfig& config, const Dataset& data,
                                       const ProgressCallback& on_progress);
 

@@ -11,7 +11,8 @@ namespace bitsweep::trainer {
 // fp32, SGD with momentum.
 v1::TrialConfig DefaultTrialConfig();
 
-// Checks every field against what the trainer supports, independent of any dataset.
+// Checks every field against what the trainer supports, including that the model's conv
+// layers fit the named dataset's images (mnist and fashion-mnist 28x28, synthetic 16x16).
 // Errors: InvalidArgument whose message starts with the dotted field path, e.g.
 // "precision.default.format: 'mask:40': B must be between 9 and 32".
 absl::Status ValidateTrialConfig(const v1::TrialConfig& config);

@@ -1,0 +1,61 @@
+// HttpServer: the read-only JSON API and the dashboard (DESIGN §1, §10).
+//   GET /healthz                  {"status": "ok"}
+//   GET /api/sweeps               ListSweepsResponse
+//   GET /api/sweeps/{id}          Sweep
+//   GET /api/sweeps/{id}/trials   ListTrialsResponse (configs and confusion matrices left out)
+//   GET /api/trials/{id}          GetTrialResponse with the curve
+//   GET /api/workers              ListWorkersResponse
+//   GET /, /app.js, /style.css    the dashboard (web/, embedded at build time)
+// Bodies are the protos' JSON mapping with proto field names (int64 values are strings, as
+// the mapping says). Errors: {"error": "...", "code": "NOT_FOUND"} with 400 (bad id), 404
+// (unknown id or path) or 500.
+//
+// cpp-httplib because it is Debian-packaged (libcpp-httplib-dev), maintained, and the Debian
+// build is compiled with OpenSSL, so HTTPS is one option away.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "absl/status/status.h"
+#include "server/scheduler.h"
+#include "server/trial_store.h"
+
+namespace httplib {
+class Server;
+}
+
+namespace bitsweep::server {
+
+class HttpServer {
+ public:
+  // Both pointers must outlive the server.
+  HttpServer(TrialStore* store, Scheduler* scheduler);
+  // Stops serving.
+  ~HttpServer();
+  HttpServer(const HttpServer&) = delete;
+  HttpServer& operator=(const HttpServer&) = delete;
+
+  // Binds host:port (port 0: any free port) and serves on a background thread.
+  // Errors: Unavailable (cannot bind, e.g. the port is in use), FailedPrecondition (started
+  // twice).
+  absl::Status Start(const std::string& host, int port);
+
+  // The bound port, after Start.
+  int port() const { return port_; }
+
+  // Stops accepting, finishes requests in flight and joins; idempotent.
+  void Stop();
+
+ private:
+  void RegisterRoutes();
+
+  TrialStore* const store_;
+  Scheduler* const scheduler_;
+  std::unique_ptr<httplib::Server> server_;
+  std::thread thread_;
+  int port_ = 0;
+};
+
+}  // namespace bitsweep::server

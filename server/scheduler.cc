@@ -1,0 +1,74 @@
+#include "server/scheduler.h"
+
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+
+namespace bitsweep::server {
+
+Scheduler::Scheduler(TrialStore* store, const common::Clock* clock, SchedulerOptions options)
+    : store_(store), clock_(clock), options_(options) {}
+
+absl::Status Scheduler::RegisterWorker(const WorkerRegistration& registration) {
+  if (registration.worker_id.empty()) {
+    return absl::InvalidArgumentError("worker_id: must not be empty");
+  }
+  if (registration.incarnation.empty()) {
+    return absl::InvalidArgumentError("incarnation: must not be empty");
+  }
+  if (registration.slots < 0) return absl::InvalidArgumentError("slots: must not be negative");
+  return store_
+      ->RegisterWorker(registration.worker_id, registration.incarnation, registration.host,
+                       registration.slots, clock_->NowUnixMs(), options_.max_attempts)
+      .status();
+}
+
+absl::StatusOr<std::optional<LeasedTrial>> Scheduler::LeaseTrial(const std::string& worker_id,
+                                                                 const std::string& incarnation) {
+  // Expire first: a trial lost by a dead worker goes to the next worker asking.
+  RETURN_IF_ERROR(ExpireLeases().status());
+  int64_t now = clock_->NowUnixMs();
+  RETURN_IF_ERROR(store_->TouchWorker(worker_id, incarnation, now));
+  return store_->LeaseNext(worker_id, now, now + options_.lease_timeout_ms);
+}
+
+absl::StatusOr<std::vector<v1::TrialRef>> Scheduler::Heartbeat(
+    const std::string& worker_id, const std::string& incarnation,
+    const std::vector<v1::TrialRef>& running) {
+  int64_t now = clock_->NowUnixMs();
+  return store_->Heartbeat(worker_id, incarnation, running, now, now + options_.lease_timeout_ms);
+}
+
+absl::StatusOr<bool> Scheduler::ReportProgress(const std::string& worker_id,
+                                               const v1::TrialRef& ref,
+                                               const std::vector<v1::CurvePoint>& points) {
+  return store_->AppendPoints(worker_id, ref, points);
+}
+
+absl::Status Scheduler::CompleteTrial(const std::string& worker_id, const v1::TrialRef& ref,
+                                      const v1::TrialResult* result, const std::string& error) {
+  return store_->CompleteTrial(worker_id, ref, result, error, clock_->NowUnixMs());
+}
+
+absl::StatusOr<v1::Sweep> Scheduler::CancelSweep(int64_t sweep_id) {
+  RETURN_IF_ERROR(store_->CancelSweep(sweep_id, clock_->NowUnixMs()));
+  return store_->GetSweep(sweep_id);
+}
+
+absl::StatusOr<int> Scheduler::GraceRunningLeases() {
+  return store_->ExtendRunningLeases(clock_->NowUnixMs() + options_.lease_timeout_ms);
+}
+
+absl::StatusOr<int> Scheduler::ExpireLeases() {
+  return store_->ExpireLeases(clock_->NowUnixMs(), options_.max_attempts);
+}
+
+absl::StatusOr<std::vector<v1::WorkerInfo>> Scheduler::ListWorkers() {
+  ASSIGN_OR_RETURN(std::vector<v1::WorkerInfo> workers, store_->ListWorkers());
+  int64_t now = clock_->NowUnixMs();
+  for (v1::WorkerInfo& worker : workers) {
+    worker.set_alive(now - worker.last_heartbeat_unix_ms() <= options_.lease_timeout_ms);
+  }
+  return workers;
+}
+
+}  // namespace bitsweep::server

@@ -1,0 +1,92 @@
+// Scheduler: the lease policy over the TrialStore (DESIGN §2, §7). Workers register with an
+// id and an incarnation, lease trials (fencing token: trial id + attempt), extend them by
+// heartbeats and report progress and results. A lease not extended within lease_timeout is
+// lost: the trial is requeued, or failed after max_attempts. No gRPC types here.
+//
+// Thread-safe: it holds no mutable state of its own; the store serialises every write.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "common/clock.h"
+#include "server/trial_store.h"
+
+namespace bitsweep::server {
+
+struct SchedulerOptions {
+  int64_t lease_timeout_ms = 15'000;
+  // Leases a trial may lose (worker gone) before it fails.
+  int max_attempts = 3;
+};
+
+struct WorkerRegistration {
+  std::string worker_id;
+  std::string incarnation;
+  std::string host;
+  int32_t slots = 1;
+};
+
+class Scheduler {
+ public:
+  // `store` and `clock` must outlive the scheduler.
+  Scheduler(TrialStore* store, const common::Clock* clock, SchedulerOptions options);
+  Scheduler(const Scheduler&) = delete;
+  Scheduler& operator=(const Scheduler&) = delete;
+
+  const SchedulerOptions& options() const { return options_; }
+  // Three heartbeats per lease: one lost heartbeat does not lose the lease.
+  int64_t heartbeat_interval_ms() const { return options_.lease_timeout_ms / 3; }
+
+  // Registers the worker; a new incarnation of a known worker requeues the old one's running
+  // trials at once. Errors: InvalidArgument (empty id or incarnation, slots < 0), Internal.
+  absl::Status RegisterWorker(const WorkerRegistration& registration);
+
+  // Runs an expiry pass, then leases the next queued trial (nullopt when none is queued).
+  // Errors: NotFound (worker or incarnation not registered: register again), Internal.
+  absl::StatusOr<std::optional<LeasedTrial>> LeaseTrial(const std::string& worker_id,
+                                                        const std::string& incarnation);
+
+  // Extends the leases of `running`; returns those the worker must stop.
+  // Errors: NotFound (worker not registered), Internal.
+  absl::StatusOr<std::vector<v1::TrialRef>> Heartbeat(const std::string& worker_id,
+                                                      const std::string& incarnation,
+                                                      const std::vector<v1::TrialRef>& running);
+
+  // Stores curve points; returns true when the trial was cancelled and must stop.
+  // Errors: NotFound (no such trial), FailedPrecondition (stale attempt, not this worker's
+  // lease, trial not running), Internal.
+  absl::StatusOr<bool> ReportProgress(const std::string& worker_id, const v1::TrialRef& ref,
+                                      const std::vector<v1::CurvePoint>& points);
+
+  // Finishes the trial: DONE with `result`, or FAILED with `error` when result is null.
+  // Errors: as ReportProgress.
+  absl::Status CompleteTrial(const std::string& worker_id, const v1::TrialRef& ref,
+                             const v1::TrialResult* result, const std::string& error);
+
+  // Errors: NotFound (no such sweep), Internal.
+  absl::StatusOr<v1::Sweep> CancelSweep(int64_t sweep_id);
+
+  // After a server restart: gives every running trial one full lease period from now, so
+  // workers can reconnect and heartbeat before their trials are requeued. Returns how many
+  // leases were extended. Errors: Internal.
+  absl::StatusOr<int> GraceRunningLeases();
+
+  // Requeues (or fails) running trials whose lease passed. Returns how many.
+  // Errors: Internal.
+  absl::StatusOr<int> ExpireLeases();
+
+  // Registered workers; alive = heartbeat within the lease timeout. Errors: Internal.
+  absl::StatusOr<std::vector<v1::WorkerInfo>> ListWorkers();
+
+ private:
+  TrialStore* const store_;
+  const common::Clock* const clock_;
+  const SchedulerOptions options_;
+};
+
+}  // namespace bitsweep::server

@@ -1,0 +1,148 @@
+#include "server/sweep_service.h"
+
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+
+#include "common/grpc_status.h"
+
+namespace bitsweep::server {
+namespace {
+
+using common::ToGrpcStatus;
+
+// How often a watch re-checks client cancellation and shutdown while nothing changes.
+constexpr std::chrono::milliseconds kWatchPollInterval{1000};
+
+bool IsFinal(v1::SweepState state) {
+  return state == v1::SWEEP_STATE_DONE || state == v1::SWEEP_STATE_CANCELLED;
+}
+
+// What a watcher sees change on the sweep itself (the spec never changes).
+bool SameProgress(const v1::Sweep& a, const v1::Sweep& b) {
+  return a.state() == b.state() && a.finished_unix_ms() == b.finished_unix_ms() &&
+         a.counts().SerializeAsString() == b.counts().SerializeAsString();
+}
+
+}  // namespace
+
+SweepService::SweepService(TrialStore* store, Scheduler* scheduler, const SweepExpander* expander,
+                           const common::Clock* clock)
+    : store_(store), scheduler_(scheduler), expander_(expander), clock_(clock) {}
+
+grpc::Status SweepService::SubmitSweep(grpc::ServerContext*, const v1::SubmitSweepRequest* request,
+                                       v1::SubmitSweepResponse* response) {
+  absl::StatusOr<std::vector<PlannedTrial>> trials = expander_->Expand(request->spec());
+  if (!trials.ok()) return ToGrpcStatus(trials.status());
+  response->set_trial_count(static_cast<int32_t>(trials->size()));
+  if (request->dry_run()) return grpc::Status::OK;
+  absl::StatusOr<int64_t> sweep_id =
+      store_->CreateSweep(request->spec(), *trials, clock_->NowUnixMs());
+  if (!sweep_id.ok()) {
+    spdlog::error("storing sweep '{}' failed: {}", request->spec().name(),
+                  sweep_id.status().ToString());
+    return ToGrpcStatus(sweep_id.status());
+  }
+  response->set_sweep_id(*sweep_id);
+  spdlog::info("sweep {} '{}' submitted: {} trials", *sweep_id, request->spec().name(),
+               trials->size());
+  return grpc::Status::OK;
+}
+
+grpc::Status SweepService::GetSweep(grpc::ServerContext*, const v1::GetSweepRequest* request,
+                                    v1::Sweep* response) {
+  absl::StatusOr<v1::Sweep> sweep = store_->GetSweep(request->sweep_id());
+  if (!sweep.ok()) return ToGrpcStatus(sweep.status());
+  *response = *std::move(sweep);
+  return grpc::Status::OK;
+}
+
+grpc::Status SweepService::ListSweeps(grpc::ServerContext*, const v1::ListSweepsRequest*,
+                                      v1::ListSweepsResponse* response) {
+  absl::StatusOr<std::vector<v1::Sweep>> sweeps = store_->ListSweeps();
+  if (!sweeps.ok()) return ToGrpcStatus(sweeps.status());
+  for (v1::Sweep& sweep : *sweeps) *response->add_sweeps() = std::move(sweep);
+  return grpc::Status::OK;
+}
+
+grpc::Status SweepService::CancelSweep(grpc::ServerContext*, const v1::CancelSweepRequest* request,
+                                       v1::Sweep* response) {
+  absl::StatusOr<v1::Sweep> sweep = scheduler_->CancelSweep(request->sweep_id());
+  if (!sweep.ok()) return ToGrpcStatus(sweep.status());
+  spdlog::info("sweep {} cancelled", request->sweep_id());
+  *response = *std::move(sweep);
+  return grpc::Status::OK;
+}
+
+grpc::Status SweepService::WatchSweep(grpc::ServerContext* context,
+                                      const v1::WatchSweepRequest* request,
+                                      grpc::ServerWriter<v1::SweepEvent>* writer) {
+  ChangeNotifier& changes = store_->changes();
+  // Read the version before the data: a change committed in between is noticed next round.
+  uint64_t version = changes.version();
+  absl::StatusOr<v1::Sweep> sweep = store_->GetSweep(request->sweep_id());
+  if (!sweep.ok()) return ToGrpcStatus(sweep.status());
+  absl::StatusOr<TrialChanges> trials =
+      store_->ListTrialsChangedSince(request->sweep_id(), 0, /*with_config=*/false);
+  if (!trials.ok()) return ToGrpcStatus(trials.status());
+  int64_t last_seq = trials->last_seq;
+  v1::SweepEvent event;
+  *event.mutable_sweep() = *sweep;
+  for (v1::Trial& trial : trials->trials) *event.add_trials() = std::move(trial);
+  if (!writer->Write(event)) return grpc::Status(grpc::StatusCode::CANCELLED, "client went away");
+  v1::Sweep previous = *std::move(sweep);
+
+  while (!IsFinal(previous.state())) {
+    version = changes.WaitForChange(version, kWatchPollInterval);
+    if (context->IsCancelled()) return grpc::Status(grpc::StatusCode::CANCELLED, "cancelled");
+    if (changes.is_shut_down()) {
+      return grpc::Status(grpc::StatusCode::UNAVAILABLE, "server shutting down");
+    }
+    sweep = store_->GetSweep(request->sweep_id());
+    if (!sweep.ok()) return ToGrpcStatus(sweep.status());
+    trials = store_->ListTrialsChangedSince(request->sweep_id(), last_seq, /*with_config=*/false);
+    if (!trials.ok()) return ToGrpcStatus(trials.status());
+    if (trials->trials.empty() && SameProgress(previous, *sweep)) continue;
+    last_seq = trials->last_seq;
+    event.Clear();
+    *event.mutable_sweep() = *sweep;
+    for (v1::Trial& trial : trials->trials) *event.add_trials() = std::move(trial);
+    if (!writer->Write(event)) {
+      return grpc::Status(grpc::StatusCode::CANCELLED, "client went away");
+    }
+    previous = *std::move(sweep);
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status SweepService::ListTrials(grpc::ServerContext*, const v1::ListTrialsRequest* request,
+                                      v1::ListTrialsResponse* response) {
+  absl::StatusOr<std::vector<v1::Trial>> trials =
+      store_->ListTrials(request->sweep_id(), /*with_config=*/true);
+  if (!trials.ok()) return ToGrpcStatus(trials.status());
+  for (v1::Trial& trial : *trials) *response->add_trials() = std::move(trial);
+  return grpc::Status::OK;
+}
+
+grpc::Status SweepService::GetTrial(grpc::ServerContext*, const v1::GetTrialRequest* request,
+                                    v1::GetTrialResponse* response) {
+  absl::StatusOr<v1::Trial> trial = store_->GetTrial(request->trial_id());
+  if (!trial.ok()) return ToGrpcStatus(trial.status());
+  *response->mutable_trial() = *std::move(trial);
+  if (request->include_curve()) {
+    absl::StatusOr<std::vector<v1::CurvePoint>> curve = store_->GetCurve(request->trial_id());
+    if (!curve.ok()) return ToGrpcStatus(curve.status());
+    for (v1::CurvePoint& point : *curve) *response->add_curve() = std::move(point);
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status SweepService::ListWorkers(grpc::ServerContext*, const v1::ListWorkersRequest*,
+                                       v1::ListWorkersResponse* response) {
+  absl::StatusOr<std::vector<v1::WorkerInfo>> workers = scheduler_->ListWorkers();
+  if (!workers.ok()) return ToGrpcStatus(workers.status());
+  for (v1::WorkerInfo& worker : *workers) *response->add_workers() = std::move(worker);
+  return grpc::Status::OK;
+}
+
+}  // namespace bitsweep::server

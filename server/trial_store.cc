@@ -1,0 +1,837 @@
+#include "server/trial_store.h"
+
+#include <SQLiteCpp/SQLiteCpp.h>
+
+#include <algorithm>
+#include <charconv>
+#include <set>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "nlohmann/json.hpp"
+#include "server/embedded_file.h"
+
+namespace bitsweep::server {
+namespace {
+
+constexpr int kBusyTimeoutMs = 5000;
+
+// Runs `fn`, turning SQLiteCpp's exceptions into a Status at the store's boundary.
+template <typename Fn>
+auto Guarded(const char* what, Fn&& fn) -> decltype(fn()) {
+  try {
+    return fn();
+  } catch (const SQLite::Exception& e) {
+    return absl::InternalError(absl::StrCat(what, ": database error: ", e.what()));
+  } catch (const std::exception& e) {
+    return absl::InternalError(absl::StrCat(what, ": ", e.what()));
+  }
+}
+
+std::string BlobOf(const SQLite::Column& column) {
+  if (column.isNull()) return {};
+  return std::string(static_cast<const char*>(column.getBlob()), column.getBytes());
+}
+
+// "0001_initial.sql" -> 1; -1 if the name does not start with a number.
+int MigrationNumber(std::string_view name) {
+  int number = -1;
+  auto [end, ec] = std::from_chars(name.data(), name.data() + name.size(), number);
+  if (ec != std::errc() || end == name.data() || *end != '_') return -1;
+  return number;
+}
+
+absl::StatusOr<int> ApplyMigrations(SQLite::Database& db) {
+  int version = db.execAndGet("PRAGMA user_version").getInt();
+  int expected = 1;
+  for (const EmbeddedFile& file : EmbeddedMigrations()) {
+    int number = MigrationNumber(file.name);
+    if (number != expected) {
+      return absl::InternalError(absl::StrCat("migration ", std::string(file.name),
+                                              ": expected number ", expected,
+                                              " (files must be numbered 0001, 0002, ...)"));
+    }
+    ++expected;
+    if (number <= version) continue;
+    SQLite::Transaction transaction(db, SQLite::TransactionBehavior::IMMEDIATE);
+    try {
+      db.exec(std::string(file.contents));
+    } catch (const SQLite::Exception& e) {
+      return absl::InternalError(
+          absl::StrCat("migration ", std::string(file.name), ": ", e.what()));
+    }
+    // PRAGMA takes no bound parameters; `number` comes from our own embedded file name.
+    db.exec(absl::StrCat("PRAGMA user_version = ", number));
+    transaction.commit();
+    version = number;
+  }
+  if (version > expected - 1) {
+    return absl::FailedPreconditionError(absl::StrCat("database schema version ", version,
+                                                      " is newer than this server (", expected - 1,
+                                                      "): upgrade the server"));
+  }
+  return version;
+}
+
+std::string ParamsToJson(const std::vector<v1::TrialParam>& params) {
+  nlohmann::json json = nlohmann::json::array();
+  for (const v1::TrialParam& param : params) json.push_back({param.path(), param.value()});
+  return json.dump();
+}
+
+void ParamsFromJson(const std::string& text, v1::Trial* trial) {
+  nlohmann::json json = nlohmann::json::parse(text);
+  for (const auto& pair : json) {
+    v1::TrialParam* param = trial->add_params();
+    param->set_path(pair.at(0).get<std::string>());
+    param->set_value(pair.at(1).get<std::string>());
+  }
+}
+
+constexpr char kTrialColumns[] =
+    "id, sweep_id, state, attempt, params, seed, result, error, worker_id, started_ms, "
+    "finished_ms, config_hash, config";
+
+// Reads a row selected with kTrialColumns.
+v1::Trial TrialFromRow(SQLite::Statement& row, bool with_config) {
+  v1::Trial trial;
+  trial.set_id(row.getColumn(0).getInt64());
+  trial.set_sweep_id(row.getColumn(1).getInt64());
+  trial.set_state(static_cast<v1::TrialState>(row.getColumn(2).getInt()));
+  trial.set_attempt(row.getColumn(3).getInt());
+  ParamsFromJson(row.getColumn(4).getString(), &trial);
+  trial.set_seed(static_cast<uint64_t>(row.getColumn(5).getInt64()));
+  if (!row.getColumn(6).isNull()) trial.mutable_result()->ParseFromString(BlobOf(row.getColumn(6)));
+  trial.set_error(row.getColumn(7).getString());
+  trial.set_worker_id(row.getColumn(8).getString());
+  trial.set_started_unix_ms(row.getColumn(9).getInt64());
+  trial.set_finished_unix_ms(row.getColumn(10).getInt64());
+  trial.set_config_hash(row.getColumn(11).getString());
+  if (with_config) trial.mutable_config()->ParseFromString(BlobOf(row.getColumn(12)));
+  return trial;
+}
+
+v1::TrialCounts ReadCounts(SQLite::Database& db, int64_t sweep_id) {
+  SQLite::Statement query(db,
+                          "SELECT state, COUNT(*), SUM(outcome = ?2) FROM trials "
+                          "WHERE sweep_id = ?1 GROUP BY state");
+  query.bind(1, sweep_id);
+  query.bind(2, static_cast<int>(v1::TRIAL_OUTCOME_DIVERGED));
+  v1::TrialCounts counts;
+  int total = 0;
+  while (query.executeStep()) {
+    int n = query.getColumn(1).getInt();
+    total += n;
+    switch (query.getColumn(0).getInt()) {
+      case v1::TRIAL_STATE_QUEUED:
+        counts.set_queued(n);
+        break;
+      case v1::TRIAL_STATE_RUNNING:
+        counts.set_running(n);
+        break;
+      case v1::TRIAL_STATE_DONE:
+        counts.set_done(n);
+        counts.set_diverged(query.getColumn(2).getInt());
+        break;
+      case v1::TRIAL_STATE_FAILED:
+        counts.set_failed(n);
+        break;
+      case v1::TRIAL_STATE_CANCELLED:
+        counts.set_cancelled(n);
+        break;
+      default:
+        break;
+    }
+  }
+  counts.set_total(total);
+  return counts;
+}
+
+constexpr char kSweepColumns[] = "id, name, spec, priority, state, created_ms, finished_ms";
+
+v1::Sweep SweepFromRow(SQLite::Database& db, SQLite::Statement& row) {
+  v1::Sweep sweep;
+  sweep.set_id(row.getColumn(0).getInt64());
+  sweep.set_name(row.getColumn(1).getString());
+  sweep.mutable_spec()->ParseFromString(BlobOf(row.getColumn(2)));
+  sweep.set_priority(row.getColumn(3).getInt());
+  sweep.set_state(static_cast<v1::SweepState>(row.getColumn(4).getInt()));
+  sweep.set_created_unix_ms(row.getColumn(5).getInt64());
+  sweep.set_finished_unix_ms(row.getColumn(6).getInt64());
+  *sweep.mutable_counts() = ReadCounts(db, sweep.id());
+  return sweep;
+}
+
+std::optional<v1::Sweep> ReadSweep(SQLite::Database& db, int64_t sweep_id) {
+  SQLite::Statement query(db, absl::StrCat("SELECT ", kSweepColumns, " FROM sweeps WHERE id = ?"));
+  query.bind(1, sweep_id);
+  if (!query.executeStep()) return std::nullopt;
+  return SweepFromRow(db, query);
+}
+
+bool SweepExists(SQLite::Database& db, int64_t sweep_id) {
+  SQLite::Statement query(db, "SELECT 1 FROM sweeps WHERE id = ?");
+  query.bind(1, sweep_id);
+  return query.executeStep();
+}
+
+// The lease fields of a trial, read inside a write transaction for fencing.
+struct LeaseRow {
+  int state = 0;
+  int32_t attempt = 0;
+  std::string owner;
+  int64_t sweep_id = 0;
+};
+
+std::optional<LeaseRow> ReadLease(SQLite::Database& db, int64_t trial_id) {
+  SQLite::Statement query(
+      db, "SELECT state, attempt, IFNULL(lease_owner, ''), sweep_id FROM trials WHERE id = ?");
+  query.bind(1, trial_id);
+  if (!query.executeStep()) return std::nullopt;
+  return LeaseRow{query.getColumn(0).getInt(), query.getColumn(1).getInt(),
+                  query.getColumn(2).getString(), query.getColumn(3).getInt64()};
+}
+
+// Checks the fencing token of a report. On success the trial is RUNNING or CANCELLED (while
+// running) for this worker and attempt.
+absl::StatusOr<LeaseRow> CheckFence(SQLite::Database& db, const std::string& worker_id,
+                                    const v1::TrialRef& ref) {
+  std::optional<LeaseRow> lease = ReadLease(db, ref.trial_id());
+  if (!lease) return absl::NotFoundError(absl::StrCat("trial ", ref.trial_id(), " not found"));
+  if (lease->attempt != ref.attempt()) {
+    return absl::FailedPreconditionError(absl::StrCat("trial ", ref.trial_id(), ": attempt ",
+                                                      ref.attempt(), " is stale (current attempt ",
+                                                      lease->attempt, ")"));
+  }
+  if (lease->owner != worker_id) {
+    return absl::FailedPreconditionError(absl::StrCat("trial ", ref.trial_id(), " attempt ",
+                                                      ref.attempt(), " is not leased to worker '",
+                                                      worker_id, "'"));
+  }
+  if (lease->state != v1::TRIAL_STATE_RUNNING && lease->state != v1::TRIAL_STATE_CANCELLED) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("trial ", ref.trial_id(), " is not running (state ",
+                     v1::TrialState_Name(static_cast<v1::TrialState>(lease->state)), ")"));
+  }
+  return *std::move(lease);
+}
+
+void RecordEvent(SQLite::Database& db, int64_t now_ms, int64_t sweep_id, int64_t trial_id,
+                 const std::string& worker_id, const std::string& kind, const std::string& detail) {
+  SQLite::Statement insert(
+      db,
+      "INSERT INTO events (at_ms, sweep_id, trial_id, worker_id, kind, detail) "
+      "VALUES (?, ?, ?, ?, ?, ?)");
+  insert.bind(1, now_ms);
+  insert.bind(2, sweep_id);
+  insert.bind(3, trial_id);
+  insert.bind(4, worker_id);
+  insert.bind(5, kind);
+  insert.bind(6, detail);
+  insert.exec();
+}
+
+}  // namespace
+
+TrialStore::TrialStore(std::unique_ptr<SQLite::Database> writer,
+                       std::unique_ptr<SQLite::Database> reader, int schema_version,
+                       int64_t last_seq)
+    : writer_(std::move(writer)),
+      last_seq_(last_seq),
+      reader_(std::move(reader)),
+      schema_version_(schema_version) {}
+
+TrialStore::~TrialStore() = default;
+
+absl::StatusOr<std::unique_ptr<TrialStore>> TrialStore::Open(const std::string& path) {
+  std::unique_ptr<SQLite::Database> writer;
+  try {
+    writer = std::make_unique<SQLite::Database>(path, SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE,
+                                                kBusyTimeoutMs);
+    // WAL: readers never block the writer. synchronous=NORMAL is durable against process
+    // crashes (only an OS crash can lose the last commits) and keeps commits cheap.
+    writer->exec("PRAGMA journal_mode = WAL");
+    writer->exec("PRAGMA synchronous = NORMAL");
+    writer->exec("PRAGMA foreign_keys = ON");
+  } catch (const SQLite::Exception& e) {
+    return absl::UnavailableError(absl::StrCat("cannot open database '", path, "': ", e.what()));
+  }
+  return Guarded("open", [&]() -> absl::StatusOr<std::unique_ptr<TrialStore>> {
+    absl::StatusOr<int> version = ApplyMigrations(*writer);
+    if (!version.ok()) return version.status();
+    int64_t last_seq =
+        writer->execAndGet("SELECT IFNULL(MAX(change_seq), 0) FROM trials").getInt64();
+    auto reader = std::make_unique<SQLite::Database>(path, SQLite::OPEN_READONLY, kBusyTimeoutMs);
+    reader->exec("PRAGMA foreign_keys = ON");
+    return std::unique_ptr<TrialStore>(
+        new TrialStore(std::move(writer), std::move(reader), *version, last_seq));
+  });
+}
+
+// --- Sweeps -------------------------------------------------------------------------------
+
+absl::StatusOr<int64_t> TrialStore::CreateSweep(const v1::SweepSpec& spec,
+                                                const std::vector<PlannedTrial>& trials,
+                                                int64_t now_ms) {
+  std::lock_guard<std::mutex> lock(write_mu_);
+  return Guarded("create sweep", [&]() -> absl::StatusOr<int64_t> {
+    SQLite::Transaction transaction(*writer_, SQLite::TransactionBehavior::IMMEDIATE);
+    std::string spec_blob = spec.SerializeAsString();
+    SQLite::Statement insert_sweep(
+        *writer_,
+        "INSERT INTO sweeps (name, spec, priority, state, trial_count, created_ms) "
+        "VALUES (?, ?, ?, ?, ?, ?)");
+    insert_sweep.bind(1, spec.name());
+    insert_sweep.bindNoCopy(2, spec_blob.data(), static_cast<int>(spec_blob.size()));
+    insert_sweep.bind(3, spec.priority());
+    insert_sweep.bind(4, static_cast<int>(v1::SWEEP_STATE_QUEUED));
+    insert_sweep.bind(5, static_cast<int64_t>(trials.size()));
+    insert_sweep.bind(6, now_ms);
+    insert_sweep.exec();
+    int64_t sweep_id = writer_->getLastInsertRowid();
+
+    // One prepared statement reused for every trial: 100,000 rows insert in about a second.
+    int64_t seq = NextSeq();
+    SQLite::Statement insert_trial(
+        *writer_,
+        "INSERT INTO trials (sweep_id, idx, state, config, params, seed, config_hash, change_seq) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
+    std::string config_blob;
+    for (size_t i = 0; i < trials.size(); ++i) {
+      const PlannedTrial& trial = trials[i];
+      config_blob = trial.config.SerializeAsString();
+      insert_trial.bind(1, sweep_id);
+      insert_trial.bind(2, static_cast<int64_t>(i));
+      insert_trial.bind(3, static_cast<int>(v1::TRIAL_STATE_QUEUED));
+      insert_trial.bindNoCopy(4, config_blob.data(), static_cast<int>(config_blob.size()));
+      insert_trial.bind(5, ParamsToJson(trial.params));
+      insert_trial.bind(6, static_cast<int64_t>(trial.config.seed()));
+      insert_trial.bind(7, trial.config_hash);
+      insert_trial.bind(8, seq);
+      insert_trial.exec();
+      insert_trial.reset();
+    }
+    transaction.commit();
+    changes_.Notify();
+    return sweep_id;
+  });
+}
+
+absl::StatusOr<v1::Sweep> TrialStore::GetSweep(int64_t sweep_id) {
+  std::lock_guard<std::mutex> lock(read_mu_);
+  return Guarded("get sweep", [&]() -> absl::StatusOr<v1::Sweep> {
+    std::optional<v1::Sweep> sweep = ReadSweep(*reader_, sweep_id);
+    if (!sweep) return absl::NotFoundError(absl::StrCat("sweep ", sweep_id, " not found"));
+    return *std::move(sweep);
+  });
+}
+
+absl::StatusOr<std::vector<v1::Sweep>> TrialStore::ListSweeps() {
+  std::lock_guard<std::mutex> lock(read_mu_);
+  return Guarded("list sweeps", [&]() -> absl::StatusOr<std::vector<v1::Sweep>> {
+    SQLite::Statement query(
+        *reader_, absl::StrCat("SELECT ", kSweepColumns, " FROM sweeps ORDER BY id DESC"));
+    std::vector<v1::Sweep> sweeps;
+    while (query.executeStep()) sweeps.push_back(SweepFromRow(*reader_, query));
+    return sweeps;
+  });
+}
+
+absl::Status TrialStore::CancelSweep(int64_t sweep_id, int64_t now_ms) {
+  std::lock_guard<std::mutex> lock(write_mu_);
+  return Guarded("cancel sweep", [&]() -> absl::Status {
+    SQLite::Transaction transaction(*writer_, SQLite::TransactionBehavior::IMMEDIATE);
+    SQLite::Statement query(*writer_, "SELECT state FROM sweeps WHERE id = ?");
+    query.bind(1, sweep_id);
+    if (!query.executeStep()) {
+      return absl::NotFoundError(absl::StrCat("sweep ", sweep_id, " not found"));
+    }
+    int state = query.getColumn(0).getInt();
+    if (state == v1::SWEEP_STATE_DONE || state == v1::SWEEP_STATE_CANCELLED) {
+      return absl::OkStatus();
+    }
+    SQLite::Statement cancel_trials(
+        *writer_,
+        "UPDATE trials SET state = ?1, finished_ms = ?2, change_seq = ?3 "
+        "WHERE sweep_id = ?4 AND state IN (?5, ?6)");
+    cancel_trials.bind(1, static_cast<int>(v1::TRIAL_STATE_CANCELLED));
+    cancel_trials.bind(2, now_ms);
+    cancel_trials.bind(3, NextSeq());
+    cancel_trials.bind(4, sweep_id);
+    cancel_trials.bind(5, static_cast<int>(v1::TRIAL_STATE_QUEUED));
+    cancel_trials.bind(6, static_cast<int>(v1::TRIAL_STATE_RUNNING));
+    cancel_trials.exec();
+    SQLite::Statement cancel_sweep(*writer_,
+                                   "UPDATE sweeps SET state = ?, finished_ms = ? WHERE id = ?");
+    cancel_sweep.bind(1, static_cast<int>(v1::SWEEP_STATE_CANCELLED));
+    cancel_sweep.bind(2, now_ms);
+    cancel_sweep.bind(3, sweep_id);
+    cancel_sweep.exec();
+    transaction.commit();
+    changes_.Notify();
+    return absl::OkStatus();
+  });
+}
+
+// --- Trials -------------------------------------------------------------------------------
+
+absl::StatusOr<std::vector<v1::Trial>> TrialStore::ListTrials(int64_t sweep_id, bool with_config) {
+  std::lock_guard<std::mutex> lock(read_mu_);
+  return Guarded("list trials", [&]() -> absl::StatusOr<std::vector<v1::Trial>> {
+    // One read transaction: the existence check and the rows come from the same snapshot.
+    SQLite::Transaction snapshot(*reader_);
+    if (!SweepExists(*reader_, sweep_id)) {
+      return absl::NotFoundError(absl::StrCat("sweep ", sweep_id, " not found"));
+    }
+    SQLite::Statement query(*reader_, absl::StrCat("SELECT ", kTrialColumns,
+                                                   " FROM trials WHERE sweep_id = ? ORDER BY idx"));
+    query.bind(1, sweep_id);
+    std::vector<v1::Trial> trials;
+    while (query.executeStep()) trials.push_back(TrialFromRow(query, with_config));
+    return trials;
+  });
+}
+
+absl::StatusOr<TrialChanges> TrialStore::ListTrialsChangedSince(int64_t sweep_id, int64_t after_seq,
+                                                                bool with_config) {
+  std::lock_guard<std::mutex> lock(read_mu_);
+  return Guarded("list changed trials", [&]() -> absl::StatusOr<TrialChanges> {
+    SQLite::Statement query(*reader_,
+                            absl::StrCat("SELECT ", kTrialColumns,
+                                         ", change_seq FROM trials "
+                                         "WHERE sweep_id = ? AND change_seq > ? ORDER BY idx"));
+    query.bind(1, sweep_id);
+    query.bind(2, after_seq);
+    TrialChanges changes;
+    changes.last_seq = after_seq;
+    while (query.executeStep()) {
+      changes.trials.push_back(TrialFromRow(query, with_config));
+      changes.last_seq = std::max(changes.last_seq, query.getColumn(13).getInt64());
+    }
+    return changes;
+  });
+}
+
+absl::StatusOr<v1::Trial> TrialStore::GetTrial(int64_t trial_id) {
+  std::lock_guard<std::mutex> lock(read_mu_);
+  return Guarded("get trial", [&]() -> absl::StatusOr<v1::Trial> {
+    SQLite::Statement query(*reader_,
+                            absl::StrCat("SELECT ", kTrialColumns, " FROM trials WHERE id = ?"));
+    query.bind(1, trial_id);
+    if (!query.executeStep()) {
+      return absl::NotFoundError(absl::StrCat("trial ", trial_id, " not found"));
+    }
+    return TrialFromRow(query, /*with_config=*/true);
+  });
+}
+
+absl::StatusOr<std::vector<v1::CurvePoint>> TrialStore::GetCurve(int64_t trial_id) {
+  std::lock_guard<std::mutex> lock(read_mu_);
+  return Guarded("get curve", [&]() -> absl::StatusOr<std::vector<v1::CurvePoint>> {
+    SQLite::Transaction snapshot(*reader_);
+    SQLite::Statement exists(*reader_, "SELECT 1 FROM trials WHERE id = ?");
+    exists.bind(1, trial_id);
+    if (!exists.executeStep()) {
+      return absl::NotFoundError(absl::StrCat("trial ", trial_id, " not found"));
+    }
+    SQLite::Statement query(
+        *reader_,
+        "SELECT iteration, epoch, train_loss, train_accuracy, test_loss, test_accuracy, "
+        "learning_rate FROM curve_points WHERE trial_id = ? ORDER BY iteration");
+    query.bind(1, trial_id);
+    std::vector<v1::CurvePoint> curve;
+    while (query.executeStep()) {
+      v1::CurvePoint& point = curve.emplace_back();
+      point.set_iteration(query.getColumn(0).getInt64());
+      point.set_epoch(query.getColumn(1).getDouble());
+      point.set_train_loss(query.getColumn(2).getDouble());
+      point.set_train_accuracy(query.getColumn(3).getDouble());
+      point.set_test_loss(query.getColumn(4).getDouble());
+      point.set_test_accuracy(query.getColumn(5).getDouble());
+      point.set_learning_rate(query.getColumn(6).getDouble());
+    }
+    return curve;
+  });
+}
+
+// --- Workers and leases -------------------------------------------------------------------
+
+absl::StatusOr<int> TrialStore::RegisterWorker(const std::string& worker_id,
+                                               const std::string& incarnation,
+                                               const std::string& host, int32_t slots,
+                                               int64_t now_ms, int max_attempts) {
+  std::lock_guard<std::mutex> lock(write_mu_);
+  return Guarded("register worker", [&]() -> absl::StatusOr<int> {
+    SQLite::Transaction transaction(*writer_, SQLite::TransactionBehavior::IMMEDIATE);
+    SQLite::Statement known(*writer_, "SELECT incarnation FROM workers WHERE id = ?");
+    known.bind(1, worker_id);
+    int released = 0;
+    if (known.executeStep() && known.getColumn(0).getString() != incarnation) {
+      // A new incarnation: the old process is gone, so its trials will never report again.
+      SQLite::Statement running(
+          *writer_, "SELECT id, attempt, sweep_id FROM trials WHERE state = ? AND lease_owner = ?");
+      running.bind(1, static_cast<int>(v1::TRIAL_STATE_RUNNING));
+      running.bind(2, worker_id);
+      std::vector<RunningTrial> lost;
+      while (running.executeStep()) {
+        lost.push_back({running.getColumn(0).getInt64(), running.getColumn(1).getInt(),
+                        running.getColumn(2).getInt64()});
+      }
+      ReleaseTrials(lost, now_ms, max_attempts, "worker restarted");
+      released = static_cast<int>(lost.size());
+    }
+    SQLite::Statement upsert(
+        *writer_,
+        "INSERT INTO workers (id, incarnation, host, slots, registered_ms, last_heartbeat_ms) "
+        "VALUES (?1, ?2, ?3, ?4, ?5, ?5) ON CONFLICT (id) DO UPDATE SET "
+        "incarnation = excluded.incarnation, host = excluded.host, slots = excluded.slots, "
+        "registered_ms = excluded.registered_ms, last_heartbeat_ms = excluded.last_heartbeat_ms");
+    upsert.bind(1, worker_id);
+    upsert.bind(2, incarnation);
+    upsert.bind(3, host);
+    upsert.bind(4, slots);
+    upsert.bind(5, now_ms);
+    upsert.exec();
+    transaction.commit();
+    changes_.Notify();
+    return released;
+  });
+}
+
+namespace {
+
+absl::Status TouchWorkerLocked(SQLite::Database& db, const std::string& worker_id,
+                               const std::string& incarnation, int64_t now_ms) {
+  SQLite::Statement touch(
+      db, "UPDATE workers SET last_heartbeat_ms = ? WHERE id = ? AND incarnation = ?");
+  touch.bind(1, now_ms);
+  touch.bind(2, worker_id);
+  touch.bind(3, incarnation);
+  if (touch.exec() == 0) {
+    return absl::NotFoundError(absl::StrCat("worker '", worker_id, "' incarnation '", incarnation,
+                                            "' is not registered: register again"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status TrialStore::TouchWorker(const std::string& worker_id, const std::string& incarnation,
+                                     int64_t now_ms) {
+  std::lock_guard<std::mutex> lock(write_mu_);
+  return Guarded("touch worker", [&]() -> absl::Status {
+    SQLite::Transaction transaction(*writer_, SQLite::TransactionBehavior::IMMEDIATE);
+    absl::Status status = TouchWorkerLocked(*writer_, worker_id, incarnation, now_ms);
+    if (!status.ok()) return status;
+    transaction.commit();
+    return absl::OkStatus();
+  });
+}
+
+absl::StatusOr<bool> TrialStore::HasQueuedTrials() {
+  std::lock_guard<std::mutex> lock(read_mu_);
+  return Guarded("has queued trials", [&]() -> absl::StatusOr<bool> {
+    SQLite::Statement query(
+        *reader_,
+        "SELECT EXISTS (SELECT 1 FROM sweeps s WHERE s.state IN (?1, ?2) AND "
+        "EXISTS (SELECT 1 FROM trials t WHERE t.sweep_id = s.id AND t.state = ?3))");
+    query.bind(1, static_cast<int>(v1::SWEEP_STATE_QUEUED));
+    query.bind(2, static_cast<int>(v1::SWEEP_STATE_RUNNING));
+    query.bind(3, static_cast<int>(v1::TRIAL_STATE_QUEUED));
+    query.executeStep();
+    return query.getColumn(0).getInt() != 0;
+  });
+}
+
+absl::StatusOr<std::optional<LeasedTrial>> TrialStore::LeaseNext(const std::string& worker_id,
+                                                                 int64_t now_ms,
+                                                                 int64_t lease_expires_ms) {
+  std::lock_guard<std::mutex> lock(write_mu_);
+  return Guarded("lease trial", [&]() -> absl::StatusOr<std::optional<LeasedTrial>> {
+    SQLite::Transaction transaction(*writer_, SQLite::TransactionBehavior::IMMEDIATE);
+    // Active sweeps are few; each lookup below is one step on trials_by_sweep_state.
+    SQLite::Statement sweeps(*writer_,
+                             "SELECT id FROM sweeps WHERE state IN (?, ?) "
+                             "ORDER BY priority DESC, id ASC");
+    sweeps.bind(1, static_cast<int>(v1::SWEEP_STATE_QUEUED));
+    sweeps.bind(2, static_cast<int>(v1::SWEEP_STATE_RUNNING));
+    SQLite::Statement next(*writer_,
+                           "SELECT id, attempt, config FROM trials "
+                           "WHERE sweep_id = ? AND state = ? ORDER BY idx LIMIT 1");
+    std::optional<LeasedTrial> leased;
+    while (!leased && sweeps.executeStep()) {
+      int64_t sweep_id = sweeps.getColumn(0).getInt64();
+      next.reset();
+      next.bind(1, sweep_id);
+      next.bind(2, static_cast<int>(v1::TRIAL_STATE_QUEUED));
+      if (!next.executeStep()) continue;
+      leased.emplace();
+      leased->trial_id = next.getColumn(0).getInt64();
+      leased->sweep_id = sweep_id;
+      leased->attempt = next.getColumn(1).getInt() + 1;
+      leased->config.ParseFromString(BlobOf(next.getColumn(2)));
+    }
+    if (!leased) return leased;
+    SQLite::Statement update(
+        *writer_,
+        "UPDATE trials SET state = ?1, attempt = ?2, lease_owner = ?3, worker_id = ?3, "
+        "lease_expires_ms = ?4, started_ms = ?5, finished_ms = 0, error = '', change_seq = ?6 "
+        "WHERE id = ?7");
+    update.bind(1, static_cast<int>(v1::TRIAL_STATE_RUNNING));
+    update.bind(2, leased->attempt);
+    update.bind(3, worker_id);
+    update.bind(4, lease_expires_ms);
+    update.bind(5, now_ms);
+    update.bind(6, NextSeq());
+    update.bind(7, leased->trial_id);
+    update.exec();
+    UpdateSweepState(leased->sweep_id, now_ms);
+    transaction.commit();
+    changes_.Notify();
+    return leased;
+  });
+}
+
+absl::StatusOr<std::vector<v1::TrialRef>> TrialStore::Heartbeat(
+    const std::string& worker_id, const std::string& incarnation,
+    const std::vector<v1::TrialRef>& running, int64_t now_ms, int64_t lease_expires_ms) {
+  std::lock_guard<std::mutex> lock(write_mu_);
+  return Guarded("heartbeat", [&]() -> absl::StatusOr<std::vector<v1::TrialRef>> {
+    SQLite::Transaction transaction(*writer_, SQLite::TransactionBehavior::IMMEDIATE);
+    absl::Status status = TouchWorkerLocked(*writer_, worker_id, incarnation, now_ms);
+    if (!status.ok()) return status;
+    SQLite::Statement extend(*writer_, "UPDATE trials SET lease_expires_ms = ? WHERE id = ?");
+    std::vector<v1::TrialRef> stop;
+    for (const v1::TrialRef& ref : running) {
+      std::optional<LeaseRow> lease = ReadLease(*writer_, ref.trial_id());
+      if (lease && lease->state == v1::TRIAL_STATE_RUNNING && lease->owner == worker_id &&
+          lease->attempt == ref.attempt()) {
+        extend.reset();
+        extend.bind(1, lease_expires_ms);
+        extend.bind(2, ref.trial_id());
+        extend.exec();
+      } else {
+        stop.push_back(ref);
+      }
+    }
+    transaction.commit();
+    return stop;
+  });
+}
+
+absl::StatusOr<bool> TrialStore::AppendPoints(const std::string& worker_id, const v1::TrialRef& ref,
+                                              const std::vector<v1::CurvePoint>& points) {
+  std::lock_guard<std::mutex> lock(write_mu_);
+  return Guarded("report progress", [&]() -> absl::StatusOr<bool> {
+    SQLite::Transaction transaction(*writer_, SQLite::TransactionBehavior::IMMEDIATE);
+    absl::StatusOr<LeaseRow> lease = CheckFence(*writer_, worker_id, ref);
+    if (!lease.ok()) return lease.status();
+    if (lease->state == v1::TRIAL_STATE_CANCELLED) return true;
+    SQLite::Statement insert(
+        *writer_,
+        "INSERT OR REPLACE INTO curve_points (trial_id, iteration, attempt, epoch, train_loss, "
+        "train_accuracy, test_loss, test_accuracy, learning_rate) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)");
+    for (const v1::CurvePoint& point : points) {
+      insert.reset();
+      insert.bind(1, ref.trial_id());
+      insert.bind(2, point.iteration());
+      insert.bind(3, ref.attempt());
+      insert.bind(4, point.epoch());
+      insert.bind(5, point.train_loss());
+      insert.bind(6, point.train_accuracy());
+      insert.bind(7, point.test_loss());
+      insert.bind(8, point.test_accuracy());
+      insert.bind(9, point.learning_rate());
+      insert.exec();
+    }
+    transaction.commit();
+    if (!points.empty()) changes_.Notify();
+    return false;
+  });
+}
+
+absl::Status TrialStore::CompleteTrial(const std::string& worker_id, const v1::TrialRef& ref,
+                                       const v1::TrialResult* result, const std::string& error,
+                                       int64_t now_ms) {
+  std::lock_guard<std::mutex> lock(write_mu_);
+  return Guarded("complete trial", [&]() -> absl::Status {
+    SQLite::Transaction transaction(*writer_, SQLite::TransactionBehavior::IMMEDIATE);
+    absl::StatusOr<LeaseRow> lease = CheckFence(*writer_, worker_id, ref);
+    if (!lease.ok()) return lease.status();
+    if (lease->state == v1::TRIAL_STATE_CANCELLED) {
+      // The worker finished before it heard of the cancel: release it, keep CANCELLED.
+      SQLite::Statement release(*writer_, "UPDATE trials SET lease_owner = NULL WHERE id = ?");
+      release.bind(1, ref.trial_id());
+      release.exec();
+      transaction.commit();
+      return absl::OkStatus();
+    }
+    SQLite::Statement update(
+        *writer_,
+        "UPDATE trials SET state = ?1, result = ?2, outcome = ?3, error = ?4, finished_ms = ?5, "
+        "lease_owner = NULL, lease_expires_ms = 0, change_seq = ?6 WHERE id = ?7");
+    std::string result_blob;
+    if (result != nullptr) {
+      result_blob = result->SerializeAsString();
+      update.bind(1, static_cast<int>(v1::TRIAL_STATE_DONE));
+      update.bindNoCopy(2, result_blob.data(), static_cast<int>(result_blob.size()));
+      update.bind(3, static_cast<int>(result->outcome()));
+      update.bind(4, "");
+    } else {
+      update.bind(1, static_cast<int>(v1::TRIAL_STATE_FAILED));
+      update.bind(2);  // NULL
+      update.bind(3, 0);
+      update.bind(4, error.empty() ? std::string("failed (no reason given)") : error);
+    }
+    update.bind(5, now_ms);
+    update.bind(6, NextSeq());
+    update.bind(7, ref.trial_id());
+    update.exec();
+    SQLite::Statement done(*writer_,
+                           "UPDATE workers SET trials_done = trials_done + 1 WHERE id = ?");
+    done.bind(1, worker_id);
+    done.exec();
+    if (result == nullptr) {
+      RecordEvent(*writer_, now_ms, lease->sweep_id, ref.trial_id(), worker_id, "trial_failed",
+                  error);
+    }
+    UpdateSweepState(lease->sweep_id, now_ms);
+    transaction.commit();
+    changes_.Notify();
+    return absl::OkStatus();
+  });
+}
+
+absl::StatusOr<int> TrialStore::ExpireLeases(int64_t now_ms, int max_attempts) {
+  std::lock_guard<std::mutex> lock(write_mu_);
+  return Guarded("expire leases", [&]() -> absl::StatusOr<int> {
+    SQLite::Transaction transaction(*writer_, SQLite::TransactionBehavior::IMMEDIATE);
+    SQLite::Statement expired(*writer_,
+                              "SELECT id, attempt, sweep_id FROM trials "
+                              "WHERE state = ? AND lease_expires_ms < ?");
+    expired.bind(1, static_cast<int>(v1::TRIAL_STATE_RUNNING));
+    expired.bind(2, now_ms);
+    std::vector<RunningTrial> lost;
+    while (expired.executeStep()) {
+      lost.push_back({expired.getColumn(0).getInt64(), expired.getColumn(1).getInt(),
+                      expired.getColumn(2).getInt64()});
+    }
+    if (lost.empty()) return 0;
+    ReleaseTrials(lost, now_ms, max_attempts, "lease expired");
+    transaction.commit();
+    changes_.Notify();
+    return static_cast<int>(lost.size());
+  });
+}
+
+absl::StatusOr<int> TrialStore::ExtendRunningLeases(int64_t min_expires_ms) {
+  std::lock_guard<std::mutex> lock(write_mu_);
+  return Guarded("extend leases", [&]() -> absl::StatusOr<int> {
+    SQLite::Transaction transaction(*writer_, SQLite::TransactionBehavior::IMMEDIATE);
+    SQLite::Statement extend(*writer_,
+                             "UPDATE trials SET lease_expires_ms = ?1 "
+                             "WHERE state = ?2 AND lease_expires_ms < ?1");
+    extend.bind(1, min_expires_ms);
+    extend.bind(2, static_cast<int>(v1::TRIAL_STATE_RUNNING));
+    int extended = extend.exec();
+    transaction.commit();
+    return extended;
+  });
+}
+
+absl::StatusOr<std::vector<v1::WorkerInfo>> TrialStore::ListWorkers() {
+  std::lock_guard<std::mutex> lock(read_mu_);
+  return Guarded("list workers", [&]() -> absl::StatusOr<std::vector<v1::WorkerInfo>> {
+    SQLite::Statement query(
+        *reader_,
+        "SELECT w.id, w.incarnation, w.host, w.slots, w.last_heartbeat_ms, w.trials_done, "
+        "(SELECT COUNT(*) FROM trials t WHERE t.lease_owner = w.id AND t.state = ?) "
+        "FROM workers w ORDER BY w.id");
+    query.bind(1, static_cast<int>(v1::TRIAL_STATE_RUNNING));
+    std::vector<v1::WorkerInfo> workers;
+    while (query.executeStep()) {
+      v1::WorkerInfo& worker = workers.emplace_back();
+      worker.set_worker_id(query.getColumn(0).getString());
+      worker.set_incarnation(query.getColumn(1).getString());
+      worker.set_host(query.getColumn(2).getString());
+      worker.set_slots(query.getColumn(3).getInt());
+      worker.set_last_heartbeat_unix_ms(query.getColumn(4).getInt64());
+      worker.set_trials_done(query.getColumn(5).getInt64());
+      worker.set_running(query.getColumn(6).getInt());
+    }
+    return workers;
+  });
+}
+
+// --- Private ------------------------------------------------------------------------------
+
+void TrialStore::ReleaseTrials(const std::vector<RunningTrial>& trials, int64_t now_ms,
+                               int max_attempts, const std::string& reason) {
+  SQLite::Statement requeue(
+      *writer_,
+      "UPDATE trials SET state = ?, lease_owner = NULL, lease_expires_ms = 0, "
+      "change_seq = ? WHERE id = ?");
+  SQLite::Statement fail(*writer_,
+                         "UPDATE trials SET state = ?, lease_owner = NULL, lease_expires_ms = 0, "
+                         "error = ?, finished_ms = ?, change_seq = ? WHERE id = ?");
+  std::set<int64_t> sweeps;
+  for (const RunningTrial& trial : trials) {
+    sweeps.insert(trial.sweep_id);
+    if (trial.attempt < max_attempts) {
+      requeue.reset();
+      requeue.bind(1, static_cast<int>(v1::TRIAL_STATE_QUEUED));
+      requeue.bind(2, NextSeq());
+      requeue.bind(3, trial.id);
+      requeue.exec();
+      RecordEvent(*writer_, now_ms, trial.sweep_id, trial.id, "", "trial_requeued",
+                  absl::StrCat(reason, " (attempt ", trial.attempt, ")"));
+    } else {
+      std::string error = absl::StrCat(reason, " ", trial.attempt, " times (worker lost)");
+      fail.reset();
+      fail.bind(1, static_cast<int>(v1::TRIAL_STATE_FAILED));
+      fail.bind(2, error);
+      fail.bind(3, now_ms);
+      fail.bind(4, NextSeq());
+      fail.bind(5, trial.id);
+      fail.exec();
+      RecordEvent(*writer_, now_ms, trial.sweep_id, trial.id, "", "trial_failed", error);
+    }
+  }
+  for (int64_t sweep_id : sweeps) UpdateSweepState(sweep_id, now_ms);
+}
+
+void TrialStore::UpdateSweepState(int64_t sweep_id, int64_t now_ms) {
+  SQLite::Statement current(*writer_, "SELECT state FROM sweeps WHERE id = ?");
+  current.bind(1, sweep_id);
+  if (!current.executeStep()) return;
+  int state = current.getColumn(0).getInt();
+  if (state == v1::SWEEP_STATE_CANCELLED || state == v1::SWEEP_STATE_DONE) return;
+
+  SQLite::Statement active(
+      *writer_,
+      "SELECT EXISTS (SELECT 1 FROM trials WHERE sweep_id = ?1 AND state = ?2), "
+      "EXISTS (SELECT 1 FROM trials WHERE sweep_id = ?1 AND state = ?3), "
+      "EXISTS (SELECT 1 FROM trials WHERE sweep_id = ?1 AND state > ?3)");
+  active.bind(1, sweep_id);
+  active.bind(2, static_cast<int>(v1::TRIAL_STATE_QUEUED));
+  active.bind(3, static_cast<int>(v1::TRIAL_STATE_RUNNING));
+  active.executeStep();
+  bool any_queued = active.getColumn(0).getInt() != 0;
+  bool any_running = active.getColumn(1).getInt() != 0;
+  bool any_finished = active.getColumn(2).getInt() != 0;
+  int next_state = v1::SWEEP_STATE_QUEUED;
+  if (!any_queued && !any_running) {
+    next_state = v1::SWEEP_STATE_DONE;
+  } else if (any_running || any_finished) {
+    next_state = v1::SWEEP_STATE_RUNNING;
+  }
+  if (next_state == state) return;
+  SQLite::Statement update(*writer_, "UPDATE sweeps SET state = ?, finished_ms = ? WHERE id = ?");
+  update.bind(1, next_state);
+  update.bind(2, next_state == v1::SWEEP_STATE_DONE ? now_ms : int64_t{0});
+  update.bind(3, sweep_id);
+  update.exec();
+}
+
+}  // namespace bitsweep::server

@@ -1,0 +1,128 @@
+#include "server/worker_service.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <chrono>
+
+#include "common/grpc_status.h"
+
+namespace bitsweep::server {
+namespace {
+
+using common::ToGrpcStatus;
+
+// Bounded waits so a long poll notices client cancellation and shutdown.
+constexpr std::chrono::milliseconds kPollSlice{1000};
+
+}  // namespace
+
+WorkerService::WorkerService(TrialStore* store, Scheduler* scheduler)
+    : store_(store), scheduler_(scheduler) {}
+
+grpc::Status WorkerService::RegisterWorker(grpc::ServerContext*,
+                                           const v1::RegisterWorkerRequest* request,
+                                           v1::RegisterWorkerResponse* response) {
+  absl::Status status = scheduler_->RegisterWorker(
+      {request->worker_id(), request->incarnation(), request->host(), request->slots()});
+  if (!status.ok()) return ToGrpcStatus(status);
+  spdlog::info("worker '{}' registered (incarnation {}, host {}, {} slots)", request->worker_id(),
+               request->incarnation(), request->host(), request->slots());
+  response->set_lease_timeout_ms(scheduler_->options().lease_timeout_ms);
+  response->set_heartbeat_interval_ms(scheduler_->heartbeat_interval_ms());
+  return grpc::Status::OK;
+}
+
+grpc::Status WorkerService::LeaseTrial(grpc::ServerContext* context,
+                                       const v1::LeaseTrialRequest* request,
+                                       v1::LeaseTrialResponse* response) {
+  using Clock = std::chrono::steady_clock;
+  const auto deadline = Clock::now() + std::chrono::milliseconds(std::clamp<int64_t>(
+                                           request->wait_ms(), 0, kMaxLeaseWaitMs));
+  ChangeNotifier& changes = store_->changes();
+  bool first_try = true;  // the first try also checks registration and expires leases
+  while (true) {
+    // Hand out nothing while shutting down: the reply might never reach the worker.
+    if (changes.is_shut_down()) {
+      return grpc::Status(grpc::StatusCode::UNAVAILABLE, "server shutting down");
+    }
+    // Read the version before trying: a trial queued in between wakes the wait below.
+    uint64_t version = changes.version();
+    // After the first try, most wake-ups are unrelated (curve points): check with a cheap
+    // read before taking the write lock. The reaper expires lost leases meanwhile.
+    bool worth_trying = first_try;
+    if (!first_try) {
+      absl::StatusOr<bool> queued = store_->HasQueuedTrials();
+      if (!queued.ok()) return ToGrpcStatus(queued.status());
+      worth_trying = *queued;
+    }
+    first_try = false;
+    absl::StatusOr<std::optional<LeasedTrial>> leased = std::optional<LeasedTrial>();
+    if (worth_trying) leased = scheduler_->LeaseTrial(request->worker_id(), request->incarnation());
+    if (!leased.ok()) return ToGrpcStatus(leased.status());
+    if (leased->has_value()) {
+      LeasedTrial& trial = **leased;
+      response->set_has_trial(true);
+      response->mutable_ref()->set_trial_id(trial.trial_id);
+      response->mutable_ref()->set_attempt(trial.attempt);
+      *response->mutable_config() = std::move(trial.config);
+      spdlog::debug("trial {} attempt {} leased to '{}'", trial.trial_id, trial.attempt,
+                    request->worker_id());
+      return grpc::Status::OK;
+    }
+    auto now = Clock::now();
+    if (now >= deadline || context->IsCancelled()) {
+      response->set_has_trial(false);
+      return grpc::Status::OK;
+    }
+    auto remaining = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now);
+    changes.WaitForChange(version, std::min(remaining + std::chrono::milliseconds(1), kPollSlice));
+  }
+}
+
+grpc::Status WorkerService::Heartbeat(grpc::ServerContext*, const v1::HeartbeatRequest* request,
+                                      v1::HeartbeatResponse* response) {
+  std::vector<v1::TrialRef> running(request->running().begin(), request->running().end());
+  absl::StatusOr<std::vector<v1::TrialRef>> stop =
+      scheduler_->Heartbeat(request->worker_id(), request->incarnation(), running);
+  if (!stop.ok()) return ToGrpcStatus(stop.status());
+  for (v1::TrialRef& ref : *stop) *response->add_stop() = std::move(ref);
+  return grpc::Status::OK;
+}
+
+grpc::Status WorkerService::ReportProgress(grpc::ServerContext*,
+                                           const v1::ReportProgressRequest* request,
+                                           v1::ReportProgressResponse* response) {
+  std::vector<v1::CurvePoint> points(request->points().begin(), request->points().end());
+  absl::StatusOr<bool> stop =
+      scheduler_->ReportProgress(request->worker_id(), request->ref(), points);
+  if (!stop.ok()) return ToGrpcStatus(stop.status());
+  response->set_stop(*stop);
+  return grpc::Status::OK;
+}
+
+grpc::Status WorkerService::CompleteTrial(grpc::ServerContext*,
+                                          const v1::CompleteTrialRequest* request,
+                                          v1::CompleteTrialResponse*) {
+  absl::Status status;
+  switch (request->outcome_case()) {
+    case v1::CompleteTrialRequest::kResult:
+      status =
+          scheduler_->CompleteTrial(request->worker_id(), request->ref(), &request->result(), "");
+      break;
+    case v1::CompleteTrialRequest::kError:
+      status = scheduler_->CompleteTrial(request->worker_id(), request->ref(), nullptr,
+                                         request->error());
+      break;
+    default:
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "outcome: set result or error");
+  }
+  if (!status.ok()) return ToGrpcStatus(status);
+  if (request->has_error()) {
+    spdlog::warn("trial {} attempt {} failed on '{}': {}", request->ref().trial_id(),
+                 request->ref().attempt(), request->worker_id(), request->error());
+  }
+  return grpc::Status::OK;
+}
+
+}  // namespace bitsweep::server

@@ -1,0 +1,42 @@
+// WorkerService: the worker-side gRPC API (proto/bitsweep/v1/worker.proto). Converts protos
+// and calls the Scheduler; LeaseTrial long-polls on the store's change notifier.
+#pragma once
+
+#include <grpcpp/grpcpp.h>
+
+#include "bitsweep/v1/worker.grpc.pb.h"
+#include "server/scheduler.h"
+#include "server/trial_store.h"
+
+namespace bitsweep::server {
+
+class WorkerService final : public v1::WorkerService::Service {
+ public:
+  // Longest LeaseTrial wait, whatever the worker asks for.
+  static constexpr int64_t kMaxLeaseWaitMs = 10'000;
+
+  // Both pointers must outlive the service.
+  WorkerService(TrialStore* store, Scheduler* scheduler);
+  WorkerService(const WorkerService&) = delete;
+  WorkerService& operator=(const WorkerService&) = delete;
+
+  grpc::Status RegisterWorker(grpc::ServerContext* context,
+                              const v1::RegisterWorkerRequest* request,
+                              v1::RegisterWorkerResponse* response) override;
+  // Waits up to min(wait_ms, 10 s) for a queued trial; has_trial=false when none came.
+  grpc::Status LeaseTrial(grpc::ServerContext* context, const v1::LeaseTrialRequest* request,
+                          v1::LeaseTrialResponse* response) override;
+  grpc::Status Heartbeat(grpc::ServerContext* context, const v1::HeartbeatRequest* request,
+                         v1::HeartbeatResponse* response) override;
+  grpc::Status ReportProgress(grpc::ServerContext* context,
+                              const v1::ReportProgressRequest* request,
+                              v1::ReportProgressResponse* response) override;
+  grpc::Status CompleteTrial(grpc::ServerContext* context, const v1::CompleteTrialRequest* request,
+                             v1::CompleteTrialResponse* response) override;
+
+ private:
+  TrialStore* const store_;
+  Scheduler* const scheduler_;
+};
+
+}  // namespace bitsweep::server

@@ -1,0 +1,311 @@
+#include "server/trial_store.h"
+
+#include <gtest/gtest.h>
+
+#include <memory>
+
+#include "tests/server/temp_dir.h"
+
+namespace bitsweep::server {
+namespace {
+
+constexpr int64_t kNow = 1'700'000'000'000;
+constexpr int kMaxAttempts = 3;
+
+std::vector<PlannedTrial> MakeTrials(int n) {
+  std::vector<PlannedTrial> trials(n);
+  for (int i = 0; i < n; ++i) {
+    trials[i].config.set_seed(static_cast<uint64_t>(i));
+    trials[i].config.mutable_train()->set_batch_size(32 + i);
+    v1::TrialParam param;
+    param.set_path("train.batch_size");
+    param.set_value(std::to_string(32 + i));
+    trials[i].params.push_back(param);
+    trials[i].config_hash = "hash" + std::to_string(i);
+  }
+  return trials;
+}
+
+v1::SweepSpec Spec(const std::string& name, int priority = 0) {
+  v1::SweepSpec spec;
+  spec.set_name(name);
+  spec.set_priority(priority);
+  return spec;
+}
+
+v1::TrialRef Ref(const LeasedTrial& leased) {
+  v1::TrialRef ref;
+  ref.set_trial_id(leased.trial_id);
+  ref.set_attempt(leased.attempt);
+  return ref;
+}
+
+v1::CurvePoint Point(int64_t iteration, double accuracy) {
+  v1::CurvePoint point;
+  point.set_iteration(iteration);
+  point.set_test_accuracy(accuracy);
+  return point;
+}
+
+class TrialStoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto store = TrialStore::Open(dir_.File("test.db"));
+    ASSERT_TRUE(store.ok()) << store.status();
+    store_ = *std::move(store);
+    ASSERT_TRUE(store_->RegisterWorker("w1", "inc1", "host", 2, kNow, kMaxAttempts).ok());
+  }
+
+  LeasedTrial MustLease(const std::string& worker = "w1", int64_t expires = kNow + 1000) {
+    auto leased = store_->LeaseNext(worker, kNow, expires);
+    EXPECT_TRUE(leased.ok()) << leased.status();
+    EXPECT_TRUE(leased->has_value());
+    return leased->value_or(LeasedTrial{});
+  }
+
+  testing::TempDir dir_;
+  std::unique_ptr<TrialStore> store_;
+};
+
+TEST_F(TrialStoreTest, Open_AppliesMigrationsOnceAndReopenIsIdempotent) {
+  EXPECT_EQ(store_->schema_version(), 1);
+  ASSERT_TRUE(store_->CreateSweep(Spec("a"), MakeTrials(2), kNow).ok());
+  store_.reset();
+  auto reopened = TrialStore::Open(dir_.File("test.db"));
+  ASSERT_TRUE(reopened.ok()) << reopened.status();
+  EXPECT_EQ((*reopened)->schema_version(), 1);
+  auto sweeps = (*reopened)->ListSweeps();
+  ASSERT_TRUE(sweeps.ok());
+  EXPECT_EQ(sweeps->size(), 1u);
+}
+
+TEST_F(TrialStoreTest, Open_BadPathIsUnavailable) {
+  auto store = TrialStore::Open(dir_.File("no/such/dir/x.db"));
+  EXPECT_EQ(store.status().code(), absl::StatusCode::kUnavailable);
+}
+
+TEST_F(TrialStoreTest, CreateSweep_StoresSweepAndTrialsInOrder) {
+  auto id = store_->CreateSweep(Spec("s"), MakeTrials(3), kNow);
+  ASSERT_TRUE(id.ok()) << id.status();
+  auto sweep = store_->GetSweep(*id);
+  ASSERT_TRUE(sweep.ok());
+  EXPECT_EQ(sweep->name(), "s");
+  EXPECT_EQ(sweep->state(), v1::SWEEP_STATE_QUEUED);
+  EXPECT_EQ(sweep->counts().total(), 3);
+  EXPECT_EQ(sweep->counts().queued(), 3);
+  auto trials = store_->ListTrials(*id, /*with_config=*/true);
+  ASSERT_TRUE(trials.ok());
+  ASSERT_EQ(trials->size(), 3u);
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ((*trials)[i].seed(), static_cast<uint64_t>(i));
+    EXPECT_EQ((*trials)[i].config().train().batch_size(), 32 + i);
+    ASSERT_EQ((*trials)[i].params_size(), 1);
+    EXPECT_EQ((*trials)[i].params(0).value(), std::to_string(32 + i));
+    EXPECT_EQ((*trials)[i].config_hash(), "hash" + std::to_string(i));
+  }
+}
+
+TEST_F(TrialStoreTest, CreateSweep_HundredThousandTrialsInOneTransaction) {
+  auto id = store_->CreateSweep(Spec("big"), MakeTrials(100'000), kNow);
+  ASSERT_TRUE(id.ok()) << id.status();
+  auto sweep = store_->GetSweep(*id);
+  ASSERT_TRUE(sweep.ok());
+  EXPECT_EQ(sweep->counts().total(), 100'000);
+}
+
+TEST_F(TrialStoreTest, UnknownIds_AreNotFound) {
+  EXPECT_EQ(store_->GetSweep(42).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(store_->ListTrials(42, false).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(store_->GetTrial(42).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(store_->GetCurve(42).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(store_->CancelSweep(42, kNow).code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(TrialStoreTest, LeaseNext_PrefersPriorityThenOlderSweepThenIndex) {
+  auto low = store_->CreateSweep(Spec("low", 0), MakeTrials(2), kNow);
+  auto high = store_->CreateSweep(Spec("high", 5), MakeTrials(2), kNow);
+  auto low2 = store_->CreateSweep(Spec("low2", 0), MakeTrials(1), kNow);
+  ASSERT_TRUE(low.ok() && high.ok() && low2.ok());
+  std::vector<std::pair<int64_t, int>> order;
+  for (int i = 0; i < 5; ++i) {
+    LeasedTrial leased = MustLease();
+    auto trial = store_->GetTrial(leased.trial_id);
+    ASSERT_TRUE(trial.ok());
+    order.emplace_back(leased.sweep_id, static_cast<int>(trial->seed()));
+    EXPECT_EQ(leased.attempt, 1);
+  }
+  std::vector<std::pair<int64_t, int>> expected = {
+      {*high, 0}, {*high, 1}, {*low, 0}, {*low, 1}, {*low2, 0}};
+  EXPECT_EQ(order, expected);
+  auto none = store_->LeaseNext("w1", kNow, kNow + 1000);
+  ASSERT_TRUE(none.ok());
+  EXPECT_FALSE(none->has_value());
+}
+
+TEST_F(TrialStoreTest, HasQueuedTrials_IgnoresCancelledSweeps) {
+  EXPECT_FALSE(*store_->HasQueuedTrials());
+  auto id = store_->CreateSweep(Spec("s"), MakeTrials(1), kNow);
+  ASSERT_TRUE(id.ok());
+  EXPECT_TRUE(*store_->HasQueuedTrials());
+  ASSERT_TRUE(store_->CancelSweep(*id, kNow).ok());
+  EXPECT_FALSE(*store_->HasQueuedTrials());
+}
+
+TEST_F(TrialStoreTest, Lease_MakesTrialAndSweepRunning) {
+  auto id = store_->CreateSweep(Spec("s"), MakeTrials(2), kNow);
+  ASSERT_TRUE(id.ok());
+  LeasedTrial leased = MustLease();
+  auto trial = store_->GetTrial(leased.trial_id);
+  ASSERT_TRUE(trial.ok());
+  EXPECT_EQ(trial->state(), v1::TRIAL_STATE_RUNNING);
+  EXPECT_EQ(trial->worker_id(), "w1");
+  EXPECT_EQ(trial->started_unix_ms(), kNow);
+  EXPECT_EQ(store_->GetSweep(*id)->state(), v1::SWEEP_STATE_RUNNING);
+  auto workers = store_->ListWorkers();
+  ASSERT_TRUE(workers.ok());
+  ASSERT_EQ(workers->size(), 1u);
+  EXPECT_EQ((*workers)[0].running(), 1);
+}
+
+TEST_F(TrialStoreTest, AppendPoints_ResentPointReplacesInsteadOfDoubling) {
+  ASSERT_TRUE(store_->CreateSweep(Spec("s"), MakeTrials(1), kNow).ok());
+  LeasedTrial leased = MustLease();
+  ASSERT_TRUE(store_->AppendPoints("w1", Ref(leased), {Point(100, 0.5), Point(200, 0.6)}).ok());
+  auto stop = store_->AppendPoints("w1", Ref(leased), {Point(200, 0.7), Point(300, 0.8)});
+  ASSERT_TRUE(stop.ok()) << stop.status();
+  EXPECT_FALSE(*stop);
+  auto curve = store_->GetCurve(leased.trial_id);
+  ASSERT_TRUE(curve.ok());
+  ASSERT_EQ(curve->size(), 3u);
+  EXPECT_EQ((*curve)[1].iteration(), 200);
+  EXPECT_DOUBLE_EQ((*curve)[1].test_accuracy(), 0.7);
+}
+
+TEST_F(TrialStoreTest, Reports_WithStaleAttemptOrWrongWorkerAreRefused) {
+  ASSERT_TRUE(store_->CreateSweep(Spec("s"), MakeTrials(1), kNow).ok());
+  LeasedTrial leased = MustLease();
+  v1::TrialRef stale = Ref(leased);
+  stale.set_attempt(leased.attempt + 1);
+  EXPECT_EQ(store_->AppendPoints("w1", stale, {Point(1, 0.1)}).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(store_->AppendPoints("w2", Ref(leased), {Point(1, 0.1)}).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  v1::TrialRef missing;
+  missing.set_trial_id(999);
+  missing.set_attempt(1);
+  EXPECT_EQ(store_->AppendPoints("w1", missing, {}).status().code(), absl::StatusCode::kNotFound);
+  v1::TrialResult result;
+  EXPECT_EQ(store_->CompleteTrial("w1", stale, &result, "", kNow).code(),
+            absl::StatusCode::kFailedPrecondition);
+}
+
+TEST_F(TrialStoreTest, CompleteTrial_FinishesTrialAndSweep) {
+  auto id = store_->CreateSweep(Spec("s"), MakeTrials(2), kNow);
+  ASSERT_TRUE(id.ok());
+  LeasedTrial first = MustLease();
+  LeasedTrial second = MustLease();
+  v1::TrialResult result;
+  result.set_outcome(v1::TRIAL_OUTCOME_DIVERGED);
+  result.set_final_test_accuracy(0.1);
+  ASSERT_TRUE(store_->CompleteTrial("w1", Ref(first), &result, "", kNow + 5).ok());
+  EXPECT_EQ(store_->GetSweep(*id)->state(), v1::SWEEP_STATE_RUNNING);
+  ASSERT_TRUE(store_->CompleteTrial("w1", Ref(second), nullptr, "bad dataset", kNow + 6).ok());
+  auto sweep = store_->GetSweep(*id);
+  ASSERT_TRUE(sweep.ok());
+  EXPECT_EQ(sweep->state(), v1::SWEEP_STATE_DONE);
+  EXPECT_EQ(sweep->finished_unix_ms(), kNow + 6);
+  EXPECT_EQ(sweep->counts().done(), 1);
+  EXPECT_EQ(sweep->counts().diverged(), 1);
+  EXPECT_EQ(sweep->counts().failed(), 1);
+  auto failed = store_->GetTrial(second.trial_id);
+  EXPECT_EQ(failed->state(), v1::TRIAL_STATE_FAILED);
+  EXPECT_EQ(failed->error(), "bad dataset");
+  auto done = store_->GetTrial(first.trial_id);
+  EXPECT_DOUBLE_EQ(done->result().final_test_accuracy(), 0.1);
+  // A second completion of a finished trial is refused.
+  EXPECT_EQ(store_->CompleteTrial("w1", Ref(first), &result, "", kNow).code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ((*store_->ListWorkers())[0].trials_done(), 2);
+}
+
+TEST_F(TrialStoreTest, ExpireLeases_RequeuesKeepingAttemptThenFailsAtMaxAttempts) {
+  auto id = store_->CreateSweep(Spec("s"), MakeTrials(1), kNow);
+  ASSERT_TRUE(id.ok());
+  for (int attempt = 1; attempt <= kMaxAttempts; ++attempt) {
+    LeasedTrial leased = MustLease("w1", kNow + 100);
+    EXPECT_EQ(leased.attempt, attempt);
+    auto expired = store_->ExpireLeases(kNow + 101, kMaxAttempts);
+    ASSERT_TRUE(expired.ok());
+    EXPECT_EQ(*expired, 1);
+  }
+  auto trial = store_->GetTrial(1);
+  ASSERT_TRUE(trial.ok());
+  EXPECT_EQ(trial->state(), v1::TRIAL_STATE_FAILED);
+  EXPECT_EQ(trial->error(), "lease expired 3 times (worker lost)");
+  EXPECT_EQ(store_->GetSweep(*id)->state(), v1::SWEEP_STATE_DONE);
+}
+
+TEST_F(TrialStoreTest, Heartbeat_ExtendsOwnLeasesAndStopsOthers) {
+  ASSERT_TRUE(store_->CreateSweep(Spec("s"), MakeTrials(2), kNow).ok());
+  LeasedTrial leased = MustLease("w1", kNow + 100);
+  v1::TrialRef stale = Ref(leased);
+  stale.set_attempt(7);
+  auto stop = store_->Heartbeat("w1", "inc1", {Ref(leased), stale}, kNow + 50, kNow + 500);
+  ASSERT_TRUE(stop.ok()) << stop.status();
+  ASSERT_EQ(stop->size(), 1u);
+  EXPECT_EQ((*stop)[0].attempt(), 7);
+  EXPECT_EQ(*store_->ExpireLeases(kNow + 200, kMaxAttempts), 0);
+  EXPECT_EQ(*store_->ExpireLeases(kNow + 501, kMaxAttempts), 1);
+  EXPECT_EQ(store_->Heartbeat("w1", "other", {}, kNow, kNow).status().code(),
+            absl::StatusCode::kNotFound);
+}
+
+TEST_F(TrialStoreTest, CancelSweep_CancelsQueuedAndTellsRunningToStop) {
+  auto id = store_->CreateSweep(Spec("s"), MakeTrials(3), kNow);
+  ASSERT_TRUE(id.ok());
+  LeasedTrial leased = MustLease();
+  ASSERT_TRUE(store_->CancelSweep(*id, kNow + 1).ok());
+  auto sweep = store_->GetSweep(*id);
+  EXPECT_EQ(sweep->state(), v1::SWEEP_STATE_CANCELLED);
+  EXPECT_EQ(sweep->counts().cancelled(), 3);
+  auto stop = store_->AppendPoints("w1", Ref(leased), {Point(1, 0.1)});
+  ASSERT_TRUE(stop.ok());
+  EXPECT_TRUE(*stop);
+  auto refs = store_->Heartbeat("w1", "inc1", {Ref(leased)}, kNow, kNow + 100);
+  ASSERT_EQ(refs->size(), 1u);
+  EXPECT_FALSE(store_->LeaseNext("w1", kNow, kNow + 100)->has_value());
+  v1::TrialResult result;
+  EXPECT_TRUE(store_->CompleteTrial("w1", Ref(leased), &result, "", kNow).ok());
+  EXPECT_EQ(store_->GetTrial(leased.trial_id)->state(), v1::TRIAL_STATE_CANCELLED);
+}
+
+TEST_F(TrialStoreTest, RegisterWorker_NewIncarnationReleasesOldTrialsAtOnce) {
+  ASSERT_TRUE(store_->CreateSweep(Spec("s"), MakeTrials(1), kNow).ok());
+  LeasedTrial leased = MustLease("w1", kNow + 100'000);
+  auto released = store_->RegisterWorker("w1", "inc2", "host", 2, kNow, kMaxAttempts);
+  ASSERT_TRUE(released.ok());
+  EXPECT_EQ(*released, 1);
+  EXPECT_EQ(store_->GetTrial(leased.trial_id)->state(), v1::TRIAL_STATE_QUEUED);
+  LeasedTrial again = MustLease("w1");
+  EXPECT_EQ(again.trial_id, leased.trial_id);
+  EXPECT_EQ(again.attempt, 2);
+  // The same incarnation registering again keeps its trials.
+  EXPECT_EQ(*store_->RegisterWorker("w1", "inc2", "host", 2, kNow, kMaxAttempts), 0);
+}
+
+TEST_F(TrialStoreTest, ListTrialsChangedSince_ReturnsOnlyChangedTrials) {
+  auto id = store_->CreateSweep(Spec("s"), MakeTrials(3), kNow);
+  ASSERT_TRUE(id.ok());
+  auto all = store_->ListTrialsChangedSince(*id, 0, true);
+  ASSERT_TRUE(all.ok());
+  EXPECT_EQ(all->trials.size(), 3u);
+  LeasedTrial leased = MustLease();
+  auto changed = store_->ListTrialsChangedSince(*id, all->last_seq, false);
+  ASSERT_TRUE(changed.ok());
+  ASSERT_EQ(changed->trials.size(), 1u);
+  EXPECT_EQ(changed->trials[0].id(), leased.trial_id);
+  EXPECT_TRUE(store_->ListTrialsChangedSince(*id, changed->last_seq, false)->trials.empty());
+}
+
+}  // namespace
+}  // namespace bitsweep::server

@@ -1,0 +1,176 @@
+#include "worker/trainer/network.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <vector>
+
+#include "worker/trainer/ops/loss.h"
+#include "worker/trainer/quant/rng.h"
+
+namespace bitsweep::trainer {
+namespace {
+
+using ::testing::HasSubstr;
+
+v1::ModelConfig Model(std::vector<int> conv, int kernel, int pool, std::vector<int> dense,
+                      const char* activation = "tanh") {
+  v1::ModelConfig m;
+  for (int c : conv) m.add_conv(c);
+  m.set_kernel(kernel);
+  m.set_pool(pool);
+  for (int d : dense) m.add_dense(d);
+  m.set_activation(activation);
+  m.set_init("glorot");
+  m.set_init_scale(1.0);
+  return m;
+}
+
+// The whole network's backward pass against central differences of its loss, in fp32.
+void CheckNetworkGradient(const v1::ModelConfig& model, int c, int h, int w) {
+  const int n = 3, k = 4;
+  auto net = Network::Create(model, c, h, w, k, n, 17);
+  ASSERT_TRUE(net.ok()) << net.status();
+  CounterRng rng(5);
+  std::vector<float> x(int64_t{n} * c * h * w);
+  for (float& v : x) v = static_cast<float>(rng.Uniform());
+  const uint8_t labels[] = {0, 3, 1};
+  const SitePrecision fp32;
+  auto loss = [&] {
+    const float* z = (*net)->Forward(x.data(), n, fp32, 0);
+    return LossForwardBackward(Loss::kCrossEntropy, n, k, z, labels, 0, nullptr, nullptr).loss_sum /
+           n;
+  };
+  const float* z = (*net)->Forward(x.data(), n, fp32, 0);
+  std::vector<float> dz(n * k);
+  LossForwardBackward(Loss::kCrossEntropy, n, k, z, labels, 1.0f / n, dz.data(), nullptr);
+  (*net)->Backward(dz.data(), n, fp32, 0);
+  for (size_t p = 0; p < (*net)->params().size(); ++p) {
+    Param& param = (*net)->params()[p];
+    const std::vector<float> analytic = param.grad;
+    // A sample of the entries keeps the test fast.
+    for (size_t i = 0; i < param.value.size(); i += 1 + param.value.size() / 40) {
+      const float saved = param.value[i];
+      const double eps = 1e-2;
+      param.value[i] = static_cast<float>(saved + eps);
+      const double plus = loss();
+      param.value[i] = static_cast<float>(saved - eps);
+      const double minus = loss();
+      param.value[i] = saved;
+      const double numeric = (plus - minus) / (2 * eps);
+      EXPECT_NEAR(analytic[i], numeric, 2e-3 + 2e-2 * std::fabs(numeric))
+          << "param " << p << "[" << i << "]";
+    }
+  }
+}
+
+TEST(NetworkTest, ConvPoolDenseGradientMatchesNumeric) {
+  CheckNetworkGradient(Model({3, 2}, 3, 2, {5}), 2, 11, 10);
+}
+
+TEST(NetworkTest, ConvWithoutPoolingGradientMatchesNumeric) {
+  CheckNetworkGradient(Model({2}, 2, 1, {}, "sigmoid"), 1, 5, 5);
+}
+
+TEST(NetworkTest, LogisticRegressionGradientMatchesNumeric) {
+  CheckNetworkGradient(Model({}, 0, 1, {}), 1, 4, 4);
+}
+
+TEST(NetworkTest, DeepDenseGradientMatchesNumeric) {
+  CheckNetworkGradient(Model({}, 0, 1, {6, 5, 4}), 1, 3, 3);
+}
+
+TEST(NetworkTest, ParameterCountsFollowTheModel) {
+  // MNIST reference CNN: conv 32 (5x5) -> pool -> conv 32 -> pool -> 512 -> 256 -> 10.
+  auto net = Network::Create(Model({32, 32}, 5, 2, {256}, "relu"), 1, 28, 28, 10, 2, 0);
+  ASSERT_TRUE(net.ok());
+  EXPECT_EQ((*net)->num_weights(),
+            (32 * 25 + 32) + (32 * 32 * 25 + 32) + (512 * 256 + 256) + (256 * 10 + 10));
+}
+
+TEST(NetworkTest, TooManyConvLayersForTheImageNamesTheField) {
+  auto net = Network::Create(Model({8, 8, 8}, 5, 2, {}), 1, 28, 28, 10, 2, 0);
+  ASSERT_FALSE(net.ok());
+  EXPECT_EQ(net.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(net.status().message()), HasSubstr("model.conv: conv layer 3"));
+  EXPECT_THAT(std::string(net.status().message()), HasSubstr("model.kernel"));
+  auto pooled = Network::Create(Model({8}, 3, 8, {}), 1, 6, 6, 10, 2, 0);
+  ASSERT_FALSE(pooled.ok());
+  EXPECT_THAT(std::string(pooled.status().message()), HasSubstr("model.pool"));
+}
+
+TEST(NetworkTest, OversizedNetworkIsResourceExhaustedBeforeAllocating) {
+  // 1024 filters of 24x24 activations for 65536 examples: hundreds of GiB.
+  auto net = Network::Create(Model({1024}, 5, 1, {}), 1, 28, 28, 10, 65536, 0);
+  EXPECT_EQ(net.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(std::string(net.status().message()), HasSubstr("train.batch_size"));
+}
+
+TEST(NetworkTest, MemoryEstimateIsCloseToTheReferenceCnnsBuffers) {
+  const v1::ModelConfig m = Model({32, 32}, 5, 2, {256}, "relu");
+  const int64_t bytes = EstimateNetworkBytes(m, 1, 28, 28, 10, 128);
+  EXPECT_GT(bytes, 10 << 20);
+  EXPECT_LT(bytes, 100 << 20);
+}
+
+TEST(NetworkTest, InitialisationIsDeterministicFromTheSeed) {
+  auto a = Network::Create(Model({4}, 3, 2, {8}), 1, 8, 8, 10, 2, 1);
+  auto b = Network::Create(Model({4}, 3, 2, {8}), 1, 8, 8, 10, 2, 1);
+  auto c = Network::Create(Model({4}, 3, 2, {8}), 1, 8, 8, 10, 2, 2);
+  EXPECT_EQ((*a)->params()[0].value, (*b)->params()[0].value);
+  EXPECT_NE((*a)->params()[0].value, (*c)->params()[0].value);
+  for (float v : (*a)->params()[1].value) EXPECT_EQ(v, 0.0f);  // biases start at zero
+}
+
+TEST(NetworkTest, ConstantInitTimesScale) {
+  v1::ModelConfig m = Model({}, 0, 1, {3});
+  m.set_init("constant:0.5");
+  m.set_init_scale(2.0);
+  auto net = Network::Create(m, 1, 2, 2, 10, 1, 0);
+  ASSERT_TRUE(net.ok());
+  for (float v : (*net)->params()[0].value) EXPECT_EQ(v, 1.0f);
+}
+
+TEST(NetworkTest, ActivationsAreQuantisedInTheForwardPass) {
+  auto net = Network::Create(Model({}, 0, 1, {16}, "relu"), 1, 4, 4, 10, 2, 3);
+  ASSERT_TRUE(net.ok());
+  std::vector<float> x(32, 0.37f);
+  SitePrecision p;
+  p.activations = Quantizer(*ParseFormat("mask:12"), Rounding::kTruncate);
+  const float* z = (*net)->Forward(x.data(), 2, p, 0);
+  for (int i = 0; i < 20; ++i) {
+    const float v = z[i];
+    EXPECT_EQ(p.activations.QuantizeOne(v, 0), v) << "logit " << i << " is not on the grid";
+  }
+}
+
+TEST(NetworkTest, QuantizeWeightsPutsEveryParameterOnTheGrid) {
+  auto net = Network::Create(Model({4}, 3, 2, {8}), 1, 8, 8, 10, 2, 4);
+  ASSERT_TRUE(net.ok());
+  const Quantizer q(*ParseFormat("fixed:8,4"), Rounding::kStochastic);
+  (*net)->QuantizeWeights(q, 9);
+  for (const Param& p : (*net)->params()) {
+    for (float v : p.value) {
+      EXPECT_EQ(v * 16, std::round(v * 16)) << v;
+      EXPECT_LE(std::fabs(v), 8.0f);
+    }
+  }
+}
+
+TEST(NetworkTest, ErrorsAreQuantisedAsTheyArriveInTheBackwardPass) {
+  // Logistic regression on one example: the output bias gradient is the quantised dlogits.
+  auto net = Network::Create(Model({}, 0, 1, {}), 1, 2, 2, 4, 1, 0);
+  ASSERT_TRUE(net.ok());
+  SitePrecision p;
+  p.errors = Quantizer(*ParseFormat("mask:10"), Rounding::kTruncate);  // 1 mantissa bit
+  const std::vector<float> x = {0.1f, 0.2f, 0.3f, 0.4f};
+  (*net)->Forward(x.data(), 1, p, 0);
+  std::vector<float> dz = {0.3f, -0.7f, 0.2f, 0.2f};
+  (*net)->Backward(dz.data(), 1, p, 0);
+  const std::vector<float> want = {0.25f, -0.5f, 0.1875f, 0.1875f};
+  EXPECT_EQ((*net)->params()[1].grad, want);
+}
+
+}  // namespace
+}  // namespace bitsweep::trainer

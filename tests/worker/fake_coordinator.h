@@ -1,0 +1,138 @@
+// A scriptable in-memory Coordinator for worker tests: records every request, hands out queued
+// assignments, and answers with scripted errors or stop requests.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <mutex>
+#include <vector>
+
+#include "worker/coordinator.h"
+
+namespace bitsweep::worker::testing {
+
+class FakeCoordinator final : public Coordinator {
+ public:
+  // Scripted answers, consumed in order; an empty queue means "succeed".
+  std::deque<absl::Status> register_errors;
+  std::deque<absl::Status> lease_errors;
+  std::deque<absl::Status> heartbeat_errors;
+  std::deque<absl::Status> progress_errors;
+  std::deque<absl::Status> complete_errors;
+  // ReportProgress answers stop=true once this many reports have succeeded (0 = never).
+  int stop_after_reports = 0;
+  // Heartbeat answers list these refs in `stop`.
+  std::vector<v1::TrialRef> heartbeat_stop;
+  int64_t heartbeat_interval_ms = 20;
+
+  void AddAssignment(int64_t trial_id, int32_t attempt, const v1::TrialConfig& config) {
+    std::lock_guard<std::mutex> lock(mu);
+    v1::LeaseTrialResponse response;
+    response.set_has_trial(true);
+    response.mutable_ref()->set_trial_id(trial_id);
+    response.mutable_ref()->set_attempt(attempt);
+    *response.mutable_config() = config;
+    assignments.push_back(response);
+    cv.notify_all();
+  }
+
+  absl::StatusOr<v1::RegisterWorkerResponse> RegisterWorker(
+      const v1::RegisterWorkerRequest& request) override {
+    std::lock_guard<std::mutex> lock(mu);
+    registers.push_back(request);
+    cv.notify_all();
+    if (absl::Status s = Pop(register_errors); !s.ok()) return s;
+    v1::RegisterWorkerResponse response;
+    response.set_lease_timeout_ms(1000);
+    response.set_heartbeat_interval_ms(heartbeat_interval_ms);
+    return response;
+  }
+
+  absl::StatusOr<v1::LeaseTrialResponse> LeaseTrial(const v1::LeaseTrialRequest& request) override {
+    std::unique_lock<std::mutex> lock(mu);
+    leases.push_back(request);
+    cv.notify_all();
+    if (cancelled) return absl::CancelledError("cancelled");
+    if (absl::Status s = Pop(lease_errors); !s.ok()) return s;
+    // Long poll like the server: wait for an assignment, a cancel or the timeout.
+    cv.wait_for(lock, std::chrono::milliseconds(request.wait_ms()),
+                [this] { return !assignments.empty() || cancelled; });
+    if (cancelled) return absl::CancelledError("cancelled");
+    if (assignments.empty()) return v1::LeaseTrialResponse();
+    v1::LeaseTrialResponse response = assignments.front();
+    assignments.pop_front();
+    return response;
+  }
+
+  absl::StatusOr<v1::HeartbeatResponse> Heartbeat(const v1::HeartbeatRequest& request) override {
+    std::lock_guard<std::mutex> lock(mu);
+    heartbeats.push_back(request);
+    cv.notify_all();
+    if (absl::Status s = Pop(heartbeat_errors); !s.ok()) return s;
+    v1::HeartbeatResponse response;
+    for (const v1::TrialRef& ref : heartbeat_stop) *response.add_stop() = ref;
+    return response;
+  }
+
+  absl::StatusOr<v1::ReportProgressResponse> ReportProgress(
+      const v1::ReportProgressRequest& request) override {
+    std::lock_guard<std::mutex> lock(mu);
+    progress_requests.push_back(request);
+    cv.notify_all();
+    if (absl::Status s = Pop(progress_errors); !s.ok()) return s;
+    for (const v1::CurvePoint& p : request.points()) delivered_points.push_back(p);
+    v1::ReportProgressResponse response;
+    ++successful_reports;
+    response.set_stop(stop_after_reports > 0 && successful_reports >= stop_after_reports);
+    return response;
+  }
+
+  absl::StatusOr<v1::CompleteTrialResponse> CompleteTrial(
+      const v1::CompleteTrialRequest& request) override {
+    std::lock_guard<std::mutex> lock(mu);
+    complete_attempts.push_back(request);
+    cv.notify_all();
+    if (absl::Status s = Pop(complete_errors); !s.ok()) return s;
+    completions.push_back(request);
+    cv.notify_all();
+    return v1::CompleteTrialResponse();
+  }
+
+  void CancelAll() override {
+    std::lock_guard<std::mutex> lock(mu);
+    cancelled = true;
+    cv.notify_all();
+  }
+
+  // Waits until `predicate` (called under the lock) holds; false after `timeout`.
+  bool WaitUntil(const std::function<bool()>& predicate,
+                 std::chrono::milliseconds timeout = std::chrono::seconds(30)) {
+    std::unique_lock<std::mutex> lock(mu);
+    return cv.wait_for(lock, timeout, predicate);
+  }
+
+  std::mutex mu;
+  std::condition_variable cv;
+  std::deque<v1::LeaseTrialResponse> assignments;
+  std::vector<v1::RegisterWorkerRequest> registers;
+  std::vector<v1::LeaseTrialRequest> leases;
+  std::vector<v1::HeartbeatRequest> heartbeats;
+  std::vector<v1::ReportProgressRequest> progress_requests;
+  std::vector<v1::CurvePoint> delivered_points;
+  std::vector<v1::CompleteTrialRequest> complete_attempts;
+  std::vector<v1::CompleteTrialRequest> completions;
+  int successful_reports = 0;
+  bool cancelled = false;
+
+ private:
+  static absl::Status Pop(std::deque<absl::Status>& queue) {
+    if (queue.empty()) return absl::OkStatus();
+    absl::Status s = queue.front();
+    queue.pop_front();
+    return s;
+  }
+};
+
+}  // namespace bitsweep::worker::testing

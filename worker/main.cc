@@ -1,0 +1,155 @@
+// bitsweep-worker: connects to bitsweep-server, leases trials, trains them, streams curves.
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <chrono>
+#include <condition_variable>
+#include <cstdlib>
+#include <iostream>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+
+#include "common/logging.h"
+#include "worker/dataset_cache.h"
+#include "worker/grpc_coordinator.h"
+#include "worker/shutdown.h"
+#include "worker/signal_watcher.h"
+#include "worker/trial_runner.h"
+#include "worker/worker_agent.h"
+
+namespace {
+
+// Running trials stop at their next curve point; a trial with a long evaluation interval should
+// not hold the process hostage beyond this.
+constexpr std::chrono::seconds kShutdownGrace{5};
+
+std::string HostName() {
+  char buffer[256] = {};
+  if (gethostname(buffer, sizeof(buffer) - 1) != 0) return "localhost";
+  return buffer;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using namespace bitsweep;  // NOLINT: main only.
+
+  const char* env_server = std::getenv("BITSWEEP_SERVER");
+  std::string server = env_server && *env_server ? env_server : "127.0.0.1:50051";
+  int slots = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  std::string data_dir = "var/data";
+  const std::string host = HostName();
+  std::string worker_id = host + "-" + std::to_string(getpid());
+  std::string log_level = "info";
+  int64_t max_trials = 0;
+
+  CLI::App app{"bitsweep-worker: leases trials from a bitsweep-server and trains them"};
+  app.add_option("--server", server, "Server address host:port (env BITSWEEP_SERVER)")
+      ->capture_default_str();
+  app.add_option("--slots", slots, "Trials run in parallel")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1024));
+  app.add_option("--data-dir", data_dir, "Directory holding mnist/, fashion-mnist/, ...")
+      ->capture_default_str();
+  app.add_option("--worker-id", worker_id, "Stable name of this worker (default <host>-<pid>)")
+      ->capture_default_str();
+  app.add_option("--log-level", log_level, "trace|debug|info|warn|error|off")
+      ->capture_default_str();
+  app.add_option("--max-trials", max_trials, "Exit after running this many trials (0 = no limit)")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  CLI11_PARSE(app, argc, argv);
+
+  if (absl::Status logging = common::SetupLogging("bitsweep-worker", log_level); !logging.ok()) {
+    std::cerr << "bitsweep-worker: " << logging.message() << "\n";
+    return 2;
+  }
+
+  worker::ShutdownNotifier shutdown;
+  std::mutex mu;
+  std::condition_variable cv;
+  bool done = false;                                              // Guarded by mu.
+  bool forced = false;                                            // Guarded by mu.
+  std::optional<std::chrono::steady_clock::time_point> deadline;  // Guarded by mu.
+  worker::WorkerAgent* agent_for_signals = nullptr;               // Guarded by mu.
+
+  // Before any thread exists (gRPC starts its own), so that every thread inherits the mask.
+  worker::SignalWatcher signals([&](int signal_number) {
+    {
+      // Under mu so that main cannot destroy the agent meanwhile; Shutdown() only notifies.
+      std::lock_guard<std::mutex> lock(mu);
+      spdlog::info("received signal {}: {}", signal_number,
+                   deadline ? "exiting now" : "stopping (again to exit now)");
+      if (deadline) {
+        forced = true;
+      } else {
+        deadline = std::chrono::steady_clock::now() + kShutdownGrace;
+        if (agent_for_signals) {
+          agent_for_signals->Shutdown();
+        } else {
+          shutdown.Notify();
+        }
+      }
+    }
+    cv.notify_all();
+  });
+
+  auto coordinator = worker::GrpcCoordinator::Connect(server);
+  worker::DatasetCache datasets(data_dir);
+  worker::TrialRunner runner(worker_id, coordinator.get(), &datasets, &shutdown);
+  worker::WorkerOptions options;
+  options.worker_id = worker_id;
+  options.host = host;
+  options.slots = slots;
+  options.max_trials = max_trials;
+  worker::WorkerAgent agent(options, coordinator.get(), &runner, &shutdown);
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    agent_for_signals = &agent;
+    if (deadline) agent.Shutdown();  // A signal came while we were setting up.
+  }
+  spdlog::info("bitsweep-worker {} starting: server {}, {} slots, data dir {}", worker_id, server,
+               slots, data_dir);
+
+  absl::Status status;
+  std::thread serve([&] {
+    status = agent.Run();
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      done = true;
+    }
+    cv.notify_all();
+  });
+
+  {
+    std::unique_lock<std::mutex> lock(mu);
+    while (!done && !forced) {
+      if (deadline) {
+        if (cv.wait_until(lock, *deadline) == std::cv_status::timeout && !done) break;
+      } else {
+        cv.wait(lock);
+      }
+    }
+    if (!done) {
+      if (!forced) {
+        spdlog::warn("trials did not stop within {}s: exiting now", kShutdownGrace.count());
+      }
+      spdlog::default_logger()->flush();
+      std::_Exit(0);
+    }
+  }
+  serve.join();
+  {
+    // The watcher outlives the agent: a late signal must not reach it.
+    std::lock_guard<std::mutex> lock(mu);
+    agent_for_signals = nullptr;
+  }
+  if (!status.ok() && status.code() != absl::StatusCode::kCancelled) {
+    spdlog::error("{}", status.ToString());
+    return 1;
+  }
+  return 0;
+}

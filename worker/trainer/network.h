@@ -1,0 +1,113 @@
+// The CNN a ModelConfig describes (DESIGN §5), with its buffers, forward and backward passes:
+//
+//   input [N,C,H,W]
+//   -> conv block × len(model.conv): conv k×k (stride 1, valid) -> activation -> max-pool p
+//   -> flatten -> hidden dense × len(model.dense): dense -> activation
+//   -> output dense (num_classes units) = logits
+//
+// No conv and no dense layer is logistic regression (seeds/000_075f41563a3d4c76.txt).
+//
+// Quantisation (DESIGN §4), with the SitePrecision the trainer passes in:
+//   activations: each conv block's activation output (before pooling; the pooled values are a
+//                selection of already-rounded values), each hidden dense output (after its
+//                activation) and the logits. The input images are not quantised.
+//   errors:      the gradient of the loss w.r.t. each of those tensors as it arrives in the
+//                backward pass (w.r.t. the logits, each hidden dense output, each conv block's
+//                output; for relu this equals rounding the pre-activation delta).
+//   weights:     by the trainer, through QuantizeWeights, at init and after every update.
+// All buffers are allocated once for `max_batch` examples; Forward/Backward do not allocate.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "bitsweep/v1/config.pb.h"
+#include "worker/trainer/ops/activation.h"
+#include "worker/trainer/ops/conv.h"
+#include "worker/trainer/ops/pool.h"
+#include "worker/trainer/quant/sites.h"
+
+namespace bitsweep::trainer {
+
+// Checks that every conv layer (and its pooling) of `model` keeps a spatial size >= 1 on
+// height × width inputs. Errors: InvalidArgument starting with "model.conv: " and naming
+// model.kernel / model.pool.
+absl::Status CheckModelFits(const v1::ModelConfig& model, int height, int width);
+
+// The memory a trial's network may take (weights, gradients, optimiser state and buffers).
+inline constexpr int64_t kMaxNetworkBytes = int64_t{4} << 30;
+
+// An estimate, within a few percent, of the bytes Network::Create allocates.
+int64_t EstimateNetworkBytes(const v1::ModelConfig& model, int channels, int height, int width,
+                             int num_classes, int max_batch);
+
+// One weight or bias tensor with its gradient and optimiser state.
+struct Param {
+  std::vector<float> value;
+  std::vector<float> grad;
+  std::vector<float> velocity;  // momentum; empty until an optimiser needs it
+};
+
+class Network {
+ public:
+  // Builds the network for inputs of channels × height × width and initialises its weights
+  // from `seed` (model.init, model.init_scale; biases zero). Does not quantise the weights.
+  // Errors: InvalidArgument naming model.conv / model.kernel / model.pool when a conv layer
+  // would have an empty output, model.activation / model.init when unknown, and max_batch < 1;
+  // ResourceExhausted when the network would need more than kMaxNetworkBytes.
+  static absl::StatusOr<std::unique_ptr<Network>> Create(const v1::ModelConfig& model, int channels,
+                                                         int height, int width, int num_classes,
+                                                         int max_batch, uint64_t seed);
+
+  Network(const Network&) = delete;
+  Network& operator=(const Network&) = delete;
+
+  // Logits [n, num_classes] for images x [n, C, H, W], n <= max_batch. The pointer stays valid
+  // until the next Forward. `step_key` keys stochastic rounding of this pass.
+  const float* Forward(const float* x, int n, const SitePrecision& precision, uint64_t step_key);
+
+  // Back-propagates dlogits [n, num_classes] (the gradient of the loss; quantised in place at
+  // the errors site) through the last Forward of the same n, overwriting every Param's grad.
+  void Backward(float* dlogits, int n, const SitePrecision& precision, uint64_t step_key);
+
+  // Rounds every weight and bias with `quantizer`; param i uses stream DeriveKey(key, i).
+  void QuantizeWeights(const Quantizer& quantizer, uint64_t key);
+
+  std::vector<Param>& params() { return params_; }
+  const std::vector<Param>& params() const { return params_; }
+  int num_classes() const { return num_classes_; }
+  int max_batch() const { return max_batch_; }
+  int64_t num_weights() const;
+
+ private:
+  struct ConvBlock {
+    ConvShape conv;
+    PoolShape pool;                      // pool.p == 1: no pooling
+    int weights = 0, bias = 0;           // indices into params_
+    std::vector<float> col, tmp, dcol;   // im2col scratch (one chunk)
+    std::vector<float> act, dact;        // [N, F, OH, OW]
+    std::vector<float> pooled, dpooled;  // [N, F, OH/p, OW/p] when pooling
+    std::vector<int32_t> argmax;
+    int64_t out_size() const { return pool.p > 1 ? pool.out_size() : conv.out_size(); }
+  };
+  struct DenseLayer {
+    int in = 0, out = 0;
+    int weights = 0, bias = 0;
+    std::vector<float> y, dy;  // [N, out]
+  };
+
+  Network() = default;
+
+  Activation activation_ = Activation::kRelu;
+  int num_classes_ = 0;
+  int max_batch_ = 0;
+  int64_t input_size_ = 0;
+  std::vector<ConvBlock> convs_;
+  std::vector<DenseLayer> dense_;  // hidden layers then the output layer
+  std::vector<Param> params_;
+  const float* input_ = nullptr;  // of the last Forward
+};
+
+}  // namespace bitsweep::trainer

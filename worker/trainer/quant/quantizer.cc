@@ -1,0 +1,191 @@
+#include "worker/trainer/quant/quantizer.h"
+
+#include <algorithm>
+#include <bit>
+#include <cmath>
+
+#include "worker/trainer/quant/rng.h"
+
+namespace bitsweep::trainer {
+namespace {
+
+constexpr uint32_t kSignBit = 0x80000000u;
+constexpr uint32_t kInfBits = 0x7F800000u;
+
+}  // namespace
+
+Quantizer::Quantizer(const Format& format, Rounding rounding)
+    : format_(format), rounding_(rounding) {
+  switch (format.kind) {
+    case FormatKind::kFp32:
+      enabled_ = false;
+      break;
+    case FormatKind::kMask:
+    case FormatKind::kFloat: {
+      const bool mask = format.kind == FormatKind::kMask;
+      mantissa_bits_ = mask ? format.mask_bits - 9 : format.mantissa_bits;
+      const int e = mask ? 8 : format.exponent_bits;
+      emin_ = 2 - (1 << (e - 1));  // 1 - bias, bias = 2^(E-1) - 1
+      drop_ = 23 - mantissa_bits_;
+      low_mask_ = drop_ == 0 ? 0u : (1u << drop_) - 1u;
+      keep_mask_ = ~low_mask_;
+      half_minus_one_ = drop_ == 0 ? 0u : (1u << (drop_ - 1)) - 1u;
+      lsb_enable_ = drop_ == 0 ? 0u : 1u;
+      max_bits_ = std::bit_cast<uint32_t>(static_cast<float>(format.MaxFinite()));
+      // With 8 exponent bits the format's subnormals are float32's subnormals with fewer
+      // bits, which the bit path rounds correctly; only narrower exponents need the slow path.
+      min_normal_bits_ = e == 8 ? 0u : static_cast<uint32_t>(emin_ + 127) << 23;
+      enabled_ = !(drop_ == 0 && e == 8);
+      break;
+    }
+    case FormatKind::kFixed:
+      scale_ = std::ldexp(1.0, format.frac_bits);
+      inv_scale_ = std::ldexp(1.0, -format.frac_bits);
+      lo_ = -std::ldexp(1.0, format.word_bits - 1);
+      hi_ = std::ldexp(1.0, format.word_bits - 1) - 1.0;
+      enabled_ = true;
+      break;
+  }
+}
+
+template <Rounding R>
+float Quantizer::SubnormalOne(float x, uint64_t random_bits) const {
+  // |x| < 2^emin: the grid is uniform with step 2^(emin-M). Scaling by a power of two is exact
+  // in double, and y < 2^M, so floor/rint below are exact too.
+  const double y = std::ldexp(static_cast<double>(std::fabs(x)), mantissa_bits_ - emin_);
+  double q;
+  if constexpr (R == Rounding::kTruncate) {
+    q = std::floor(y);
+  } else if constexpr (R == Rounding::kNearest) {
+    q = std::nearbyint(y);  // default rounding mode: ties to even
+  } else {
+    const double fl = std::floor(y);
+    q = fl + (ToUnitDouble(Mix64(random_bits)) < y - fl ? 1.0 : 0.0);
+  }
+  return std::copysign(static_cast<float>(std::ldexp(q, emin_ - mantissa_bits_)), x);
+}
+
+template <Rounding R>
+inline float Quantizer::FloatOne(float x, uint64_t random_bits) const {
+  const uint32_t u = std::bit_cast<uint32_t>(x);
+  const uint32_t sign = u & kSignBit;
+  uint32_t mag = u ^ sign;
+  if (mag >= kInfBits) return x;  // NaN and Inf are kept
+  if (mag < min_normal_bits_) return SubnormalOne<R>(x, random_bits);
+  // The magnitude bits are monotonic in the value, and a carry out of the mantissa steps the
+  // exponent, so rounding the word at bit `drop` rounds the value to the next grid point.
+  if constexpr (R == Rounding::kNearest) {
+    mag += half_minus_one_ + ((mag >> drop_) & lsb_enable_);
+  } else if constexpr (R == Rounding::kStochastic) {
+    // Up exactly when the dropped bits plus uniform random bits carry: P = dropped / 2^drop.
+    mag += static_cast<uint32_t>(random_bits) & low_mask_;
+  }
+  mag &= keep_mask_;
+  mag = std::min(mag, max_bits_);  // saturate (also catches a round-up into Inf)
+  return std::bit_cast<float>(sign | mag);
+}
+
+template <Rounding R>
+inline float Quantizer::FixedOne(float x, uint64_t random_bits) const {
+  if (std::isnan(x) || x == 0.0f) return x;
+  const double y = static_cast<double>(x) * scale_;  // exact: scaling by 2^FL
+  double q;
+  if constexpr (R == Rounding::kTruncate) {
+    q = std::floor(y);  // two's complement drops low bits: floor
+  } else if constexpr (R == Rounding::kNearest) {
+    q = std::nearbyint(y);
+  } else {
+    const double fl = std::floor(y);
+    q = fl + (ToUnitDouble(Mix64(random_bits)) < y - fl ? 1.0 : 0.0);
+  }
+  q = std::clamp(q, lo_, hi_);
+  return static_cast<float>(q * inv_scale_);
+}
+
+template <Rounding R>
+void Quantizer::ApplyFloat(float* data, int64_t n, uint64_t key) const {
+  if (min_normal_bits_ != 0) {
+    // Narrow exponent: some values take the subnormal path.
+    for (int64_t i = 0; i < n; ++i) {
+      const uint64_t r = R == Rounding::kStochastic ? ElementRandom(key, i) : 0;
+      data[i] = FloatOne<R>(data[i], r);
+    }
+    return;
+  }
+  // Eight exponent bits (mask:B, bf16, tf32, ...): no subnormal path, so the loop is
+  // branch-free (FloatOne's logic with selects), and in stochastic mode one 64-bit random
+  // number serves two elements (ElementRandom's halves).
+  auto round = [this](uint32_t u, uint32_t random32) {
+    const uint32_t sign = u & kSignBit;
+    const uint32_t mag = u ^ sign;
+    uint32_t inc = 0;
+    if constexpr (R == Rounding::kNearest) {
+      inc = half_minus_one_ + ((mag >> drop_) & lsb_enable_);
+    } else if constexpr (R == Rounding::kStochastic) {
+      inc = random32 & low_mask_;
+    }
+    const uint32_t rounded = std::min((mag + inc) & keep_mask_, max_bits_);
+    return mag >= kInfBits ? u : (sign | rounded);
+  };
+  int64_t i = 0;
+  if constexpr (R == Rounding::kStochastic) {
+    for (; i + 1 < n; i += 2) {
+      const uint64_t r = CounterRandom(key, static_cast<uint64_t>(i) >> 1);
+      data[i] =
+          std::bit_cast<float>(round(std::bit_cast<uint32_t>(data[i]), static_cast<uint32_t>(r)));
+      data[i + 1] = std::bit_cast<float>(
+          round(std::bit_cast<uint32_t>(data[i + 1]), static_cast<uint32_t>(r >> 32)));
+    }
+  }
+  for (; i < n; ++i) {
+    const uint64_t r = R == Rounding::kStochastic ? ElementRandom(key, i) : 0;
+    data[i] =
+        std::bit_cast<float>(round(std::bit_cast<uint32_t>(data[i]), static_cast<uint32_t>(r)));
+  }
+}
+
+template <Rounding R>
+void Quantizer::ApplyFixed(float* data, int64_t n, uint64_t key) const {
+  for (int64_t i = 0; i < n; ++i) {
+    const uint64_t r = R == Rounding::kStochastic ? ElementRandom(key, i) : 0;
+    data[i] = FixedOne<R>(data[i], r);
+  }
+}
+
+void Quantizer::Apply(float* data, int64_t n, uint64_t key) const {
+  if (!enabled_) return;
+  const bool fixed = format_.kind == FormatKind::kFixed;
+  switch (rounding_) {
+    case Rounding::kTruncate:
+      fixed ? ApplyFixed<Rounding::kTruncate>(data, n, key)
+            : ApplyFloat<Rounding::kTruncate>(data, n, key);
+      break;
+    case Rounding::kNearest:
+      fixed ? ApplyFixed<Rounding::kNearest>(data, n, key)
+            : ApplyFloat<Rounding::kNearest>(data, n, key);
+      break;
+    case Rounding::kStochastic:
+      fixed ? ApplyFixed<Rounding::kStochastic>(data, n, key)
+            : ApplyFloat<Rounding::kStochastic>(data, n, key);
+      break;
+  }
+}
+
+float Quantizer::QuantizeOne(float x, uint64_t random_bits) const {
+  if (!enabled_) return x;
+  const bool fixed = format_.kind == FormatKind::kFixed;
+  switch (rounding_) {
+    case Rounding::kTruncate:
+      return fixed ? FixedOne<Rounding::kTruncate>(x, random_bits)
+                   : FloatOne<Rounding::kTruncate>(x, random_bits);
+    case Rounding::kNearest:
+      return fixed ? FixedOne<Rounding::kNearest>(x, random_bits)
+                   : FloatOne<Rounding::kNearest>(x, random_bits);
+    case Rounding::kStochastic:
+      return fixed ? FixedOne<Rounding::kStochastic>(x, random_bits)
+                   : FloatOne<Rounding::kStochastic>(x, random_bits);
+  }
+  return x;
+}
+
+}  // namespace bitsweep::trainer
