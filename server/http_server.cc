@@ -4,6 +4,7 @@
 #include <httplib.h>
 
 #include <charconv>
+#include <chrono>
 #include <string_view>
 
 #include "absl/strings/str_cat.h"
@@ -95,7 +96,17 @@ absl::Status HttpServer::Start(const std::string& host, int port) {
     }
     port_ = port;
   }
-  thread_ = std::thread([this] { server_->listen_after_bind(); });
+  listen_returned_ = false;
+  thread_ = std::thread([this] {
+    server_->listen_after_bind();
+    listen_returned_ = true;
+  });
+  // httplib 0.11's stop() does nothing until listen_after_bind() has marked the server
+  // running, so a Stop() right after Start() would leave the accept loop blocked for good.
+  // Wait (briefly: the thread only has to start) for the accept loop before returning.
+  while (!server_->is_running() && !listen_returned_) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
   return absl::OkStatus();
 }
 

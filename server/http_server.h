@@ -14,6 +14,7 @@
 // build is compiled with OpenSSL, so HTTPS is one option away.
 #pragma once
 
+#include <atomic>
 #include <memory>
 #include <string>
 #include <thread>
@@ -55,6 +56,7 @@ class HttpServer {
   Scheduler* const scheduler_;
   std::unique_ptr<httplib::Server> server_;
   std::thread thread_;
+  std::atomic<bool> listen_returned_{false};  // set by thread_ when the accept loop ends
   int port_ = 0;
 };
 
