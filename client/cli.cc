@@ -10,8 +10,12 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_replace.h"
+#include "client/cli_config.h"
 #include "client/commands.h"
+#include "client/completion.h"
 #include "client/sweep_client.h"
+#include "common/bearer_token.h"
+#include "common/channel_security.h"
 
 namespace bitsweep::client {
 namespace {
@@ -36,11 +40,19 @@ std::string Footer(absl::string_view examples) {
 // What the command line asked for; `run` is set by the chosen command when it is parsed.
 struct CommandLine {
   std::string server;
+  std::string token_file;
+  common::ChannelSecurity security;
   std::string file;
   bool dry_run = false;
   bool watch = false;
   bool json = false;
   int64_t sweep_id = 0;
+  int64_t trial_id = 0;
+  int tail = 10;
+  std::string shell;
+  ExportOptions export_options;
+  // The command needs no server (completion): no config file is read, nothing is contacted.
+  bool offline = false;
   std::function<absl::StatusOr<int>(SweepClient&, const CommandEnv&)> run;
 };
 
@@ -51,6 +63,12 @@ void DefineCommands(CLI::App& app, CommandLine& line) {
   app.add_option("--server", line.server,
                  "bitsweep-server address as host:port (env BITSWEEP_SERVER)")
       ->capture_default_str();
+  app.add_option("--token-file", line.token_file,
+                 "File holding the client bearer token (env BITSWEEP_TOKEN)");
+  app.add_option("--tls-ca", line.security.tls_ca_file, "CA certificate (PEM): connect with TLS");
+  app.add_option("--tls-cert", line.security.tls_cert_file,
+                 "Client certificate (PEM) for mutual TLS");
+  app.add_option("--tls-key", line.security.tls_key_file, "Client private key (PEM)");
 
   auto add_json_flag = [&](CLI::App* command) {
     command->add_flag("--json", line.json, "Print JSON instead of a table");
@@ -117,6 +135,51 @@ void DefineCommands(CLI::App& app, CommandLine& line) {
     return ResultsCommand(client, line.sweep_id, line.json, env);
   });
 
+  CLI::App* export_command = app.add_subcommand(
+      "export", "Write every trial (or every curve point) as CSV or JSON (exit 1 if any failed)");
+  export_command->add_option("SWEEP", line.export_options.sweep_id, "Sweep id")
+      ->required()
+      ->check(CLI::PositiveNumber);
+  export_command->add_option("--format", line.export_options.format, "csv or json")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"csv", "json"}));
+  export_command->add_flag("--curves", line.export_options.curves,
+                           "One row per curve point instead of one per trial");
+  export_command->add_option("-o,--output", line.export_options.output_path,
+                             "Write to this file instead of stdout");
+  export_command->footer(
+      Footer("  bitsweep export 3 -o sweep3.csv\n"
+             "  bitsweep export 3 --format json --curves -o curves3.json"));
+  on_parse(export_command, [&line](SweepClient& client, const CommandEnv& env) {
+    return ExportCommand(client, line.export_options, env);
+  });
+
+  CLI::App* logs = app.add_subcommand(
+      "logs", "Show a trial's state, attempts, worker, error and last curve points");
+  logs->add_option("TRIAL", line.trial_id, "Trial id (as in results and export)")
+      ->required()
+      ->check(CLI::PositiveNumber);
+  logs->add_option("--tail", line.tail, "Curve points to show")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  logs->footer(Footer("  bitsweep logs 42\n  bitsweep logs 42 --tail 50"));
+  on_parse(logs, [&line](SweepClient& client, const CommandEnv& env) {
+    return LogsCommand(client, line.trial_id, line.tail, env);
+  });
+
+  CLI::App* completion = app.add_subcommand("completion", "Print a shell completion script (bash)");
+  completion->add_option("SHELL", line.shell, "Shell: bash")
+      ->required()
+      ->check(CLI::IsMember({"bash"}));
+  completion->footer(Footer("  source <(bitsweep completion bash)"));
+  completion->callback([&line, &app] {
+    line.offline = true;
+    line.run = [&app](SweepClient&, const CommandEnv& env) -> absl::StatusOr<int> {
+      *env.out << BashCompletionScript(app);
+      return kExitOk;
+    };
+  });
+
   CLI::App* cancel = app.add_subcommand("cancel", "Cancel a sweep's queued and running trials");
   add_sweep_argument(cancel);
   cancel->footer(Footer("  bitsweep cancel 3"));
@@ -167,6 +230,17 @@ int RunCli(const std::vector<std::string>& args, const CliEnvironment& env) {
     PrintError(err, std::string(e.what()) + " (see bitsweep --help)");
     return kExitUsage;
   }
+  // Precedence: --server > BITSWEEP_SERVER (env.default_server) > config file > default.
+  if (!line.offline && app.get_option("--server")->count() == 0 && env.default_server.empty() &&
+      !env.config_path.empty()) {
+    absl::StatusOr<CliConfig> config = ReadCliConfig(env.config_path);
+    if (config.ok()) {
+      if (!config->server.empty()) line.server = config->server;
+    } else if (!absl::IsNotFound(config.status()) || env.config_path_explicit) {
+      PrintError(err, config.status().message());
+      return kExitUsage;
+    }
+  }
   if (line.server.empty()) {
     PrintError(err, "--server must not be empty");
     return kExitUsage;
@@ -176,9 +250,27 @@ int RunCli(const std::vector<std::string>& args, const CliEnvironment& env) {
     return kExitUsage;
   }
 
-  SweepClient client(SweepClientOptions{.address = line.server,
-                                        .connect_timeout = env.connect_timeout,
-                                        .call_timeout = env.call_timeout});
+  SweepClientOptions client_options;
+  client_options.address = line.server;
+  client_options.connect_timeout = env.connect_timeout;
+  client_options.call_timeout = env.call_timeout;
+  if (!line.offline) {
+    absl::StatusOr<std::string> token =
+        common::LoadToken("--token-file", line.token_file, "BITSWEEP_TOKEN");
+    if (!token.ok()) {
+      PrintError(err, token.status().message());
+      return kExitUsage;
+    }
+    client_options.token = *token;
+    absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> credentials =
+        common::MakeChannelCredentials(line.security);
+    if (!credentials.ok()) {
+      PrintError(err, credentials.status().message());
+      return kExitUsage;
+    }
+    client_options.credentials = *credentials;
+  }
+  SweepClient client(client_options);
   const CommandEnv command_env{
       .out = &out, .interactive = env.interactive, .width = env.width, .clock = env.clock};
   const absl::StatusOr<int> exit_code = line.run(client, command_env);
@@ -206,6 +298,7 @@ CliEnvironment DetectEnvironment() {
   if (const char* server = std::getenv("BITSWEEP_SERVER"); server != nullptr) {
     env.default_server = server;
   }
+  env.config_path = CliConfigPath(&env.config_path_explicit);
   return env;
 }
 

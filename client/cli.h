@@ -22,6 +22,11 @@ struct CliEnvironment {
   int width = 0;
   // Default for --server (BITSWEEP_SERVER); empty means 127.0.0.1:50051.
   std::string default_server;
+  // The optional config file (see cli_config.h), read when neither --server nor
+  // BITSWEEP_SERVER is given. Empty: none. A missing file is ignored unless
+  // `config_path_explicit` ($BITSWEEP_CONFIG named it); a bad file is a usage error.
+  std::string config_path;
+  bool config_path_explicit = false;
   absl::Duration connect_timeout = absl::Seconds(3);
   absl::Duration call_timeout = absl::Seconds(10);
   const common::Clock* clock = common::SystemClock::Get();
@@ -37,7 +42,7 @@ int RunCli(const std::vector<std::string>& args, const CliEnvironment& env);
 int ExitCodeForError(const absl::Status& status);
 
 // Reads the terminal of this process: whether stdout is a TTY, its width (COLUMNS, else the
-// TTY's size, else unlimited) and BITSWEEP_SERVER.
+// TTY's size, else unlimited), BITSWEEP_SERVER and where the config file is (CliConfigPath).
 CliEnvironment DetectEnvironment();
 
 }  // namespace bitsweep::client

@@ -3,6 +3,9 @@
 #include <google/protobuf/util/json_util.h>
 
 #include <algorithm>
+#include <charconv>
+#include <filesystem>
+#include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -11,6 +14,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_replace.h"
 #include "absl/time/time.h"
 #include "client/sweep_file.h"
 #include "client/text_table.h"
@@ -404,6 +408,241 @@ absl::StatusOr<int> WorkersCommand(SweepClient& client, bool json_output, const 
   }
   table.Render(*env.out, env.width);
   return kExitOk;
+}
+
+}  // namespace bitsweep::client
+
+// --- export, logs ------------------------------------------------------------------------
+
+namespace bitsweep::client {
+namespace {
+
+// Shortest text that reads back as the same double: exports feed other programs.
+std::string ExactNumber(double value) {
+  char buffer[32];
+  auto [end, ec] = std::to_chars(buffer, buffer + sizeof(buffer), value);
+  if (ec != std::errc()) return absl::StrCat(value);
+  return std::string(buffer, end);
+}
+
+// RFC 4180: quote fields holding a separator, quote or line break; double inner quotes.
+std::string CsvField(const std::string& text) {
+  if (text.find_first_of(",\"\r\n") == std::string::npos) return text;
+  return absl::StrCat("\"", absl::StrReplaceAll(text, {{"\"", "\"\""}}), "\"");
+}
+
+// A table of cells that are JSON values; written as CSV (strings unquoted unless needed,
+// null as empty) or as a JSON array of objects keyed by column.
+struct ExportTable {
+  std::vector<std::string> columns;
+  std::vector<std::vector<json>> rows;
+
+  std::string ToCsv() const {
+    std::string out;
+    for (size_t i = 0; i < columns.size(); ++i) {
+      absl::StrAppend(&out, i > 0 ? "," : "", CsvField(columns[i]));
+    }
+    out += "\n";
+    for (const std::vector<json>& row : rows) {
+      for (size_t i = 0; i < row.size(); ++i) {
+        std::string cell;
+        if (row[i].is_string()) {
+          cell = row[i].get<std::string>();
+        } else if (row[i].is_number_float()) {
+          cell = ExactNumber(row[i].get<double>());
+        } else if (!row[i].is_null()) {
+          cell = row[i].dump();
+        }
+        absl::StrAppend(&out, i > 0 ? "," : "", CsvField(cell));
+      }
+      out += "\n";
+    }
+    return out;
+  }
+
+  std::string ToJson() const {
+    json array = json::array();
+    for (const std::vector<json>& row : rows) {
+      json object = json::object();
+      for (size_t i = 0; i < row.size(); ++i) object[columns[i]] = row[i];
+      array.push_back(std::move(object));
+    }
+    return array.dump(2) + "\n";
+  }
+};
+
+std::vector<std::string> SweptPaths(const std::vector<v1::Trial>& trials) {
+  std::vector<std::string> paths;
+  for (const v1::Trial& trial : trials) {
+    for (const v1::TrialParam& param : trial.params()) {
+      if (std::find(paths.begin(), paths.end(), param.path()) == paths.end()) {
+        paths.push_back(param.path());
+      }
+    }
+  }
+  return paths;
+}
+
+// The trial's id, swept values (as the server prints them) and seed: the key of every row.
+std::vector<json> TrialKey(const v1::Trial& trial, const std::vector<std::string>& paths) {
+  std::vector<json> cells{json(trial.id())};
+  for (const std::string& path : paths) {
+    json value = nullptr;
+    for (const v1::TrialParam& param : trial.params()) {
+      if (param.path() == path) value = param.value();
+    }
+    cells.push_back(std::move(value));
+  }
+  cells.push_back(json(trial.seed()));
+  return cells;
+}
+
+json DurationSeconds(const v1::Trial& trial) {
+  if (trial.started_unix_ms() <= 0 || trial.finished_unix_ms() < trial.started_unix_ms()) {
+    return nullptr;
+  }
+  return static_cast<double>(trial.finished_unix_ms() - trial.started_unix_ms()) / 1000.0;
+}
+
+std::vector<json> TrialCells(const v1::Trial& trial) {
+  const bool done = trial.state() == v1::TRIAL_STATE_DONE;
+  const v1::TrialResult& result = trial.result();
+  return {TrialStateName(trial.state()),
+          trial.attempt(),
+          done ? json(result.final_test_accuracy()) : json(nullptr),
+          done ? json(result.best_test_accuracy()) : json(nullptr),
+          done && result.iterations_to_target() >= 0 ? json(result.iterations_to_target())
+                                                     : json(nullptr),
+          done ? json(OutcomeName(result.outcome())) : json(nullptr),
+          trial.worker_id().empty() ? json(nullptr) : json(trial.worker_id()),
+          DurationSeconds(trial),
+          trial.state() == v1::TRIAL_STATE_FAILED ? json(trial.error()) : json(nullptr)};
+}
+
+std::vector<json> CurvePointCells(const v1::CurvePoint& point) {
+  return {point.iteration(), point.epoch(),         point.train_loss(),   point.train_accuracy(),
+          point.test_loss(), point.test_accuracy(), point.learning_rate()};
+}
+
+// Writes through a temporary file and a rename, so a reader never sees half an export.
+absl::Status WriteWholeFile(const std::string& path, const std::string& contents) {
+  const std::string temp = path + ".tmp";
+  {
+    std::ofstream out(temp, std::ios::binary | std::ios::trunc);
+    out << contents;
+    out.close();
+    if (!out) return absl::InvalidArgumentError(absl::StrCat("-o ", path, ": cannot write ", temp));
+  }
+  std::error_code error;
+  std::filesystem::rename(temp, path, error);
+  if (error) {
+    std::filesystem::remove(temp, error);
+    return absl::InvalidArgumentError(absl::StrCat("-o ", path, ": cannot create the file"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<int> ExportCommand(SweepClient& client, const ExportOptions& options,
+                                  const CommandEnv& env) {
+  if (options.format != "csv" && options.format != "json") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--format: expected csv or json, got '", options.format, "'"));
+  }
+  ASSIGN_OR_RETURN(std::vector<v1::Trial> trials, client.ListTrials(options.sweep_id));
+  const std::vector<std::string> paths = SweptPaths(trials);
+  ExportTable table;
+  table.columns.push_back("trial_id");
+  for (const std::string& path : paths) table.columns.push_back(path);
+  table.columns.push_back("seed");
+  if (options.curves) {
+    for (const char* column : {"iteration", "epoch", "train_loss", "train_accuracy", "test_loss",
+                               "test_accuracy", "learning_rate"}) {
+      table.columns.push_back(column);
+    }
+    for (const v1::Trial& trial : trials) {
+      ASSIGN_OR_RETURN(v1::GetTrialResponse detail,
+                       client.GetTrial(trial.id(), /*include_curve=*/true));
+      for (const v1::CurvePoint& point : detail.curve()) {
+        std::vector<json> row = TrialKey(trial, paths);
+        for (json& cell : CurvePointCells(point)) row.push_back(std::move(cell));
+        table.rows.push_back(std::move(row));
+      }
+    }
+  } else {
+    for (const char* column :
+         {"state", "attempt", "final_test_accuracy", "best_test_accuracy", "iterations_to_target",
+          "outcome", "worker", "duration_seconds", "error"}) {
+      table.columns.push_back(column);
+    }
+    for (const v1::Trial& trial : trials) {
+      std::vector<json> row = TrialKey(trial, paths);
+      for (json& cell : TrialCells(trial)) row.push_back(std::move(cell));
+      table.rows.push_back(std::move(row));
+    }
+  }
+  const std::string text = options.format == "csv" ? table.ToCsv() : table.ToJson();
+  if (options.output_path.empty() || options.output_path == "-") {
+    *env.out << text;
+  } else {
+    RETURN_IF_ERROR(WriteWholeFile(options.output_path, text));
+  }
+  const bool any_failed = std::any_of(trials.begin(), trials.end(), [](const v1::Trial& trial) {
+    return trial.state() == v1::TRIAL_STATE_FAILED;
+  });
+  return any_failed ? kExitTrialsFailed : kExitOk;
+}
+
+absl::StatusOr<int> LogsCommand(SweepClient& client, int64_t trial_id, int tail,
+                                const CommandEnv& env) {
+  ASSIGN_OR_RETURN(v1::GetTrialResponse detail, client.GetTrial(trial_id, /*include_curve=*/true));
+  const v1::Trial& trial = detail.trial();
+  std::ostream& out = *env.out;
+  out << "trial " << trial.id() << " (sweep " << trial.sweep_id()
+      << "): " << TrialStateName(trial.state()) << ", attempt " << trial.attempt() << '\n';
+  std::string params;
+  for (const v1::TrialParam& param : trial.params()) {
+    absl::StrAppend(&params, param.path(), "=", param.value(), " ");
+  }
+  out << "params:   " << params << "seed=" << trial.seed() << '\n';
+  out << "worker:   " << (trial.worker_id().empty() ? "-" : trial.worker_id()) << '\n';
+  out << "started:  " << FormatUnixMs(trial.started_unix_ms())
+      << (trial.started_unix_ms() > 0 ? " UTC" : "") << '\n';
+  if (trial.finished_unix_ms() > 0) {
+    out << "finished: " << FormatUnixMs(trial.finished_unix_ms()) << " UTC";
+    if (json duration = DurationSeconds(trial); !duration.is_null()) {
+      out << absl::StrFormat(" (%.1f s)", duration.get<double>());
+    }
+    out << '\n';
+  }
+  if (trial.state() == v1::TRIAL_STATE_DONE) {
+    out << "result:   " << OutcomeName(trial.result().outcome()) << ", final "
+        << Percent(trial.result().final_test_accuracy()) << "%, best "
+        << Percent(trial.result().best_test_accuracy()) << "%\n";
+  }
+  if (!trial.error().empty()) out << "error:    " << trial.error() << '\n';
+
+  const int total = detail.curve_size();
+  const int shown = std::min(total, std::max(tail, 0));
+  if (total == 0) {
+    out << "no curve points yet\n";
+  } else if (shown > 0) {
+    out << "last " << shown << " of " << Plural(total, "curve point") << ":\n";
+    TextTable table({"iteration", "epoch", "train loss", "train %", "test loss", "test %", "lr"});
+    for (size_t column = 0; column < 7; ++column) {
+      table.SetAlign(column, TextTable::Align::kRight);
+    }
+    for (int i = total - shown; i < total; ++i) {
+      const v1::CurvePoint& point = detail.curve(i);
+      table.AddRow({absl::StrCat(point.iteration()), absl::StrFormat("%.2f", point.epoch()),
+                    absl::StrFormat("%.4f", point.train_loss()), Percent(point.train_accuracy()),
+                    absl::StrFormat("%.4f", point.test_loss()), Percent(point.test_accuracy()),
+                    absl::StrFormat("%.4g", point.learning_rate())});
+    }
+    table.Render(out, env.width);
+  }
+  return trial.state() == v1::TRIAL_STATE_FAILED ? kExitTrialsFailed : kExitOk;
 }
 
 }  // namespace bitsweep::client

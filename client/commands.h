@@ -64,6 +64,32 @@ absl::StatusOr<int> CancelCommand(SweepClient& client, int64_t sweep_id, const C
 // Errors: Unavailable.
 absl::StatusOr<int> WorkersCommand(SweepClient& client, bool json, const CommandEnv& env);
 
+// What `export` writes.
+struct ExportOptions {
+  int64_t sweep_id = 0;
+  // csv | json
+  std::string format = "csv";
+  // One row per curve point (iteration, epoch, losses, accuracies, learning rate) instead of
+  // one per trial.
+  bool curves = false;
+  // Empty or "-": `env.out`. Otherwise written whole (temporary file, then rename).
+  std::string output_path;
+};
+
+// `export SWEEP`: one row per trial, columns trial_id, every swept parameter path, seed, state,
+// attempt, final_test_accuracy, best_test_accuracy (fractions), iterations_to_target, outcome,
+// worker, duration_seconds, error; missing values are empty (CSV) or null (JSON). With
+// `curves`, one row per curve point (one GetTrial call per trial). Returns 1 when any trial
+// failed (the export is still written). Errors: InvalidArgument (bad format, cannot write the
+// file); NotFound; Unavailable.
+absl::StatusOr<int> ExportCommand(SweepClient& client, const ExportOptions& options,
+                                  const CommandEnv& env);
+
+// `logs TRIAL`: the trial's state, attempt, parameters, worker, times, result or error, and its
+// last `tail` curve points. Returns 1 when the trial failed. Errors: NotFound; Unavailable.
+absl::StatusOr<int> LogsCommand(SweepClient& client, int64_t trial_id, int tail,
+                                const CommandEnv& env);
+
 // "[#####.....] 5/10 done, 2 running, 0 failed" (also "N cancelled" and "N diverged" when
 // non-zero); the bar is `bar_width` characters wide.
 std::string FormatProgressLine(const v1::TrialCounts& counts, int bar_width = 20);

@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "common/channel_security.h"
 #include "common/grpc_status.h"
 #include "common/status_macros.h"
 
@@ -17,11 +18,20 @@ std::chrono::system_clock::time_point DeadlineAfter(absl::Duration timeout) {
   return std::chrono::system_clock::now() + absl::ToChronoMilliseconds(timeout);
 }
 
+std::shared_ptr<grpc::Channel> MakeChannel(const SweepClientOptions& options) {
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(options.max_receive_message_bytes);
+  return grpc::CreateCustomChannel(
+      options.address,
+      options.credentials != nullptr ? options.credentials : grpc::InsecureChannelCredentials(),
+      args);
+}
+
 }  // namespace
 
 SweepClient::SweepClient(SweepClientOptions options)
     : options_(std::move(options)),
-      channel_(grpc::CreateChannel(options_.address, grpc::InsecureChannelCredentials())),
+      channel_(MakeChannel(options_)),
       stub_(v1::SweepService::NewStub(channel_)) {}
 
 absl::Status SweepClient::AwaitConnection() {
@@ -45,6 +55,7 @@ absl::Status SweepClient::AwaitConnection() {
 
 void SweepClient::SetDeadline(grpc::ClientContext& context) const {
   context.set_deadline(DeadlineAfter(options_.call_timeout));
+  common::AddBearerToken(options_.token, context);
 }
 
 absl::Status SweepClient::ToStatus(const grpc::Status& status) const {
@@ -116,6 +127,18 @@ absl::StatusOr<std::vector<v1::Trial>> SweepClient::ListTrials(int64_t sweep_id)
   return std::vector<v1::Trial>(response.trials().begin(), response.trials().end());
 }
 
+absl::StatusOr<v1::GetTrialResponse> SweepClient::GetTrial(int64_t trial_id, bool include_curve) {
+  RETURN_IF_ERROR(AwaitConnection());
+  grpc::ClientContext context;
+  SetDeadline(context);
+  v1::GetTrialRequest request;
+  request.set_trial_id(trial_id);
+  request.set_include_curve(include_curve);
+  v1::GetTrialResponse response;
+  RETURN_IF_ERROR(ToStatus(stub_->GetTrial(&context, request, &response)));
+  return response;
+}
+
 absl::StatusOr<std::vector<v1::WorkerInfo>> SweepClient::ListWorkers() {
   RETURN_IF_ERROR(AwaitConnection());
   grpc::ClientContext context;
@@ -130,6 +153,7 @@ absl::Status SweepClient::WatchSweep(
   RETURN_IF_ERROR(AwaitConnection());
   // No deadline: a sweep may run for days.
   grpc::ClientContext context;
+  common::AddBearerToken(options_.token, context);
   v1::WatchSweepRequest request;
   request.set_sweep_id(sweep_id);
   std::unique_ptr<grpc::ClientReader<v1::SweepEvent>> reader = stub_->WatchSweep(&context, request);

@@ -7,6 +7,8 @@
 // server's own status (InvalidArgument, NotFound, ...), converted from gRPC.
 #pragma once
 
+#include <grpcpp/security/credentials.h>
+
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -27,11 +29,18 @@ struct SweepClientOptions {
   absl::Duration connect_timeout = absl::Seconds(3);
   // Deadline of every unary call.
   absl::Duration call_timeout = absl::Seconds(10);
+  // Channel credentials (common::MakeChannelCredentials); null: plaintext.
+  std::shared_ptr<grpc::ChannelCredentials> credentials = nullptr;
+  // Bearer token sent on every call; empty: none.
+  std::string token = "";
+  // Largest reply accepted (a big sweep's ListTrials); matches the server's limit.
+  int max_receive_message_bytes = 64 << 20;
 };
 
 class SweepClient {
  public:
-  // Creates an (insecure) channel; nothing is connected until the first call.
+  // Creates the channel (plaintext unless options.credentials); nothing is connected until the
+  // first call.
   explicit SweepClient(SweepClientOptions options);
   SweepClient(const SweepClient&) = delete;
   SweepClient& operator=(const SweepClient&) = delete;
@@ -47,6 +56,8 @@ class SweepClient {
   absl::StatusOr<v1::Sweep> CancelSweep(int64_t sweep_id);
   // Errors: NotFound (no such sweep).
   absl::StatusOr<std::vector<v1::Trial>> ListTrials(int64_t sweep_id);
+  // The trial, with its curve when `include_curve`. Errors: NotFound (no such trial).
+  absl::StatusOr<v1::GetTrialResponse> GetTrial(int64_t trial_id, bool include_curve);
   absl::StatusOr<std::vector<v1::WorkerInfo>> ListWorkers();
 
   // Calls `on_event` for every event of the sweep until the server ends the stream (the sweep
@@ -60,6 +71,7 @@ class SweepClient {
   // has failed to connect, so that the call which follows reports gRPC's reason at once.
   // Errors: Unavailable (still no connection at the timeout).
   absl::Status AwaitConnection();
+  // Sets the call deadline and the bearer token.
   void SetDeadline(grpc::ClientContext& context) const;
   // Converts a call's gRPC status, turning transport failures into "cannot reach ..." errors.
   absl::Status ToStatus(const grpc::Status& status) const;

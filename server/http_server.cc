@@ -68,8 +68,18 @@ std::string ContentType(std::string_view name) {
 
 }  // namespace
 
-HttpServer::HttpServer(TrialStore* store, Scheduler* scheduler)
-    : store_(store), scheduler_(scheduler), server_(std::make_unique<httplib::Server>()) {
+HttpServer::HttpServer(TrialStore* store, Scheduler* scheduler, const ServerMetrics* metrics)
+    : HttpServer(store, scheduler, metrics, "", "") {}
+
+HttpServer::HttpServer(TrialStore* store, Scheduler* scheduler, const ServerMetrics* metrics,
+                       const std::string& tls_cert_file, const std::string& tls_key_file)
+    : store_(store),
+      scheduler_(scheduler),
+      metrics_(metrics),
+      server_(tls_cert_file.empty()
+                  ? std::make_unique<httplib::Server>()
+                  : std::make_unique<httplib::SSLServer>(tls_cert_file.c_str(),
+                                                         tls_key_file.c_str())) {
   // httplib's default also sets SO_REUSEPORT, which lets a second server bind a port already
   // in use and steal half its connections; keep only SO_REUSEADDR (fast restarts).
   server_->set_socket_options([](socket_t sock) {
@@ -83,6 +93,9 @@ HttpServer::~HttpServer() { Stop(); }
 
 absl::Status HttpServer::Start(const std::string& host, int port) {
   if (thread_.joinable()) return absl::FailedPreconditionError("HTTP server already started");
+  if (!server_->is_valid()) {
+    return absl::InvalidArgumentError("HTTPS: cannot use the --tls-cert/--tls-key pair");
+  }
   if (port == 0) {
     port_ = server_->bind_to_any_port(host);
     if (port_ < 0) {
@@ -122,6 +135,15 @@ void HttpServer::RegisterRoutes() {
   server.Get("/healthz", [](const httplib::Request&, httplib::Response& response) {
     response.set_content(R"({"status":"ok"})", kJson);
   });
+
+  if (metrics_ != nullptr) {
+    server.Get("/metrics", [this](const httplib::Request&, httplib::Response& response) {
+      absl::StatusOr<MetricsSnapshot> snapshot = ReadMetricsSnapshot(store_, scheduler_);
+      if (!snapshot.ok()) return SendError(response, snapshot.status());
+      response.set_content(metrics_->Render(*snapshot),
+                           "text/plain; version=0.0.4; charset=utf-8");
+    });
+  }
 
   server.Get("/api/sweeps", [this](const httplib::Request&, httplib::Response& response) {
     absl::StatusOr<std::vector<v1::Sweep>> sweeps = store_->ListSweeps();
@@ -194,6 +216,24 @@ void HttpServer::RegisterRoutes() {
                }
                SendError(response, absl::NotFoundError(absl::StrCat("no page ", request.path)));
              });
+
+  // Read-only (DESIGN §9): every other method is refused, on every path, so that no write can
+  // reach the store over HTTP without going through gRPC and its tokens.
+  const auto method_not_allowed = [](const httplib::Request& request,
+                                     httplib::Response& response) {
+    response.status = 405;
+    response.set_header("Allow", "GET, HEAD");
+    response.set_content(
+        nlohmann::json{{"error", request.method + " is not allowed: the HTTP API is read-only"},
+                       {"code", "METHOD_NOT_ALLOWED"}}
+            .dump(),
+        kJson);
+  };
+  server.Post(".*", method_not_allowed);
+  server.Put(".*", method_not_allowed);
+  server.Patch(".*", method_not_allowed);
+  server.Delete(".*", method_not_allowed);
+  server.Options(".*", method_not_allowed);
 }
 
 }  // namespace bitsweep::server

@@ -1,5 +1,6 @@
 // HttpServer: the read-only JSON API and the dashboard (DESIGN §1, §10).
 //   GET /healthz                  {"status": "ok"}
+//   GET /metrics                  Prometheus text exposition 0.0.4 (see ServerMetrics)
 //   GET /api/sweeps               ListSweepsResponse
 //   GET /api/sweeps/{id}          Sweep
 //   GET /api/sweeps/{id}/trials   ListTrialsResponse (configs and confusion matrices left out)
@@ -21,6 +22,7 @@
 
 #include "absl/status/status.h"
 #include "server/scheduler.h"
+#include "server/server_metrics.h"
 #include "server/trial_store.h"
 
 namespace httplib {
@@ -31,8 +33,12 @@ namespace bitsweep::server {
 
 class HttpServer {
  public:
-  // Both pointers must outlive the server.
-  HttpServer(TrialStore* store, Scheduler* scheduler);
+  // The pointers must outlive the server. Without `metrics`, /metrics is 404.
+  HttpServer(TrialStore* store, Scheduler* scheduler, const ServerMetrics* metrics = nullptr);
+  // Serves HTTPS with the PEM certificate chain and key (the gRPC server's, see
+  // ServerOptions::tls_cert_file); an unusable pair makes Start() fail with InvalidArgument.
+  HttpServer(TrialStore* store, Scheduler* scheduler, const ServerMetrics* metrics,
+             const std::string& tls_cert_file, const std::string& tls_key_file);
   // Stops serving.
   ~HttpServer();
   HttpServer(const HttpServer&) = delete;
@@ -54,6 +60,7 @@ class HttpServer {
 
   TrialStore* const store_;
   Scheduler* const scheduler_;
+  const ServerMetrics* const metrics_;
   std::unique_ptr<httplib::Server> server_;
   std::thread thread_;
   std::atomic<bool> listen_returned_{false};  // set by thread_ when the accept loop ends

@@ -9,7 +9,10 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <tuple>
 
+#include "common/bearer_token.h"
+#include "common/build_info.h"
 #include "common/logging.h"
 #include "nlohmann/json.hpp"
 #include "server/server.h"
@@ -48,8 +51,9 @@ int main(int argc, char** argv) {
   bitsweep::server::ServerOptions options;
   std::string port_file;
   std::string log_level = "info";
+  std::string log_format = "text";
   CLI::App app{"bitsweep-server: coordinates precision sweeps over workers"};
-  app.set_version_flag("--version", std::string("bitsweep-server ") + BITSWEEP_VERSION);
+  app.set_version_flag("--version", bitsweep::common::VersionLine("bitsweep-server"));
   app.add_option("--listen", options.grpc_address, "gRPC address host:port (port 0: any)")
       ->capture_default_str();
   app.add_option("--http", options.http_address,
@@ -66,15 +70,48 @@ int main(int argc, char** argv) {
                  "once listening, write {\"grpc_port\": N, \"http_port\": M} to this file");
   app.add_option("--log-level", log_level, "trace|debug|info|warn|error|off")
       ->capture_default_str();
+  app.add_option("--log-format", log_format, "text|json (json: one JSON object per line)")
+      ->capture_default_str();
+  std::string worker_token_file;
+  std::string client_token_file;
+  app.add_option("--worker-token-file", worker_token_file,
+                 "file holding the token workers must present (else env BITSWEEP_WORKER_TOKEN)");
+  app.add_option("--client-token-file", client_token_file,
+                 "file holding the token the CLI must present (else env BITSWEEP_CLIENT_TOKEN)");
+  app.add_flag("--insecure-no-auth", options.insecure_no_auth,
+               "allow a non-loopback --listen/--http without both tokens");
+  app.add_option("--tls-cert", options.tls_cert_file, "server certificate chain (PEM): serve TLS");
+  app.add_option("--tls-key", options.tls_key_file, "server private key (PEM)");
+  app.add_option("--tls-client-ca", options.tls_client_ca_file,
+                 "CA (PEM) for client certificates: require them (mutual TLS)");
   CLI11_PARSE(app, argc, argv);
 
-  if (absl::Status status = bitsweep::common::SetupLogging("bitsweep-server", log_level);
-      !status.ok()) {
-    std::cerr << "bitsweep-server: " << std::string(status.message()) << "\n";
+  bitsweep::common::LogFormat parsed_log_format = bitsweep::common::LogFormat::kText;
+  absl::Status logging = bitsweep::common::ParseLogFormat(log_format, &parsed_log_format);
+  if (logging.ok()) {
+    logging = bitsweep::common::SetupLogging("bitsweep-server", log_level, parsed_log_format);
+  }
+  if (!logging.ok()) {
+    std::cerr << "bitsweep-server: " << std::string(logging.message()) << "\n";
     return 2;
   }
+  spdlog::info("{}", bitsweep::common::VersionLine("bitsweep-server"));
 
   gpr_set_log_function(ForwardGrpcLog);
+
+  // Tokens are secrets: read here, never logged.
+  for (auto [flag, path, env, token] :
+       {std::tuple{"--worker-token-file", &worker_token_file, "BITSWEEP_WORKER_TOKEN",
+                   &options.worker_token},
+        std::tuple{"--client-token-file", &client_token_file, "BITSWEEP_CLIENT_TOKEN",
+                   &options.client_token}}) {
+    absl::StatusOr<std::string> loaded = bitsweep::common::LoadToken(flag, *path, env);
+    if (!loaded.ok()) {
+      spdlog::error("{}", std::string(loaded.status().message()));
+      return 2;
+    }
+    *token = *std::move(loaded);
+  }
 
   std::filesystem::path db_dir = std::filesystem::path(options.db_path).parent_path();
   if (!db_dir.empty()) {

@@ -41,7 +41,12 @@ absl::StatusOr<std::vector<v1::TrialRef>> Scheduler::Heartbeat(
 absl::StatusOr<bool> Scheduler::ReportProgress(const std::string& worker_id,
                                                const v1::TrialRef& ref,
                                                const std::vector<v1::CurvePoint>& points) {
-  return store_->AppendPoints(worker_id, ref, points);
+  ASSIGN_OR_RETURN(bool stop, store_->AppendPoints(worker_id, ref, points));
+  // A cancelled trial's points are dropped, not stored.
+  if (options_.metrics != nullptr && !stop) {
+    options_.metrics->AddCurvePoints(static_cast<int64_t>(points.size()));
+  }
+  return stop;
 }
 
 absl::Status Scheduler::CompleteTrial(const std::string& worker_id, const v1::TrialRef& ref,
@@ -59,7 +64,9 @@ absl::StatusOr<int> Scheduler::GraceRunningLeases() {
 }
 
 absl::StatusOr<int> Scheduler::ExpireLeases() {
-  return store_->ExpireLeases(clock_->NowUnixMs(), options_.max_attempts);
+  ASSIGN_OR_RETURN(int expired, store_->ExpireLeases(clock_->NowUnixMs(), options_.max_attempts));
+  if (options_.metrics != nullptr) options_.metrics->AddExpiredLeases(expired);
+  return expired;
 }
 
 absl::StatusOr<std::vector<v1::WorkerInfo>> Scheduler::ListWorkers() {

@@ -14,6 +14,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "common/clock.h"
+#include "server/server_metrics.h"
 #include "server/trial_store.h"
 
 namespace bitsweep::server {
@@ -22,6 +23,9 @@ struct SchedulerOptions {
   int64_t lease_timeout_ms = 15'000;
   // Leases a trial may lose (worker gone) before it fails.
   int max_attempts = 3;
+  // Counts expired leases and ingested curve points; null: not counted. Must outlive the
+  // scheduler.
+  ServerMetrics* metrics = nullptr;
 };
 
 struct WorkerRegistration {

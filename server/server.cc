@@ -8,7 +8,9 @@
 #include <chrono>
 
 #include "absl/strings/str_cat.h"
+#include "common/channel_security.h"
 #include "common/status_macros.h"
+#include "server/auth_policy.h"
 
 namespace bitsweep::server {
 
@@ -30,6 +32,37 @@ absl::Status ParseHostPort(const std::string& address, std::string* host, int* p
   return absl::OkStatus();
 }
 
+namespace {
+
+// Plaintext, or TLS when a certificate is configured (with client certificates required and
+// verified when a client CA is). Errors: InvalidArgument (incomplete TLS options), NotFound
+// (unreadable PEM file).
+absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeServerCredentials(
+    const ServerOptions& options) {
+  if (options.tls_cert_file.empty() != options.tls_key_file.empty()) {
+    return absl::InvalidArgumentError("--tls-cert and --tls-key go together");
+  }
+  if (options.tls_cert_file.empty()) {
+    if (!options.tls_client_ca_file.empty()) {
+      return absl::InvalidArgumentError("--tls-client-ca needs --tls-cert and --tls-key");
+    }
+    return grpc::InsecureServerCredentials();
+  }
+  grpc::SslServerCredentialsOptions ssl(GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE);
+  grpc::SslServerCredentialsOptions::PemKeyCertPair pair;
+  ASSIGN_OR_RETURN(pair.cert_chain, common::ReadPemFile("--tls-cert", options.tls_cert_file));
+  ASSIGN_OR_RETURN(pair.private_key, common::ReadPemFile("--tls-key", options.tls_key_file));
+  ssl.pem_key_cert_pairs.push_back(std::move(pair));
+  if (!options.tls_client_ca_file.empty()) {
+    ASSIGN_OR_RETURN(ssl.pem_root_certs,
+                     common::ReadPemFile("--tls-client-ca", options.tls_client_ca_file));
+    ssl.client_certificate_request = GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY;
+  }
+  return grpc::SslServerCredentials(ssl);
+}
+
+}  // namespace
+
 Server::Server() = default;
 
 Server::~Server() { Shutdown(); }
@@ -47,12 +80,25 @@ absl::Status Server::Start(const ServerOptions& options) {
   if (!options.http_address.empty()) {
     RETURN_IF_ERROR(ParseHostPort(options.http_address, &http_host, &http_port));
   }
+  RETURN_IF_ERROR(ValidateTokens(options.worker_token, options.client_token));
+  const bool have_worker_token = !options.worker_token.empty();
+  const bool have_client_token = !options.client_token.empty();
+  RETURN_IF_ERROR(CheckExposure("--listen", options.grpc_address, have_worker_token,
+                                have_client_token, options.insecure_no_auth));
+  RETURN_IF_ERROR(CheckExposure("--http", options.http_address, have_worker_token,
+                                have_client_token, options.insecure_no_auth));
+  ASSIGN_OR_RETURN(std::shared_ptr<grpc::ServerCredentials> credentials,
+                   MakeServerCredentials(options));
   const common::Clock* clock =
       options.clock != nullptr ? options.clock : common::SystemClock::Get();
 
   ASSIGN_OR_RETURN(store_, TrialStore::Open(options.db_path));
-  scheduler_ = std::make_unique<Scheduler>(
-      store_.get(), clock, SchedulerOptions{options.lease_timeout_ms, options.max_attempts});
+  store_->set_max_curve_points_per_trial(options.max_curve_points_per_trial);
+  scheduler_ =
+      std::make_unique<Scheduler>(store_.get(), clock,
+                                  SchedulerOptions{.lease_timeout_ms = options.lease_timeout_ms,
+                                                   .max_attempts = options.max_attempts,
+                                                   .metrics = &metrics_});
   // Workers that ran trials before a restart reconnect and re-attach them (DESIGN §7).
   absl::StatusOr<int> graced = scheduler_->GraceRunningLeases();
   if (!graced.ok()) {
@@ -66,9 +112,11 @@ absl::Status Server::Start(const ServerOptions& options) {
         *graced, options.lease_timeout_ms);
   }
   expander_ = std::make_unique<SweepExpander>(SweepExpanderOptions{options.max_trials});
-  sweep_service_ =
-      std::make_unique<SweepService>(store_.get(), scheduler_.get(), expander_.get(), clock);
-  worker_service_ = std::make_unique<WorkerService>(store_.get(), scheduler_.get());
+  auth_policy_ = std::make_unique<AuthPolicy>(options.worker_token, options.client_token);
+  sweep_service_ = std::make_unique<SweepService>(store_.get(), scheduler_.get(), expander_.get(),
+                                                  clock, auth_policy_.get());
+  worker_service_ =
+      std::make_unique<WorkerService>(store_.get(), scheduler_.get(), auth_policy_.get());
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -77,7 +125,12 @@ absl::Status Server::Start(const ServerOptions& options) {
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.SetMaxReceiveMessageSize(options.max_message_bytes);
   builder.SetMaxSendMessageSize(options.max_message_bytes);
-  builder.AddListeningPort(options.grpc_address, grpc::InsecureServerCredentials(), &grpc_port_);
+  builder.AddListeningPort(options.grpc_address, credentials, &grpc_port_);
+  {
+    std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> creators;
+    creators.push_back(MakeRpcMetricsInterceptorFactory(&metrics_));
+    builder.experimental().SetInterceptorCreators(std::move(creators));
+  }
   builder.RegisterService(sweep_service_.get());
   builder.RegisterService(worker_service_.get());
   grpc_server_ = builder.BuildAndStart();
@@ -90,7 +143,8 @@ absl::Status Server::Start(const ServerOptions& options) {
   }
 
   if (!options.http_address.empty()) {
-    http_ = std::make_unique<HttpServer>(store_.get(), scheduler_.get());
+    http_ = std::make_unique<HttpServer>(store_.get(), scheduler_.get(), &metrics_,
+                                         options.tls_cert_file, options.tls_key_file);
     absl::Status status = http_->Start(http_host, http_port);
     if (!status.ok()) {
       store_->changes().Shutdown();
@@ -122,6 +176,7 @@ void Server::Shutdown() {
   http_.reset();
   sweep_service_.reset();
   worker_service_.reset();
+  auth_policy_.reset();
   scheduler_.reset();
   expander_.reset();
   store_.reset();

@@ -11,9 +11,11 @@
 
 #include "absl/status/status.h"
 #include "common/clock.h"
+#include "server/auth_policy.h"
 #include "server/http_server.h"
 #include "server/lease_reaper.h"
 #include "server/scheduler.h"
+#include "server/server_metrics.h"
 #include "server/sweep_expander.h"
 #include "server/sweep_service.h"
 #include "server/trial_store.h"
@@ -37,6 +39,18 @@ struct ServerOptions {
   int max_message_bytes = 64 << 20;
   // Time source for leases; null means the system clock. Must outlive the server.
   const common::Clock* clock = nullptr;
+  // Largest curve one trial may store (TrialStore::AppendPoints).
+  int64_t max_curve_points_per_trial = TrialStore::kDefaultMaxCurvePointsPerTrial;
+  // Bearer tokens of the two roles (see AuthPolicy); empty: that role is not checked.
+  std::string worker_token;
+  std::string client_token;
+  // Allows a non-loopback address without both tokens (see CheckExposure).
+  bool insecure_no_auth = false;
+  // PEM files: with a certificate and key, gRPC and HTTP serve TLS only; with a client CA
+  // as well, gRPC requires and verifies client certificates (mutual TLS).
+  std::string tls_cert_file;
+  std::string tls_key_file;
+  std::string tls_client_ca_file;
 };
 
 class Server {
@@ -64,14 +78,18 @@ class Server {
   // For tests: the store and scheduler while running.
   TrialStore* store() { return store_.get(); }
   Scheduler* scheduler() { return scheduler_.get(); }
+  // Counters behind GET /metrics; they live as long as the Server object.
+  const ServerMetrics& metrics() const { return metrics_; }
 
  private:
   std::mutex mu_;  // guards start/shutdown transitions
   bool started_ = false;
   int grpc_port_ = 0;
+  ServerMetrics metrics_;
   std::unique_ptr<TrialStore> store_;
   std::unique_ptr<Scheduler> scheduler_;
   std::unique_ptr<SweepExpander> expander_;
+  std::unique_ptr<AuthPolicy> auth_policy_;
   std::unique_ptr<SweepService> sweep_service_;
   std::unique_ptr<WorkerService> worker_service_;
   std::unique_ptr<grpc::Server> grpc_server_;

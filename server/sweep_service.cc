@@ -27,11 +27,16 @@ bool SameProgress(const v1::Sweep& a, const v1::Sweep& b) {
 }  // namespace
 
 SweepService::SweepService(TrialStore* store, Scheduler* scheduler, const SweepExpander* expander,
-                           const common::Clock* clock)
-    : store_(store), scheduler_(scheduler), expander_(expander), clock_(clock) {}
+                           const common::Clock* clock, const AuthPolicy* auth)
+    : store_(store), scheduler_(scheduler), expander_(expander), clock_(clock), auth_(auth) {}
 
-grpc::Status SweepService::SubmitSweep(grpc::ServerContext*, const v1::SubmitSweepRequest* request,
+grpc::Status SweepService::SubmitSweep(grpc::ServerContext* context,
+                                       const v1::SubmitSweepRequest* request,
                                        v1::SubmitSweepResponse* response) {
+  if (grpc::Status denied = AuthorizeCall(auth_, *context, "/bitsweep.v1.SweepService/SubmitSweep");
+      !denied.ok()) {
+    return denied;
+  }
   absl::StatusOr<std::vector<PlannedTrial>> trials = expander_->Expand(request->spec());
   if (!trials.ok()) return ToGrpcStatus(trials.status());
   response->set_trial_count(static_cast<int32_t>(trials->size()));
@@ -49,24 +54,36 @@ grpc::Status SweepService::SubmitSweep(grpc::ServerContext*, const v1::SubmitSwe
   return grpc::Status::OK;
 }
 
-grpc::Status SweepService::GetSweep(grpc::ServerContext*, const v1::GetSweepRequest* request,
-                                    v1::Sweep* response) {
+grpc::Status SweepService::GetSweep(grpc::ServerContext* context,
+                                    const v1::GetSweepRequest* request, v1::Sweep* response) {
+  if (grpc::Status denied = AuthorizeCall(auth_, *context, "/bitsweep.v1.SweepService/GetSweep");
+      !denied.ok()) {
+    return denied;
+  }
   absl::StatusOr<v1::Sweep> sweep = store_->GetSweep(request->sweep_id());
   if (!sweep.ok()) return ToGrpcStatus(sweep.status());
   *response = *std::move(sweep);
   return grpc::Status::OK;
 }
 
-grpc::Status SweepService::ListSweeps(grpc::ServerContext*, const v1::ListSweepsRequest*,
+grpc::Status SweepService::ListSweeps(grpc::ServerContext* context, const v1::ListSweepsRequest*,
                                       v1::ListSweepsResponse* response) {
+  if (grpc::Status denied = AuthorizeCall(auth_, *context, "/bitsweep.v1.SweepService/ListSweeps");
+      !denied.ok()) {
+    return denied;
+  }
   absl::StatusOr<std::vector<v1::Sweep>> sweeps = store_->ListSweeps();
   if (!sweeps.ok()) return ToGrpcStatus(sweeps.status());
   for (v1::Sweep& sweep : *sweeps) *response->add_sweeps() = std::move(sweep);
   return grpc::Status::OK;
 }
 
-grpc::Status SweepService::CancelSweep(grpc::ServerContext*, const v1::CancelSweepRequest* request,
-                                       v1::Sweep* response) {
+grpc::Status SweepService::CancelSweep(grpc::ServerContext* context,
+                                       const v1::CancelSweepRequest* request, v1::Sweep* response) {
+  if (grpc::Status denied = AuthorizeCall(auth_, *context, "/bitsweep.v1.SweepService/CancelSweep");
+      !denied.ok()) {
+    return denied;
+  }
   absl::StatusOr<v1::Sweep> sweep = scheduler_->CancelSweep(request->sweep_id());
   if (!sweep.ok()) return ToGrpcStatus(sweep.status());
   spdlog::info("sweep {} cancelled", request->sweep_id());
@@ -77,6 +94,10 @@ grpc::Status SweepService::CancelSweep(grpc::ServerContext*, const v1::CancelSwe
 grpc::Status SweepService::WatchSweep(grpc::ServerContext* context,
                                       const v1::WatchSweepRequest* request,
                                       grpc::ServerWriter<v1::SweepEvent>* writer) {
+  if (grpc::Status denied = AuthorizeCall(auth_, *context, "/bitsweep.v1.SweepService/WatchSweep");
+      !denied.ok()) {
+    return denied;
+  }
   ChangeNotifier& changes = store_->changes();
   // Read the version before the data: a change committed in between is noticed next round.
   uint64_t version = changes.version();
@@ -115,8 +136,13 @@ grpc::Status SweepService::WatchSweep(grpc::ServerContext* context,
   return grpc::Status::OK;
 }
 
-grpc::Status SweepService::ListTrials(grpc::ServerContext*, const v1::ListTrialsRequest* request,
+grpc::Status SweepService::ListTrials(grpc::ServerContext* context,
+                                      const v1::ListTrialsRequest* request,
                                       v1::ListTrialsResponse* response) {
+  if (grpc::Status denied = AuthorizeCall(auth_, *context, "/bitsweep.v1.SweepService/ListTrials");
+      !denied.ok()) {
+    return denied;
+  }
   absl::StatusOr<std::vector<v1::Trial>> trials =
       store_->ListTrials(request->sweep_id(), /*with_config=*/true);
   if (!trials.ok()) return ToGrpcStatus(trials.status());
@@ -124,8 +150,13 @@ grpc::Status SweepService::ListTrials(grpc::ServerContext*, const v1::ListTrials
   return grpc::Status::OK;
 }
 
-grpc::Status SweepService::GetTrial(grpc::ServerContext*, const v1::GetTrialRequest* request,
+grpc::Status SweepService::GetTrial(grpc::ServerContext* context,
+                                    const v1::GetTrialRequest* request,
                                     v1::GetTrialResponse* response) {
+  if (grpc::Status denied = AuthorizeCall(auth_, *context, "/bitsweep.v1.SweepService/GetTrial");
+      !denied.ok()) {
+    return denied;
+  }
   absl::StatusOr<v1::Trial> trial = store_->GetTrial(request->trial_id());
   if (!trial.ok()) return ToGrpcStatus(trial.status());
   *response->mutable_trial() = *std::move(trial);
@@ -137,8 +168,12 @@ grpc::Status SweepService::GetTrial(grpc::ServerContext*, const v1::GetTrialRequ
   return grpc::Status::OK;
 }
 
-grpc::Status SweepService::ListWorkers(grpc::ServerContext*, const v1::ListWorkersRequest*,
+grpc::Status SweepService::ListWorkers(grpc::ServerContext* context, const v1::ListWorkersRequest*,
                                        v1::ListWorkersResponse* response) {
+  if (grpc::Status denied = AuthorizeCall(auth_, *context, "/bitsweep.v1.SweepService/ListWorkers");
+      !denied.ok()) {
+    return denied;
+  }
   absl::StatusOr<std::vector<v1::WorkerInfo>> workers = scheduler_->ListWorkers();
   if (!workers.ok()) return ToGrpcStatus(workers.status());
   for (v1::WorkerInfo& worker : *workers) *response->add_workers() = std::move(worker);

@@ -6,6 +6,7 @@
 
 #include "bitsweep/v1/sweep.grpc.pb.h"
 #include "common/clock.h"
+#include "server/auth_policy.h"
 #include "server/scheduler.h"
 #include "server/sweep_expander.h"
 #include "server/trial_store.h"
@@ -16,7 +17,7 @@ class SweepService final : public v1::SweepService::Service {
  public:
   // All pointers must outlive the service.
   SweepService(TrialStore* store, Scheduler* scheduler, const SweepExpander* expander,
-               const common::Clock* clock);
+               const common::Clock* clock, const AuthPolicy* auth = nullptr);
   SweepService(const SweepService&) = delete;
   SweepService& operator=(const SweepService&) = delete;
 
@@ -46,6 +47,7 @@ class SweepService final : public v1::SweepService::Service {
   Scheduler* const scheduler_;
   const SweepExpander* const expander_;
   const common::Clock* const clock_;
+  const AuthPolicy* const auth_;  // may be null
 };
 
 }  // namespace bitsweep::server

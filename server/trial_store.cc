@@ -627,6 +627,17 @@ absl::StatusOr<bool> TrialStore::AppendPoints(const std::string& worker_id, cons
     absl::StatusOr<LeaseRow> lease = CheckFence(*writer_, worker_id, ref);
     if (!lease.ok()) return lease.status();
     if (lease->state == v1::TRIAL_STATE_CANCELLED) return true;
+    // Counted through the (trial_id, iteration) key; re-sent iterations are counted as new,
+    // which only makes the check stricter near the limit.
+    SQLite::Statement count(*writer_, "SELECT COUNT(*) FROM curve_points WHERE trial_id = ?");
+    count.bind(1, ref.trial_id());
+    count.executeStep();
+    const int64_t stored = count.getColumn(0).getInt64();
+    if (stored + static_cast<int64_t>(points.size()) > max_curve_points_per_trial_) {
+      return absl::ResourceExhaustedError(
+          absl::StrCat("trial ", ref.trial_id(), ": more than ", max_curve_points_per_trial_,
+                       " curve points (", stored, " stored, ", points.size(), " sent)"));
+    }
     SQLite::Statement insert(
         *writer_,
         "INSERT OR REPLACE INTO curve_points (trial_id, iteration, attempt, epoch, train_loss, "

@@ -126,9 +126,15 @@ class TrialStore {
   // Stores curve points (a point re-sent for the same iteration replaces the old one).
   // Returns true when the trial was cancelled and the worker must stop (points are then
   // dropped). Errors: NotFound (no such trial), FailedPrecondition (stale attempt, trial not
-  // leased to this worker, or not running), Internal.
+  // leased to this worker, or not running), ResourceExhausted (the trial would hold more than
+  // max_curve_points_per_trial points; nothing of the call is stored), Internal.
   absl::StatusOr<bool> AppendPoints(const std::string& worker_id, const v1::TrialRef& ref,
                                     const std::vector<v1::CurvePoint>& points);
+
+  // A misbehaving worker must not fill the disk through one trial (DESIGN §9). Set before
+  // serving; default kDefaultMaxCurvePointsPerTrial.
+  static constexpr int64_t kDefaultMaxCurvePointsPerTrial = 1'000'000;
+  void set_max_curve_points_per_trial(int64_t limit) { max_curve_points_per_trial_ = limit; }
 
   // Finishes the trial: DONE with `result`, or FAILED with `error` when result is null.
   // A trial cancelled while running accepts its completion and stays CANCELLED.
@@ -172,6 +178,7 @@ class TrialStore {
 
   // Guards writer_ and last_seq_: the single writer connection serialises all writes.
   std::mutex write_mu_;
+  int64_t max_curve_points_per_trial_ = kDefaultMaxCurvePointsPerTrial;
   std::unique_ptr<SQLite::Database> writer_;
   int64_t last_seq_ = 0;
 

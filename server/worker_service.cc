@@ -17,12 +17,17 @@ constexpr std::chrono::milliseconds kPollSlice{1000};
 
 }  // namespace
 
-WorkerService::WorkerService(TrialStore* store, Scheduler* scheduler)
-    : store_(store), scheduler_(scheduler) {}
+WorkerService::WorkerService(TrialStore* store, Scheduler* scheduler, const AuthPolicy* auth)
+    : store_(store), scheduler_(scheduler), auth_(auth) {}
 
-grpc::Status WorkerService::RegisterWorker(grpc::ServerContext*,
+grpc::Status WorkerService::RegisterWorker(grpc::ServerContext* context,
                                            const v1::RegisterWorkerRequest* request,
                                            v1::RegisterWorkerResponse* response) {
+  if (grpc::Status denied =
+          AuthorizeCall(auth_, *context, "/bitsweep.v1.WorkerService/RegisterWorker");
+      !denied.ok()) {
+    return denied;
+  }
   absl::Status status = scheduler_->RegisterWorker(
       {request->worker_id(), request->incarnation(), request->host(), request->slots()});
   if (!status.ok()) return ToGrpcStatus(status);
@@ -36,6 +41,10 @@ grpc::Status WorkerService::RegisterWorker(grpc::ServerContext*,
 grpc::Status WorkerService::LeaseTrial(grpc::ServerContext* context,
                                        const v1::LeaseTrialRequest* request,
                                        v1::LeaseTrialResponse* response) {
+  if (grpc::Status denied = AuthorizeCall(auth_, *context, "/bitsweep.v1.WorkerService/LeaseTrial");
+      !denied.ok()) {
+    return denied;
+  }
   using Clock = std::chrono::steady_clock;
   const auto deadline = Clock::now() + std::chrono::milliseconds(std::clamp<int64_t>(
                                            request->wait_ms(), 0, kMaxLeaseWaitMs));
@@ -80,8 +89,13 @@ grpc::Status WorkerService::LeaseTrial(grpc::ServerContext* context,
   }
 }
 
-grpc::Status WorkerService::Heartbeat(grpc::ServerContext*, const v1::HeartbeatRequest* request,
+grpc::Status WorkerService::Heartbeat(grpc::ServerContext* context,
+                                      const v1::HeartbeatRequest* request,
                                       v1::HeartbeatResponse* response) {
+  if (grpc::Status denied = AuthorizeCall(auth_, *context, "/bitsweep.v1.WorkerService/Heartbeat");
+      !denied.ok()) {
+    return denied;
+  }
   std::vector<v1::TrialRef> running(request->running().begin(), request->running().end());
   absl::StatusOr<std::vector<v1::TrialRef>> stop =
       scheduler_->Heartbeat(request->worker_id(), request->incarnation(), running);
@@ -90,9 +104,14 @@ grpc::Status WorkerService::Heartbeat(grpc::ServerContext*, const v1::HeartbeatR
   return grpc::Status::OK;
 }
 
-grpc::Status WorkerService::ReportProgress(grpc::ServerContext*,
+grpc::Status WorkerService::ReportProgress(grpc::ServerContext* context,
                                            const v1::ReportProgressRequest* request,
                                            v1::ReportProgressResponse* response) {
+  if (grpc::Status denied =
+          AuthorizeCall(auth_, *context, "/bitsweep.v1.WorkerService/ReportProgress");
+      !denied.ok()) {
+    return denied;
+  }
   std::vector<v1::CurvePoint> points(request->points().begin(), request->points().end());
   absl::StatusOr<bool> stop =
       scheduler_->ReportProgress(request->worker_id(), request->ref(), points);
@@ -101,9 +120,14 @@ grpc::Status WorkerService::ReportProgress(grpc::ServerContext*,
   return grpc::Status::OK;
 }
 
-grpc::Status WorkerService::CompleteTrial(grpc::ServerContext*,
+grpc::Status WorkerService::CompleteTrial(grpc::ServerContext* context,
                                           const v1::CompleteTrialRequest* request,
                                           v1::CompleteTrialResponse*) {
+  if (grpc::Status denied =
+          AuthorizeCall(auth_, *context, "/bitsweep.v1.WorkerService/CompleteTrial");
+      !denied.ok()) {
+    return denied;
+  }
   absl::Status status;
   switch (request->outcome_case()) {
     case v1::CompleteTrialRequest::kResult:

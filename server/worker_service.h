@@ -5,6 +5,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include "bitsweep/v1/worker.grpc.pb.h"
+#include "server/auth_policy.h"
 #include "server/scheduler.h"
 #include "server/trial_store.h"
 
@@ -16,7 +17,8 @@ class WorkerService final : public v1::WorkerService::Service {
   static constexpr int64_t kMaxLeaseWaitMs = 10'000;
 
   // Both pointers must outlive the service.
-  WorkerService(TrialStore* store, Scheduler* scheduler);
+  // `auth` (may be null: everything allowed) must outlive the service.
+  WorkerService(TrialStore* store, Scheduler* scheduler, const AuthPolicy* auth = nullptr);
   WorkerService(const WorkerService&) = delete;
   WorkerService& operator=(const WorkerService&) = delete;
 
@@ -37,6 +39,7 @@ class WorkerService final : public v1::WorkerService::Service {
  private:
   TrialStore* const store_;
   Scheduler* const scheduler_;
+  const AuthPolicy* const auth_;  // may be null
 };
 
 }  // namespace bitsweep::server

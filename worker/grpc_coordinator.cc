@@ -8,14 +8,22 @@
 namespace bitsweep::worker {
 
 GrpcCoordinator::GrpcCoordinator(std::shared_ptr<grpc::Channel> channel,
-                                 std::chrono::milliseconds call_timeout)
-    : stub_(v1::WorkerService::NewStub(std::move(channel))), call_timeout_(call_timeout) {}
+                                 std::chrono::milliseconds call_timeout, std::string token)
+    : stub_(v1::WorkerService::NewStub(std::move(channel))),
+      call_timeout_(call_timeout),
+      token_(std::move(token)) {}
 
-std::unique_ptr<GrpcCoordinator> GrpcCoordinator::Connect(const std::string& address) {
-  return std::make_unique<GrpcCoordinator>(MakeChannel(address));
+absl::StatusOr<std::unique_ptr<GrpcCoordinator>> GrpcCoordinator::Connect(
+    const std::string& address, const common::ChannelSecurity& security) {
+  absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> credentials =
+      common::MakeChannelCredentials(security);
+  if (!credentials.ok()) return credentials.status();
+  return std::make_unique<GrpcCoordinator>(MakeChannel(address, *credentials),
+                                           std::chrono::seconds(10), security.token);
 }
 
-std::shared_ptr<grpc::Channel> GrpcCoordinator::MakeChannel(const std::string& address) {
+std::shared_ptr<grpc::Channel> GrpcCoordinator::MakeChannel(
+    const std::string& address, std::shared_ptr<grpc::ChannelCredentials> credentials) {
   grpc::ChannelArguments args;
   // Reconnect quickly after a server restart; our own Backoff paces the retries.
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
@@ -23,7 +31,7 @@ std::shared_ptr<grpc::Channel> GrpcCoordinator::MakeChannel(const std::string& a
   // Re-resolving "host:port" is what lets a channel in TRANSIENT_FAILURE try again; the
   // default 30 s minimum between resolutions would keep a restarted server unreachable.
   args.SetInt(GRPC_ARG_DNS_MIN_TIME_BETWEEN_RESOLUTIONS_MS, 100);
-  return grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
+  return grpc::CreateCustomChannel(address, std::move(credentials), args);
 }
 
 template <typename Response, typename Call>
@@ -36,6 +44,7 @@ absl::StatusOr<Response> GrpcCoordinator::Invoke(std::chrono::milliseconds extra
   // gRPC happens to reconnect (seconds after the server is back). Waiting for the channel,
   // within the deadline, lets the call go through as soon as the server is reachable again.
   context.set_wait_for_ready(kind != CallKind::kProgress);
+  common::AddBearerToken(token_, context);
   if (cancellable) {
     std::lock_guard<std::mutex> lock(mu_);
     if (cancelled_) return absl::CancelledError("worker is shutting down");

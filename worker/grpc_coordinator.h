@@ -12,20 +12,27 @@
 #include <string>
 
 #include "bitsweep/v1/worker.grpc.pb.h"
+#include "common/channel_security.h"
 #include "worker/coordinator.h"
 
 namespace bitsweep::worker {
 
 class GrpcCoordinator final : public Coordinator {
  public:
-  // `call_timeout` bounds every call; LeaseTrial gets its wait_ms on top.
+  // `call_timeout` bounds every call; LeaseTrial gets its wait_ms on top. `token`, if not
+  // empty, is sent as a bearer token on every call.
   explicit GrpcCoordinator(std::shared_ptr<grpc::Channel> channel,
-                           std::chrono::milliseconds call_timeout = std::chrono::seconds(10));
-  // Over MakeChannel(address).
-  static std::unique_ptr<GrpcCoordinator> Connect(const std::string& address);
-  // An insecure channel to `address` (host:port) that reconnects within about a second of the
-  // server coming back.
-  static std::shared_ptr<grpc::Channel> MakeChannel(const std::string& address);
+                           std::chrono::milliseconds call_timeout = std::chrono::seconds(10),
+                           std::string token = "");
+  // Over MakeChannel(address, credentials of `security`), sending its token.
+  // Errors: as common::MakeChannelCredentials (unreadable TLS files).
+  static absl::StatusOr<std::unique_ptr<GrpcCoordinator>> Connect(
+      const std::string& address, const common::ChannelSecurity& security = {});
+  // A channel to `address` (host:port) that reconnects within about a second of the server
+  // coming back; plaintext unless `credentials` says otherwise.
+  static std::shared_ptr<grpc::Channel> MakeChannel(
+      const std::string& address,
+      std::shared_ptr<grpc::ChannelCredentials> credentials = grpc::InsecureChannelCredentials());
   GrpcCoordinator(const GrpcCoordinator&) = delete;
   GrpcCoordinator& operator=(const GrpcCoordinator&) = delete;
 
@@ -53,6 +60,7 @@ class GrpcCoordinator final : public Coordinator {
 
   std::unique_ptr<v1::WorkerService::Stub> stub_;
   const std::chrono::milliseconds call_timeout_;
+  const std::string token_;  // bearer token; empty: none
 
   std::mutex mu_;
   std::set<grpc::ClientContext*> in_flight_;  // Guarded by mu_.

@@ -12,6 +12,9 @@
 #include <string>
 #include <thread>
 
+#include "common/build_info.h"
+#include "common/bearer_token.h"
+#include "common/channel_security.h"
 #include "common/logging.h"
 #include "worker/dataset_cache.h"
 #include "worker/grpc_coordinator.h"
@@ -44,9 +47,11 @@ int main(int argc, char** argv) {
   const std::string host = HostName();
   std::string worker_id = host + "-" + std::to_string(getpid());
   std::string log_level = "info";
+  std::string log_format = "text";
   int64_t max_trials = 0;
 
   CLI::App app{"bitsweep-worker: leases trials from a bitsweep-server and trains them"};
+  app.set_version_flag("--version", common::VersionLine("bitsweep-worker"));
   app.add_option("--server", server, "Server address host:port (env BITSWEEP_SERVER)")
       ->capture_default_str();
   app.add_option("--slots", slots, "Trials run in parallel")
@@ -58,15 +63,30 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--log-level", log_level, "trace|debug|info|warn|error|off")
       ->capture_default_str();
+  app.add_option("--log-format", log_format, "text|json (json: one JSON object per line)")
+      ->capture_default_str();
   app.add_option("--max-trials", max_trials, "Exit after running this many trials (0 = no limit)")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
+  std::string token_file;
+  common::ChannelSecurity security;
+  app.add_option("--token-file", token_file,
+                 "File holding the worker bearer token (else env BITSWEEP_TOKEN)");
+  app.add_option("--tls-ca", security.tls_ca_file, "CA certificate (PEM): connect with TLS");
+  app.add_option("--tls-cert", security.tls_cert_file, "Client certificate (PEM) for mutual TLS");
+  app.add_option("--tls-key", security.tls_key_file, "Client private key (PEM) for mutual TLS");
   CLI11_PARSE(app, argc, argv);
 
-  if (absl::Status logging = common::SetupLogging("bitsweep-worker", log_level); !logging.ok()) {
+  common::LogFormat parsed_log_format = common::LogFormat::kText;
+  absl::Status logging = common::ParseLogFormat(log_format, &parsed_log_format);
+  if (logging.ok()) {
+    logging = common::SetupLogging("bitsweep-worker", log_level, parsed_log_format);
+  }
+  if (!logging.ok()) {
     std::cerr << "bitsweep-worker: " << logging.message() << "\n";
     return 2;
   }
+  spdlog::info("{}", common::VersionLine("bitsweep-worker"));
 
   worker::ShutdownNotifier shutdown;
   std::mutex mu;
@@ -97,7 +117,20 @@ int main(int argc, char** argv) {
     cv.notify_all();
   });
 
-  auto coordinator = worker::GrpcCoordinator::Connect(server);
+  absl::StatusOr<std::string> token =
+      common::LoadToken("--token-file", token_file, "BITSWEEP_TOKEN");
+  if (!token.ok()) {
+    spdlog::error("{}", std::string(token.status().message()));
+    return 2;
+  }
+  security.token = *token;
+  absl::StatusOr<std::unique_ptr<worker::GrpcCoordinator>> connected =
+      worker::GrpcCoordinator::Connect(server, security);
+  if (!connected.ok()) {
+    spdlog::error("{}", std::string(connected.status().message()));
+    return 2;
+  }
+  std::unique_ptr<worker::GrpcCoordinator> coordinator = std::move(*connected);
   worker::DatasetCache datasets(data_dir);
   worker::TrialRunner runner(worker_id, coordinator.get(), &datasets, &shutdown);
   worker::WorkerOptions options;

@@ -36,6 +36,22 @@ BENCHMARK_CAPTURE(BM_Quantize, mask12_stochastic, "mask:12", Rounding::kStochast
 BENCHMARK_CAPTURE(BM_Quantize, fp16_nearest, "fp16", Rounding::kNearest);
 BENCHMARK_CAPTURE(BM_Quantize, fp8e4m3_stochastic, "fp8e4m3", Rounding::kStochastic);
 BENCHMARK_CAPTURE(BM_Quantize, fixed16_8_stochastic, "fixed:16,8", Rounding::kStochastic);
+BENCHMARK_CAPTURE(BM_Quantize, int8_nearest, "int:8", Rounding::kNearest);
+
+// The measuring pass (dynamic formats, CurvePoint.sites) against plain Apply above.
+void BM_QuantizeMeasured(benchmark::State& state, const char* spec, Rounding rounding) {
+  const Quantizer q(*ParseFormat(spec), rounding);
+  std::vector<float> data = RandomBuffer(1 << 16);
+  uint64_t key = 0;
+  QuantStats stats;
+  for (auto _ : state) {
+    q.ApplyMeasured(data.data(), static_cast<int64_t>(data.size()), ++key, &stats);
+    benchmark::DoNotOptimize(data.data());
+  }
+  state.SetItemsProcessed(state.iterations() * static_cast<int64_t>(data.size()));
+}
+BENCHMARK_CAPTURE(BM_QuantizeMeasured, mask12_nearest, "mask:12", Rounding::kNearest);
+BENCHMARK_CAPTURE(BM_QuantizeMeasured, fixed16_8_stochastic, "fixed:16,8", Rounding::kStochastic);
 
 // The reference CNN's second conv layer: 32 -> 32 filters, 5x5, on 12x12, batch 128.
 void BM_ConvForwardBackward(benchmark::State& state) {

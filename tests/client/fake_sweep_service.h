@@ -79,6 +79,21 @@ class FakeSweepService final : public v1::SweepService::Service {
     return grpc::Status::OK;
   }
 
+  grpc::Status GetTrial(grpc::ServerContext*, const v1::GetTrialRequest* request,
+                        v1::GetTrialResponse* response) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const v1::Trial& trial : trials_) {
+      if (trial.id() != request->trial_id()) continue;
+      *response->mutable_trial() = trial;
+      if (request->include_curve()) {
+        for (const v1::CurvePoint& point : curves_[trial.id()]) *response->add_curve() = point;
+      }
+      return grpc::Status::OK;
+    }
+    return grpc::Status(grpc::StatusCode::NOT_FOUND,
+                        "trial " + std::to_string(request->trial_id()) + " not found");
+  }
+
   grpc::Status ListWorkers(grpc::ServerContext*, const v1::ListWorkersRequest*,
                            v1::ListWorkersResponse* response) override {
     std::lock_guard<std::mutex> lock(mu_);
@@ -93,6 +108,10 @@ class FakeSweepService final : public v1::SweepService::Service {
   void AddTrial(const v1::Trial& trial) {
     std::lock_guard<std::mutex> lock(mu_);
     trials_.push_back(trial);
+  }
+  void AddCurvePoint(int64_t trial_id, const v1::CurvePoint& point) {
+    std::lock_guard<std::mutex> lock(mu_);
+    curves_[trial_id].push_back(point);
   }
   void AddWorker(const v1::WorkerInfo& worker) {
     std::lock_guard<std::mutex> lock(mu_);
@@ -119,6 +138,7 @@ class FakeSweepService final : public v1::SweepService::Service {
   mutable std::mutex mu_;
   std::map<int64_t, v1::Sweep> sweeps_;
   std::vector<v1::Trial> trials_;
+  std::map<int64_t, std::vector<v1::CurvePoint>> curves_;
   std::vector<v1::WorkerInfo> workers_;
   std::vector<v1::SweepEvent> events_;
   grpc::Status submit_error_;

@@ -163,5 +163,21 @@ TEST_F(HttpServerTest, PortInUse_IsUnavailable) {
   EXPECT_EQ(status.code(), absl::StatusCode::kUnavailable);
 }
 
+TEST_F(HttpServerTest, WriteMethods_AreRefusedWith405OnEveryPath) {
+  for (const char* path : {"/api/sweeps", "/api/sweeps/1", "/", "/nowhere"}) {
+    auto post = client_->Post(path, "{}", "application/json");
+    ASSERT_TRUE(post) << path;
+    EXPECT_EQ(post->status, 405) << path;
+    EXPECT_EQ(post->get_header_value("Allow"), "GET, HEAD");
+    EXPECT_EQ(json::parse(post->body)["code"], "METHOD_NOT_ALLOWED");
+    auto put = client_->Put(path, "{}", "application/json");
+    ASSERT_TRUE(put) << path;
+    EXPECT_EQ(put->status, 405) << path;
+    auto remove = client_->Delete(path);
+    ASSERT_TRUE(remove) << path;
+    EXPECT_EQ(remove->status, 405) << path;
+  }
+}
+
 }  // namespace
 }  // namespace bitsweep::server

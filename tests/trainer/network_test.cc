@@ -36,7 +36,7 @@ void CheckNetworkGradient(const v1::ModelConfig& model, int c, int h, int w) {
   std::vector<float> x(int64_t{n} * c * h * w);
   for (float& v : x) v = static_cast<float>(rng.Uniform());
   const uint8_t labels[] = {0, 3, 1};
-  const SitePrecision fp32;
+  SitePrecision fp32;
   auto loss = [&] {
     const float* z = (*net)->Forward(x.data(), n, fp32, 0);
     return LossForwardBackward(Loss::kCrossEntropy, n, k, z, labels, 0, nullptr, nullptr).loss_sum /
@@ -141,14 +141,15 @@ TEST(NetworkTest, ActivationsAreQuantisedInTheForwardPass) {
   const float* z = (*net)->Forward(x.data(), 2, p, 0);
   for (int i = 0; i < 20; ++i) {
     const float v = z[i];
-    EXPECT_EQ(p.activations.QuantizeOne(v, 0), v) << "logit " << i << " is not on the grid";
+    EXPECT_EQ(Quantizer(*ParseFormat("mask:12"), Rounding::kTruncate).QuantizeOne(v, 0), v)
+        << "logit " << i << " is not on the grid";
   }
 }
 
 TEST(NetworkTest, QuantizeWeightsPutsEveryParameterOnTheGrid) {
   auto net = Network::Create(Model({4}, 3, 2, {8}), 1, 8, 8, 10, 2, 4);
   ASSERT_TRUE(net.ok());
-  const Quantizer q(*ParseFormat("fixed:8,4"), Rounding::kStochastic);
+  SiteQuantizer q(Quantizer(*ParseFormat("fixed:8,4"), Rounding::kStochastic));
   (*net)->QuantizeWeights(q, 9);
   for (const Param& p : (*net)->params()) {
     for (float v : p.value) {
@@ -170,6 +171,44 @@ TEST(NetworkTest, ErrorsAreQuantisedAsTheyArriveInTheBackwardPass) {
   (*net)->Backward(dz.data(), 1, p, 0);
   const std::vector<float> want = {0.25f, -0.5f, 0.1875f, 0.1875f};
   EXPECT_EQ((*net)->params()[1].grad, want);
+}
+
+TEST(NetworkTest, GradientsSiteRoundsEveryWeightGradient) {
+  auto net = Network::Create(Model({4}, 3, 2, {8}), 1, 8, 8, 10, 2, 4);
+  ASSERT_TRUE(net.ok());
+  std::vector<float> x(128);
+  for (size_t i = 0; i < x.size(); ++i) x[i] = static_cast<float>(i % 7) / 7.0f;
+  SitePrecision p;
+  (*net)->Forward(x.data(), 2, p, 0);
+  std::vector<float> dz(20, 0.0f);
+  dz[3] = 0.37f;
+  dz[12] = -0.61f;
+  (*net)->Backward(dz.data(), 2, p, 0);
+  SiteQuantizer q(Quantizer(*ParseFormat("fixed:12,10"), Rounding::kStochastic));
+  (*net)->QuantizeGradients(q, 5);
+  int nonzero = 0;
+  for (const Param& param : (*net)->params()) {
+    for (float g : param.grad) {
+      EXPECT_EQ(g * 1024, std::round(g * 1024)) << g;
+      EXPECT_LE(std::fabs(g), 2.0f);
+      nonzero += g != 0;
+    }
+  }
+  EXPECT_GT(nonzero, 10);
+}
+
+TEST(NetworkTest, MasterWeightsAreKeptAndTheValuesAreTheirRounding) {
+  auto net = Network::Create(Model({}, 0, 1, {4}), 1, 2, 2, 3, 1, 4);
+  ASSERT_TRUE(net.ok());
+  (*net)->KeepMasterWeights();
+  SiteQuantizer q(Quantizer(*ParseFormat("fixed:8,2"), Rounding::kNearest));
+  const std::vector<float> master = (*net)->params()[0].master;
+  (*net)->QuantizeWeights(q, 1);
+  const Param& p = (*net)->params()[0];
+  EXPECT_EQ(p.master, master);  // the float32 copy is untouched
+  for (size_t i = 0; i < p.value.size(); ++i) {
+    EXPECT_EQ(p.value[i], std::nearbyint(master[i] * 4) / 4) << i;
+  }
 }
 
 }  // namespace

@@ -3,7 +3,9 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <numeric>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -132,6 +134,93 @@ TEST(TrainerTest, RunsAreBitwiseDeterministic) {
     const TrainRun other = MustTrain(c);
     EXPECT_NE(other.curve[0].train_loss(), a.curve[0].train_loss()) << rounding;
   }
+}
+
+TEST(TrainerTest, EveryOptimizerLearnsAndTheCurveReportsTheScheduledLr) {
+  struct Case {
+    const char* optimizer;
+    double lr;
+    const char* schedule;
+  };
+  for (const Case& k :
+       {Case{"sgd", 0.1, "step"}, Case{"momentum", 0.05, "inv"}, Case{"adam", 0.003, "cosine"},
+        Case{"adagrad", 0.03, "const"}, Case{"rmsprop", 0.002, "step"}}) {
+    v1::TrialConfig c = SmallConfig();
+    c.mutable_train()->set_iterations(150);
+    c.mutable_train()->set_eval_every(50);
+    c.mutable_train()->set_optimizer(k.optimizer);
+    c.mutable_train()->set_lr(k.lr);
+    c.mutable_train()->set_lr_schedule(k.schedule);
+    c.mutable_train()->set_lr_gamma(0.5);
+    c.mutable_train()->set_lr_step_size(60);
+    c.mutable_train()->set_weight_decay(1e-4);
+    const TrainRun run = MustTrain(c);
+    EXPECT_EQ(run.result.outcome(), v1::TRIAL_OUTCOME_COMPLETED) << k.optimizer;
+    EXPECT_GT(run.result.final_test_accuracy(), 0.6) << k.optimizer;
+    ASSERT_EQ(run.curve.size(), 3u);
+    // The point at iteration 100 reports the lr of its last update (0-based iteration 99).
+    const double t = 99;
+    double want = k.lr;
+    if (std::string(k.schedule) == "step") want = k.lr * 0.5;  // 0.5^floor(99 / 60)
+    if (std::string(k.schedule) == "inv") want = k.lr * std::pow(1 + 0.5 * t, -0.75);
+    if (std::string(k.schedule) == "cosine") want = k.lr * 0.5 * (1 + std::cos(M_PI * t / 150));
+    EXPECT_NEAR(run.curve[1].learning_rate(), want, 1e-15) << k.optimizer;
+  }
+}
+
+TEST(TrainerTest, DynamicFormatsOnEverySiteAreDeterministicAndMeasured) {
+  v1::TrialConfig c = SmallConfig();
+  c.mutable_train()->set_iterations(120);
+  c.mutable_train()->set_eval_every(60);
+  // Not adam: fixed point flushes its tiny second moments to 0 and m/ε explodes (README).
+  c.mutable_train()->set_optimizer("momentum");
+  v1::PrecisionConfig* p = c.mutable_precision();
+  p->mutable_default_()->set_format("dps:4,10");
+  p->mutable_default_()->set_rounding("stochastic");
+  p->add_sites("gradients");
+  p->add_sites("optimizer");
+  p->mutable_errors()->set_format("dynfixed:16");
+  p->mutable_optimizer()->set_format("int:12");
+  p->set_master_weights("fp32");
+  const TrainRun a = MustTrain(c);
+  const TrainRun b = MustTrain(c);
+  EXPECT_EQ(Deterministic(a.result), Deterministic(b.result));
+  ASSERT_EQ(a.curve.size(), b.curve.size());
+  for (size_t i = 0; i < a.curve.size(); ++i) {
+    EXPECT_EQ(a.curve[i].SerializeAsString(), b.curve[i].SerializeAsString()) << i;
+  }
+  EXPECT_GT(a.result.final_test_accuracy(), 0.5);
+  ASSERT_EQ(a.curve[1].sites_size(), 5);
+  const char* names[] = {"weights", "activations", "errors", "gradients", "optimizer"};
+  for (int i = 0; i < 5; ++i) {
+    const v1::SiteStats& s = a.curve[1].sites(i);
+    EXPECT_EQ(s.site(), names[i]);
+    EXPECT_GT(s.effective_bits(), 0) << names[i];
+    EXPECT_GE(s.quantization_error_percent(), 0) << names[i];
+    EXPECT_GE(s.overflow_percent(), 0) << names[i];
+  }
+  EXPECT_EQ(a.curve[1].sites(2).effective_bits(), 16);  // dynfixed:16
+  EXPECT_EQ(a.curve[1].sites(4).effective_bits(), 12);  // int:12
+  // dps moved away from ⟨4, 10⟩ for at least one site (E_max = 0.01% pushes FL up).
+  EXPECT_NE(a.curve[1].sites(0).effective_bits(), 14);
+}
+
+TEST(TrainerTest, Fp32MasterWeightsKeepUpdatesTooSmallForTheWeightFormat) {
+  // With steps of 2^-4 and lr·g far below half of that, rounding-to-nearest stored weights never
+  // move; a float32 master copy accumulates the updates (seeds/002 and Gupta et al. 2015).
+  v1::TrialConfig c = SmallConfig();
+  c.mutable_train()->set_iterations(100);
+  c.mutable_train()->set_eval_every(100);
+  c.mutable_train()->set_optimizer("sgd");
+  c.mutable_train()->set_lr(0.02);
+  v1::PrecisionConfig* p = c.mutable_precision();
+  p->clear_sites();
+  p->add_sites("weights");
+  p->mutable_default_()->set_format("fixed:12,4");
+  const TrainRun none = MustTrain(c);
+  p->set_master_weights("fp32");
+  const TrainRun master = MustTrain(c);
+  EXPECT_GT(master.result.final_test_accuracy(), none.result.final_test_accuracy() + 0.1);
 }
 
 TEST(TrainerTest, ConcurrentTrialsMatchSequentialOnes) {

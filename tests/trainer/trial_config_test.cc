@@ -34,12 +34,72 @@ TEST(TrialConfigTest, ErrorsStartWithTheFieldPath) {
   const Case cases[] = {
       {[](auto& c) { c.mutable_precision()->mutable_default_()->set_format("mask:40"); },
        "precision.default.format: 'mask:40': B must be between 9 and 32", ""},
-      {[](auto& c) { c.mutable_precision()->mutable_default_()->set_format("int:8"); },
-       "precision.default.format: ", "not supported yet"},
+      {[](auto& c) { c.mutable_precision()->mutable_default_()->set_format("int:99"); },
+       "precision.default.format: ", "B must be between 2 and 32"},
       {[](auto& c) { c.mutable_precision()->mutable_default_()->set_rounding("up"); },
        "precision.default.rounding: ", "unknown rounding"},
-      {[](auto& c) { c.mutable_precision()->add_sites("gradients"); },
-       "precision.sites[3]: ", "not supported yet; supported: weights, activations, errors"},
+      {[](auto& c) { c.mutable_precision()->add_sites("accumulator"); }, "precision.sites[3]: ",
+       "not supported yet; supported: weights, activations, errors, "
+       "gradients, optimizer"},
+      {[](auto& c) { c.mutable_precision()->mutable_gradients()->set_format("fp16"); },
+       "precision.gradients.format: ", "not listed in precision.sites"},
+      {[](auto& c) {
+         c.mutable_precision()->add_sites("optimizer");
+         c.mutable_precision()->mutable_optimizer()->set_rounding("up");
+       },
+       "precision.optimizer.rounding: ", "unknown rounding"},
+      {[](auto& c) {
+         c.mutable_precision()->add_sites("gradients");
+         c.mutable_precision()->mutable_gradients()->set_format("fixed:2,5");
+       },
+       "precision.gradients.format: ", "FL must be between"},
+      {[](auto& c) { c.mutable_precision()->set_master_weights("fp16"); },
+       "precision.master_weights: ", "supported: none, fp32"},
+      {[](auto& c) { c.mutable_precision()->mutable_dynamic()->set_max_overflow_percent(-1); },
+       "precision.dynamic.max_overflow_percent: ", ""},
+      {[](auto& c) { c.mutable_precision()->mutable_dynamic()->set_max_error_percent(-1); },
+       "precision.dynamic.max_error_percent: ", ""},
+      {[](auto& c) {
+         c.mutable_precision()->mutable_default_()->set_format("dps:4,8");
+         c.mutable_precision()->mutable_dynamic()->set_min_integer_bits(0);
+       },
+       "precision.dynamic.min_integer_bits: ", ""},
+      {[](auto& c) {
+         c.mutable_precision()->mutable_default_()->set_format("dps:4,8");
+         c.mutable_precision()->mutable_dynamic()->set_max_frac_bits(50);
+       },
+       "precision.dynamic.max_frac_bits: ", "at most 53"},
+      {[](auto& c) {
+         c.mutable_precision()->mutable_default_()->set_format("dps:4,8");
+         c.mutable_precision()->mutable_dynamic()->set_min_frac_bits(9);
+       },
+       "precision.default.format: 'dps:4,8': ", "bounds"},
+      {[](auto& c) { c.mutable_train()->set_beta1(1.0); }, "train.beta1: ", ""},
+      {[](auto& c) { c.mutable_train()->set_beta2(-0.1); }, "train.beta2: ", ""},
+      {[](auto& c) { c.mutable_train()->set_rho(1.0); }, "train.rho: ", ""},
+      {[](auto& c) {
+         c.mutable_train()->set_optimizer("adam");
+         c.mutable_train()->set_eps(0);
+       },
+       "train.eps: ", "> 0"},
+      {[](auto& c) { c.mutable_train()->set_weight_decay(-1e-4); }, "train.weight_decay: ", ""},
+      {[](auto& c) { c.mutable_train()->set_lr_schedule("exp"); },
+       "train.lr_schedule: ", "supported: const, step, inv, cosine"},
+      {[](auto& c) {
+         c.mutable_train()->set_lr_schedule("step");
+         c.mutable_train()->set_lr_step_size(0);
+       },
+       "train.lr_step_size: ", ""},
+      {[](auto& c) {
+         c.mutable_train()->set_lr_schedule("step");
+         c.mutable_train()->set_lr_gamma(2);
+       },
+       "train.lr_gamma: ", ""},
+      {[](auto& c) {
+         c.mutable_train()->set_lr_schedule("inv");
+         c.mutable_train()->set_lr_power(-1);
+       },
+       "train.lr_power: ", ""},
       {[](auto& c) { c.mutable_precision()->add_sites("bogus"); },
        "precision.sites[3]: ", "unknown site"},
       {[](auto& c) { c.mutable_precision()->add_sites("weights"); },
@@ -66,8 +126,8 @@ TEST(TrialConfigTest, ErrorsStartWithTheFieldPath) {
          c.mutable_train()->set_batch_size(4096);
        },
        "train.batch_size: ", "MiB limit"},
-      {[](auto& c) { c.mutable_train()->set_optimizer("adam"); },
-       "train.optimizer: ", "not supported yet; supported: sgd, momentum"},
+      {[](auto& c) { c.mutable_train()->set_optimizer("lbfgs"); },
+       "train.optimizer: ", "unknown optimizer; supported: sgd, momentum, adam, adagrad, rmsprop"},
       {[](auto& c) { c.mutable_train()->set_lr(-1); }, "train.lr: ", ""},
       {[](auto& c) { c.mutable_train()->set_momentum(1.0); }, "train.momentum: ", ""},
       {[](auto& c) { c.mutable_train()->set_eval_every(0); }, "train.eval_every: ", ""},
@@ -104,11 +164,19 @@ TEST(TrialConfigTest, ModelTooDeepForTheDatasetImagesIsRejected) {
 
 TEST(TrialConfigTest, AcceptsEveryFormatAndIterationsWithoutEpochs) {
   for (const char* format : {"fp16", "bf16", "tf32", "fp8e5m2", "fp8e4m3", "float:3,4", "mask:9",
-                             "mask:32", "fixed:16,8"}) {
+                             "mask:32", "fixed:16,8", "int:8", "dynfixed:16", "dps:4,12"}) {
     v1::TrialConfig c = DefaultTrialConfig();
     c.mutable_precision()->mutable_default_()->set_format(format);
     c.mutable_precision()->mutable_default_()->set_rounding("stochastic");
     EXPECT_TRUE(ValidateTrialConfig(c).ok()) << format;
+  }
+  for (const char* optimizer : {"sgd", "momentum", "adam", "adagrad", "rmsprop"}) {
+    for (const char* schedule : {"", "const", "step", "inv", "cosine"}) {
+      v1::TrialConfig c = DefaultTrialConfig();
+      c.mutable_train()->set_optimizer(optimizer);
+      c.mutable_train()->set_lr_schedule(schedule);
+      EXPECT_TRUE(ValidateTrialConfig(c).ok()) << optimizer << " " << schedule;
+    }
   }
   v1::TrialConfig c = DefaultTrialConfig();
   c.mutable_train()->set_epochs(0);
@@ -116,6 +184,23 @@ TEST(TrialConfigTest, AcceptsEveryFormatAndIterationsWithoutEpochs) {
   c.mutable_model()->clear_conv();
   c.mutable_model()->clear_dense();
   c.mutable_model()->set_kernel(0);
+  EXPECT_TRUE(ValidateTrialConfig(c).ok()) << ValidateTrialConfig(c);
+}
+
+TEST(TrialConfigTest, PerSiteOverridesMasterWeightsAndCifarAreAccepted) {
+  v1::TrialConfig c = DefaultTrialConfig();
+  v1::PrecisionConfig* p = c.mutable_precision();
+  p->add_sites("gradients");
+  p->add_sites("optimizer");
+  p->mutable_gradients()->set_format("dps:2,14");
+  p->mutable_optimizer()->set_rounding("stochastic");
+  p->mutable_weights()->set_format("int:8");
+  p->set_master_weights("fp32");
+  c.mutable_dataset()->set_name("cifar10");
+  EXPECT_TRUE(ValidateTrialConfig(c).ok()) << ValidateTrialConfig(c);
+  // Configs built without DefaultTrialConfig: empty schedule / master weights are the defaults.
+  c.mutable_train()->clear_lr_schedule();
+  c.mutable_precision()->clear_master_weights();
   EXPECT_TRUE(ValidateTrialConfig(c).ok()) << ValidateTrialConfig(c);
 }
 

@@ -26,10 +26,16 @@ using std::chrono::milliseconds;
 
 class FakeWorkerService final : public v1::WorkerService::Service {
  public:
-  grpc::Status RegisterWorker(grpc::ServerContext*, const v1::RegisterWorkerRequest* request,
+  grpc::Status RegisterWorker(grpc::ServerContext* context,
+                              const v1::RegisterWorkerRequest* request,
                               v1::RegisterWorkerResponse* response) override {
     std::lock_guard<std::mutex> lock(mu_);
     registered_.insert(request->worker_id());
+    auto authorization = context->client_metadata().find("authorization");
+    last_authorization_ = authorization == context->client_metadata().end()
+                              ? ""
+                              : std::string(authorization->second.data(),
+                                            authorization->second.size());
     response->set_lease_timeout_ms(1000);
     response->set_heartbeat_interval_ms(50);
     return grpc::Status::OK;
@@ -96,11 +102,16 @@ class FakeWorkerService final : public v1::WorkerService::Service {
     std::lock_guard<std::mutex> lock(mu_);
     return points_;
   }
+  std::string last_authorization() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return last_authorization_;
+  }
 
  private:
   std::mutex mu_;
   std::condition_variable cv_;
   std::set<std::string> registered_;
+  std::string last_authorization_;  // of the last RegisterWorker
   bool has_trial_ = false;
   int points_ = 0;
   std::vector<v1::CompleteTrialRequest> completions_;
@@ -115,7 +126,7 @@ class GrpcCoordinatorTest : public ::testing::Test {
     server_ = builder.BuildAndStart();
     ASSERT_NE(server_, nullptr);
     ASSERT_GT(port_, 0);
-    coordinator_ = GrpcCoordinator::Connect("127.0.0.1:" + std::to_string(port_));
+    coordinator_ = GrpcCoordinator::Connect("127.0.0.1:" + std::to_string(port_)).value();
   }
   void TearDown() override {
     server_->Shutdown(std::chrono::system_clock::now() + milliseconds(500));
@@ -141,6 +152,30 @@ TEST_F(GrpcCoordinatorTest, Register_ReturnsTheServersTimings) {
   ASSERT_TRUE(response.ok()) << response.status();
   EXPECT_EQ(response->lease_timeout_ms(), 1000);
   EXPECT_EQ(response->heartbeat_interval_ms(), 50);
+}
+
+TEST_F(GrpcCoordinatorTest, Token_SentAsBearerMetadataOnEveryCall) {
+  v1::RegisterWorkerRequest request;
+  request.set_worker_id("w1");
+  ASSERT_TRUE(coordinator_->RegisterWorker(request).ok());
+  EXPECT_EQ(service_.last_authorization(), "");
+
+  common::ChannelSecurity security;
+  security.token = "worker-token-123";
+  absl::StatusOr<std::unique_ptr<GrpcCoordinator>> with_token =
+      GrpcCoordinator::Connect("127.0.0.1:" + std::to_string(port_), security);
+  ASSERT_TRUE(with_token.ok()) << with_token.status();
+  ASSERT_TRUE((*with_token)->RegisterWorker(request).ok());
+  EXPECT_EQ(service_.last_authorization(), "Bearer worker-token-123");
+}
+
+TEST_F(GrpcCoordinatorTest, Connect_UnreadableCaFile_IsAnErrorNamingTheFlag) {
+  common::ChannelSecurity security;
+  security.tls_ca_file = "/nonexistent/ca.pem";
+  absl::StatusOr<std::unique_ptr<GrpcCoordinator>> coordinator =
+      GrpcCoordinator::Connect("127.0.0.1:1", security);
+  EXPECT_TRUE(absl::IsNotFound(coordinator.status())) << coordinator.status();
+  EXPECT_NE(coordinator.status().message().find("--tls-ca"), absl::string_view::npos);
 }
 
 TEST_F(GrpcCoordinatorTest, ServerErrors_ArriveWithTheirCodeAndMessage) {

@@ -107,6 +107,7 @@ absl::StatusOr<std::unique_ptr<Network>> Network::Create(const v1::ModelConfig& 
   const uint64_t init_key = DeriveKey(seed, kInitTag);
   auto add_param = [&](int64_t size, int64_t fan_in, int64_t fan_out, bool is_bias) {
     Param p = MakeParam(size);
+    p.is_bias = is_bias;
     if (!is_bias) {
       InitWeights(*init, model.init_scale(), fan_in, fan_out,
                   DeriveKey(init_key, net->params_.size()), p.value.data(), size);
@@ -162,9 +163,8 @@ int64_t Network::num_weights() const {
   return total;
 }
 
-const float* Network::Forward(const float* x, int n, const SitePrecision& precision,
-                              uint64_t step_key) {
-  const Quantizer& qa = precision.activations;
+const float* Network::Forward(const float* x, int n, SitePrecision& precision, uint64_t step_key) {
+  SiteQuantizer& qa = precision.activations;
   input_ = x;
   const float* in = x;
   for (size_t l = 0; l < convs_.size(); ++l) {
@@ -173,7 +173,7 @@ const float* Network::Forward(const float* x, int n, const SitePrecision& precis
                 b.col.data(), b.tmp.data(), b.act.data());
     const int64_t size = n * b.conv.out_size();
     ActivationForward(activation_, b.act.data(), size);
-    qa.Apply(b.act.data(), size, SiteKey(step_key, Site::kActivations, l));
+    qa.Apply(static_cast<int>(l), b.act.data(), size, SiteKey(step_key, Site::kActivations, l));
     if (b.pool.p > 1) {
       MaxPoolForward(b.pool, n, b.act.data(), b.pooled.data(), b.argmax.data());
       in = b.pooled.data();
@@ -187,20 +187,22 @@ const float* Network::Forward(const float* x, int n, const SitePrecision& precis
                  d.y.data());
     const int64_t size = int64_t{n} * d.out;
     if (j + 1 < dense_.size()) ActivationForward(activation_, d.y.data(), size);
-    qa.Apply(d.y.data(), size, SiteKey(step_key, Site::kActivations, kDenseTensorBase + j));
+    qa.Apply(static_cast<int>(kDenseTensorBase + j), d.y.data(), size,
+             SiteKey(step_key, Site::kActivations, kDenseTensorBase + j));
     in = d.y.data();
   }
   return in;
 }
 
-void Network::Backward(float* dlogits, int n, const SitePrecision& precision, uint64_t step_key) {
-  const Quantizer& qe = precision.errors;
+void Network::Backward(float* dlogits, int n, SitePrecision& precision, uint64_t step_key) {
+  SiteQuantizer& qe = precision.errors;
   // dout: the gradient w.r.t. the current layer's output, quantised as it arrives.
   float* dout = dlogits;
   for (size_t jj = dense_.size(); jj-- > 0;) {
     DenseLayer& d = dense_[jj];
     const int64_t size = int64_t{n} * d.out;
-    qe.Apply(dout, size, SiteKey(step_key, Site::kErrors, kDenseTensorBase + jj));
+    qe.Apply(static_cast<int>(kDenseTensorBase + jj), dout, size,
+             SiteKey(step_key, Site::kErrors, kDenseTensorBase + jj));
     if (jj + 1 < dense_.size()) ActivationBackward(activation_, d.y.data(), dout, size);
     const float* in;
     float* din;
@@ -221,7 +223,7 @@ void Network::Backward(float* dlogits, int n, const SitePrecision& precision, ui
   }
   for (size_t l = convs_.size(); l-- > 0;) {
     ConvBlock& b = convs_[l];
-    qe.Apply(dout, n * b.out_size(), SiteKey(step_key, Site::kErrors, l));
+    qe.Apply(static_cast<int>(l), dout, n * b.out_size(), SiteKey(step_key, Site::kErrors, l));
     if (b.pool.p > 1) {
       MaxPoolBackward(b.pool, n, b.dpooled.data(), b.argmax.data(), b.dact.data());
     }
@@ -242,12 +244,26 @@ void Network::Backward(float* dlogits, int n, const SitePrecision& precision, ui
   }
 }
 
-void Network::QuantizeWeights(const Quantizer& quantizer, uint64_t key) {
-  if (!quantizer.enabled()) return;
+void Network::QuantizeWeights(SiteQuantizer& quantizer, uint64_t key) {
   for (size_t i = 0; i < params_.size(); ++i) {
-    quantizer.Apply(params_[i].value.data(), static_cast<int64_t>(params_[i].value.size()),
+    Param& p = params_[i];
+    // fp32 master weights: the stored value is a fresh rounding of the master copy.
+    if (!p.master.empty()) p.value = p.master;
+    quantizer.Apply(static_cast<int>(i), p.value.data(), static_cast<int64_t>(p.value.size()),
                     DeriveKey(key, i));
   }
+}
+
+void Network::QuantizeGradients(SiteQuantizer& quantizer, uint64_t step_key) {
+  for (size_t i = 0; i < params_.size(); ++i) {
+    quantizer.Apply(static_cast<int>(i), params_[i].grad.data(),
+                    static_cast<int64_t>(params_[i].grad.size()),
+                    SiteKey(step_key, Site::kGradients, i));
+  }
+}
+
+void Network::KeepMasterWeights() {
+  for (Param& p : params_) p.master = p.value;
 }
 
 }  // namespace bitsweep::trainer

@@ -15,6 +15,7 @@
 //                backward pass (w.r.t. the logits, each hidden dense output, each conv block's
 //                output; for relu this equals rounding the pre-activation delta).
 //   weights:     by the trainer, through QuantizeWeights, at init and after every update.
+//   gradients, optimizer: by the trainer (param gradients; optimiser state, optim/optimizer.h).
 // All buffers are allocated once for `max_batch` examples; Forward/Backward do not allocate.
 #pragma once
 
@@ -47,7 +48,18 @@ int64_t EstimateNetworkBytes(const v1::ModelConfig& model, int channels, int hei
 struct Param {
   std::vector<float> value;
   std::vector<float> grad;
-  std::vector<float> velocity;  // momentum; empty until an optimiser needs it
+  // Optimiser state, empty until an optimiser needs it: momentum's v, adam's m, adagrad's G,
+  // rmsprop's s; and adam's second moment v.
+  std::vector<float> velocity;
+  std::vector<float> second;
+  // Rounds every param's gradient (param i is its tensor i, stream SiteKey(step_key,
+  // kGradients, i)): the gradients site, between Backward and the optimiser step.
+  void QuantizeGradients(SiteQuantizer& quantizer, uint64_t step_key);
+
+  // precision.master_weights fp32: the float32 copy the optimiser updates (value is its
+  // quantised copy); empty otherwise.
+  std::vector<float> master;
+  bool is_bias = false;  // biases are not weight-decayed
 };
 
 class Network {
@@ -66,14 +78,24 @@ class Network {
 
   // Logits [n, num_classes] for images x [n, C, H, W], n <= max_batch. The pointer stays valid
   // until the next Forward. `step_key` keys stochastic rounding of this pass.
-  const float* Forward(const float* x, int n, const SitePrecision& precision, uint64_t step_key);
+  // Dynamic formats update their statistics (hence the non-const precision).
+  const float* Forward(const float* x, int n, SitePrecision& precision, uint64_t step_key);
 
   // Back-propagates dlogits [n, num_classes] (the gradient of the loss; quantised in place at
   // the errors site) through the last Forward of the same n, overwriting every Param's grad.
-  void Backward(float* dlogits, int n, const SitePrecision& precision, uint64_t step_key);
+  void Backward(float* dlogits, int n, SitePrecision& precision, uint64_t step_key);
 
-  // Rounds every weight and bias with `quantizer`; param i uses stream DeriveKey(key, i).
-  void QuantizeWeights(const Quantizer& quantizer, uint64_t key);
+  // Rounds every weight and bias with `quantizer` (param i is its tensor i and uses stream
+  // DeriveKey(key, i)); with master weights, value = round(master).
+  void QuantizeWeights(SiteQuantizer& quantizer, uint64_t key);
+
+  // Rounds every param's gradient (param i is its tensor i, stream SiteKey(step_key,
+  // kGradients, i)): the gradients site, between Backward and the optimiser step.
+  void QuantizeGradients(SiteQuantizer& quantizer, uint64_t step_key);
+
+  // precision.master_weights fp32: from now on every Param keeps a float32 master copy
+  // (initialised from the current values), which the optimiser updates.
+  void KeepMasterWeights();
 
   std::vector<Param>& params() { return params_; }
   const std::vector<Param>& params() const { return params_; }

@@ -15,6 +15,7 @@
 #include "worker/trainer/network.h"
 #include "worker/trainer/ops/loss.h"
 #include "worker/trainer/optim/optimizer.h"
+#include "worker/trainer/optim/schedule.h"
 #include "worker/trainer/quant/rng.h"
 #include "worker/trainer/quant/sites.h"
 #include "worker/trainer/trial_config.h"
@@ -43,7 +44,10 @@ struct Evaluation {
 
 // Evaluates the first `count` test examples in chunks of `chunk`.
 Evaluation Evaluate(Network& net, const Dataset& data, int64_t count, int chunk, Loss loss,
-                    const SitePrecision& precision, uint64_t eval_key) {
+                    const SitePrecision& training_precision, uint64_t eval_key) {
+  // A copy: evaluation uses the dynamic formats' current state without changing it.
+  SitePrecision precision = training_precision;
+  precision.set_measure(false);
   const int k = net.num_classes();
   Evaluation ev;
   ev.confusion.assign(int64_t{k} * k, 0);
@@ -121,9 +125,22 @@ absl::StatusOr<v1::TrialResult> Train(const v1::TrialConfig& config, const Datas
       }
     }
   }
-  ASSIGN_OR_RETURN(const SitePrecision precision, MakeSitePrecision(config.precision()));
+  ASSIGN_OR_RETURN(SitePrecision precision, MakeSitePrecision(config.precision()));
   ASSIGN_OR_RETURN(const Loss loss, ParseLoss(tc.loss()));
-  ASSIGN_OR_RETURN(const OptimizerKind optimizer_kind, ParseOptimizer(tc.optimizer()));
+  OptimizerOptions optimizer_options;
+  ASSIGN_OR_RETURN(optimizer_options.kind, ParseOptimizer(tc.optimizer()));
+  optimizer_options.momentum = tc.momentum();
+  optimizer_options.beta1 = tc.beta1();
+  optimizer_options.beta2 = tc.beta2();
+  optimizer_options.eps = tc.eps();
+  optimizer_options.rho = tc.rho();
+  optimizer_options.weight_decay = tc.weight_decay();
+  LrSchedule schedule;
+  ASSIGN_OR_RETURN(schedule.kind, ParseLrSchedule(tc.lr_schedule()));
+  schedule.lr = tc.lr();
+  schedule.gamma = tc.lr_gamma();
+  schedule.power = tc.lr_power();
+  schedule.step_size = std::max<int64_t>(tc.lr_step_size(), 1);
 
   const int batch = static_cast<int>(std::min<int64_t>(tc.batch_size(), train_n));
   const int eval_chunk =
@@ -132,15 +149,18 @@ absl::StatusOr<v1::TrialResult> Train(const v1::TrialConfig& config, const Datas
   ASSIGN_OR_RETURN(std::unique_ptr<Network> net,
                    Network::Create(config.model(), data.channels, data.height, data.width,
                                    data.num_classes, std::max(batch, eval_chunk), seed));
-  Optimizer optimizer(optimizer_kind, tc.momentum());
+  Optimizer optimizer(optimizer_options);
   const uint64_t weight_key = DeriveKey(seed, kWeightTag);
-  // No float32 master copy: the stored weights are the quantised ones from the start.
+  // master_weights none: the stored weights are the quantised ones from the start; fp32: the
+  // optimiser updates a float32 copy and the forward pass sees its rounding.
+  if (config.precision().master_weights() == "fp32") net->KeepMasterWeights();
   net->QuantizeWeights(precision.weights, DeriveKey(weight_key, 0));
 
   // The last partial batch of an epoch is kept: every example is seen once per epoch.
   const int64_t iters_per_epoch = (train_n + batch - 1) / batch;
   const int64_t total_iters =
       tc.iterations() > 0 ? tc.iterations() : int64_t{tc.epochs()} * iters_per_epoch;
+  schedule.total_iterations = total_iters;
   const int k = data.num_classes;
   const int64_t image_size = data.image_size();
 
@@ -174,7 +194,11 @@ absl::StatusOr<v1::TrialResult> Train(const v1::TrialConfig& config, const Datas
         std::swap(order[i], order[rng.Below(i + 1)]);
       }
     }
+    const double lr = schedule.At(it);  // 0-based iteration of this update
     ++it;
+    // Only the iteration before an evaluation is measured (CurvePoint.sites).
+    const bool report = it % tc.eval_every() == 0 || it == total_iters;
+    precision.set_measure(report);
     const int64_t start = pos * batch;
     const int n = static_cast<int>(std::min<int64_t>(batch, train_n - start));
     for (int e = 0; e < n; ++e) {
@@ -197,15 +221,21 @@ absl::StatusOr<v1::TrialResult> Train(const v1::TrialConfig& config, const Datas
       break;
     }
     net->Backward(dlogits.data(), n, precision, step_key);
-    optimizer.Step(net->params(), tc.lr());
+    net->QuantizeGradients(precision.gradients, step_key);
+    const StateRounder round_state = [&](int tensor, float* state, int64_t size) {
+      precision.optimizer.Apply(tensor, state, size,
+                                SiteKey(step_key, Site::kOptimizer, static_cast<uint64_t>(tensor)));
+    };
+    optimizer.Step(net->params(), lr, round_state);
     net->QuantizeWeights(precision.weights, DeriveKey(weight_key, it));
+    precision.EndIteration();
     train_time += Clock::now() - step_start;
     images_trained += n;
     running_loss += batch_loss;
     running_accuracy += static_cast<double>(s.correct) / n;
     ++running_batches;
 
-    if (it % tc.eval_every() == 0 || it == total_iters) {
+    if (report) {
       last = Evaluate(*net, data, test_n, eval_chunk, loss, precision,
                       DeriveKey(DeriveKey(seed, kEvalTag), it));
       evaluated = true;
@@ -220,7 +250,15 @@ absl::StatusOr<v1::TrialResult> Train(const v1::TrialConfig& config, const Datas
       point.set_train_accuracy(running_accuracy / running_batches);
       point.set_test_loss(last.loss);
       point.set_test_accuracy(last.accuracy);
-      point.set_learning_rate(tc.lr());
+      point.set_learning_rate(lr);
+      for (Site site : precision.listed) {
+        const QuantStats& q = precision.at(site).last_iteration();
+        v1::SiteStats* stats = point.add_sites();
+        stats->set_site(SiteName(site));
+        stats->set_effective_bits(q.effective_bits());
+        stats->set_quantization_error_percent(q.error_percent());
+        stats->set_overflow_percent(100.0 * q.overflow_rate());
+      }
       running_loss = running_accuracy = 0;
       running_batches = 0;
       if (on_progress && !on_progress(point)) {

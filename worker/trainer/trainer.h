@@ -23,11 +23,14 @@ using ProgressCallback = std::function<bool(const v1::CurvePoint&)>;
 //     training examples in a shuffled order that depends only on (seed, epoch); the last
 //     partial batch of an epoch is kept, so an epoch is ceil(N / batch_size) iterations.
 //     train.iterations > 0 replaces epochs (the shuffle continues epoch after epoch).
-//   * Per iteration: forward, loss (mean over the batch), backward, optimiser step, weight
-//     rounding (precision semantics: network.h and quant/quantizer.h).
+//   * Per iteration: forward, loss (mean over the batch), backward, gradient rounding,
+//     optimiser step at the scheduled lr (state rounding inside), weight rounding (from the
+//     fp32 master copy when precision.master_weights is fp32), then the dynamic formats update
+//     (precision semantics: network.h, quant/quantizer.h, quant/sites.h, optim/).
 //   * Evaluates on the test set every train.eval_every iterations and after the last one, and
 //     reports a CurvePoint: train loss/accuracy are the mean over the batches since the
-//     previous point, epoch is iterations / iterations-per-epoch (fractional).
+//     previous point, epoch is iterations / iterations-per-epoch (fractional), learning_rate is
+//     the lr of the last update, sites[] measures the last iteration (quant/sites.h).
 //   * A batch loss that is NaN/Inf or above 1e6 stops training: outcome DIVERGED, `detail`
 //     says when and why, and the final metrics come from one evaluation of the diverged model
 //     (not reported as a curve point; its final_test_loss may be NaN or Inf).

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <string>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
@@ -12,6 +13,7 @@
 #include "worker/trainer/ops/activation.h"
 #include "worker/trainer/ops/loss.h"
 #include "worker/trainer/optim/optimizer.h"
+#include "worker/trainer/optim/schedule.h"
 #include "worker/trainer/quant/sites.h"
 
 namespace bitsweep::trainer {
@@ -59,21 +61,41 @@ v1::TrialConfig DefaultTrialConfig() {
   t->set_eval_every(100);
   t->set_target_accuracy(0.97);
   t->set_loss("cross_entropy");
+  t->set_beta1(0.9);
+  t->set_beta2(0.999);
+  t->set_eps(1e-8);
+  t->set_rho(0.9);
+  t->set_weight_decay(0);
+  t->set_lr_schedule("const");
+  t->set_lr_gamma(0.1);
+  t->set_lr_power(0.75);
+  t->set_lr_step_size(1000);
   v1::PrecisionConfig* p = c.mutable_precision();
   p->mutable_default_()->set_format("fp32");
   p->mutable_default_()->set_rounding("nearest");
   p->add_sites("weights");
   p->add_sites("activations");
   p->add_sites("errors");
+  // seeds/002_a5ea6972c7539976.txt §4: E_max = R_max = 0.01%.
+  v1::DynamicPrecisionConfig* dyn = p->mutable_dynamic();
+  dyn->set_max_overflow_percent(0.01);
+  dyn->set_max_error_percent(0.01);
+  dyn->set_min_integer_bits(1);
+  dyn->set_max_integer_bits(16);
+  dyn->set_min_frac_bits(0);
+  dyn->set_max_frac_bits(32);
+  p->set_master_weights("none");
   c.set_seed(0);
   return c;
 }
 
 absl::Status ValidateTrialConfig(const v1::TrialConfig& config) {
   const v1::DatasetConfig& d = config.dataset();
-  if (d.name() != "mnist" && d.name() != "fashion-mnist" && d.name() != "synthetic") {
-    return Invalid("dataset.name", absl::StrCat("unknown dataset '", d.name(),
-                                                "'; known: mnist, fashion-mnist, synthetic"));
+  if (d.name() != "mnist" && d.name() != "fashion-mnist" && d.name() != "cifar10" &&
+      d.name() != "synthetic") {
+    return Invalid("dataset.name",
+                   absl::StrCat("unknown dataset '", d.name(),
+                                "'; known: mnist, fashion-mnist, cifar10, synthetic"));
   }
   if (d.train_limit() < 0) return Invalid("dataset.train_limit", "must not be negative");
   if (d.test_limit() < 0) return Invalid("dataset.test_limit", "must not be negative");
@@ -120,14 +142,44 @@ absl::Status ValidateTrialConfig(const v1::TrialConfig& config) {
   if (t.batch_size() < 1 || t.batch_size() > kMaxBatch) {
     return Invalid("train.batch_size", absl::StrCat("must be between 1 and ", kMaxBatch));
   }
-  if (auto o = ParseOptimizer(t.optimizer()); !o.ok()) {
-    return AtPath("train.optimizer", o.status());
-  }
+  auto optimizer = ParseOptimizer(t.optimizer());
+  if (!optimizer.ok()) return AtPath("train.optimizer", optimizer.status());
   if (!std::isfinite(t.lr()) || t.lr() <= 0) {
     return Invalid("train.lr", "must be a finite number > 0");
   }
   if (!(t.momentum() >= 0 && t.momentum() < 1)) {
     return Invalid("train.momentum", "must be in [0, 1)");
+  }
+  if (!(t.beta1() >= 0 && t.beta1() < 1)) return Invalid("train.beta1", "must be in [0, 1)");
+  if (!(t.beta2() >= 0 && t.beta2() < 1)) return Invalid("train.beta2", "must be in [0, 1)");
+  if (!(t.rho() >= 0 && t.rho() < 1)) return Invalid("train.rho", "must be in [0, 1)");
+  const bool adaptive = *optimizer == OptimizerKind::kAdam ||
+                        *optimizer == OptimizerKind::kAdagrad ||
+                        *optimizer == OptimizerKind::kRmsprop;
+  // ε only enters adam, adagrad and rmsprop, whose first step divides by √0 + ε.
+  if (!std::isfinite(t.eps()) || t.eps() < 0 || (adaptive && t.eps() <= 0)) {
+    return Invalid("train.eps", "must be a finite number > 0 (for adam, adagrad, rmsprop)");
+  }
+  if (!std::isfinite(t.weight_decay()) || t.weight_decay() < 0) {
+    return Invalid("train.weight_decay", "must be a finite number >= 0");
+  }
+  auto schedule = ParseLrSchedule(t.lr_schedule());
+  if (!schedule.ok()) return AtPath("train.lr_schedule", schedule.status());
+  if (*schedule == LrScheduleKind::kStep) {
+    if (!(t.lr_gamma() > 0 && t.lr_gamma() <= 1)) {
+      return Invalid("train.lr_gamma", "must be in (0, 1] for the step schedule");
+    }
+    if (t.lr_step_size() < 1) {
+      return Invalid("train.lr_step_size", "must be at least 1 for the step schedule");
+    }
+  }
+  if (*schedule == LrScheduleKind::kInv) {
+    if (!std::isfinite(t.lr_gamma()) || t.lr_gamma() < 0) {
+      return Invalid("train.lr_gamma", "must be a finite number >= 0 for the inv schedule");
+    }
+    if (!std::isfinite(t.lr_power()) || t.lr_power() < 0) {
+      return Invalid("train.lr_power", "must be a finite number >= 0 for the inv schedule");
+    }
   }
   if (t.eval_every() < 1) return Invalid("train.eval_every", "must be at least 1");
   if (!(t.target_accuracy() >= 0 && t.target_accuracy() <= 1)) {
@@ -136,13 +188,20 @@ absl::Status ValidateTrialConfig(const v1::TrialConfig& config) {
   if (auto l = ParseLoss(t.loss()); !l.ok()) return AtPath("train.loss", l.status());
 
   if (auto s = MakeSitePrecision(config.precision()); !s.ok()) return s.status();
+  const std::string& master = config.precision().master_weights();
+  if (!master.empty() && master != "none" && master != "fp32") {
+    return Invalid("precision.master_weights",
+                   absl::StrCat("'", master, "': unknown; supported: none, fp32"));
+  }
 
   // The image size is known for every named dataset, so a model too deep for it is caught
   // here, before a sweep is stored (Train checks again against the loaded data).
-  const int side = d.name() == "synthetic" ? kSyntheticSide : 28;
+  const int side = d.name() == "synthetic" ? kSyntheticSide : d.name() == "cifar10" ? 32 : 28;
+  const int channels = d.name() == "cifar10" ? 3 : 1;
   RETURN_IF_ERROR(CheckModelFits(m, side, side));
   // Train sizes its buffers for max(batch, evaluation chunk of 128).
-  const int64_t bytes = EstimateNetworkBytes(m, 1, side, side, 10, std::max(t.batch_size(), 128));
+  const int64_t bytes =
+      EstimateNetworkBytes(m, channels, side, side, 10, std::max(t.batch_size(), 128));
   if (bytes > kMaxNetworkBytes) {
     return Invalid("train.batch_size", absl::StrCat("with this model a trial needs ", bytes >> 20,
                                                     " MiB of weights and buffers, more than the ",

@@ -29,7 +29,7 @@ TEST(DatasetTest, UnknownNameIsInvalidArgumentListingTheKnownOnes) {
   auto d = LoadDataset("cifar-100", "/tmp");
   EXPECT_EQ(d.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(d.status().message()),
-              ::testing::HasSubstr("known: mnist, fashion-mnist, synthetic"));
+              ::testing::HasSubstr("known: mnist, fashion-mnist, cifar10, synthetic"));
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 #include "worker/trainer/data/dataset.h"
 
 #include "absl/strings/str_cat.h"
+#include "worker/trainer/data/cifar10_loader.h"
 #include "worker/trainer/data/idx_loader.h"
 #include "worker/trainer/data/synthetic.h"
 
@@ -54,8 +55,13 @@ absl::StatusOr<std::shared_ptr<const Dataset>> LoadDataset(const std::string& na
                                                            const std::filesystem::path& data_dir) {
   if (name == "synthetic") return std::make_shared<const Dataset>(MakeSyntheticDataset());
   if (name == "mnist" || name == "fashion-mnist") return LoadIdxDataset(name, data_dir / name);
-  return absl::InvalidArgumentError(
-      absl::StrCat("unknown dataset '", name, "'; known: mnist, fashion-mnist, synthetic"));
+  if (name == "cifar10") {
+    auto d = LoadCifar10(data_dir / name);
+    if (!d.ok()) return d.status();
+    return std::make_shared<const Dataset>(std::move(*d));
+  }
+  return absl::InvalidArgumentError(absl::StrCat(
+      "unknown dataset '", name, "'; known: mnist, fashion-mnist, cifar10, synthetic"));
 }
 
 }  // namespace bitsweep::trainer

@@ -32,6 +32,7 @@ struct Dataset {
 // Loads a dataset by name:
 //   mnist          IDX files under data_dir/mnist/
 //   fashion-mnist  IDX files under data_dir/fashion-mnist/
+//   cifar10        binary batches under data_dir/cifar10/ (data/cifar10_loader.h)
 //   synthetic      generated, deterministic (no files needed)
 // IDX files are named train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte,
 // t10k-labels-idx1-ubyte, each optionally gzip-compressed with a .gz suffix.

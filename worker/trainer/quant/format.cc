@@ -2,6 +2,7 @@
 
 #include <charconv>
 #include <cmath>
+#include <limits>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -11,7 +12,8 @@ namespace bitsweep::trainer {
 namespace {
 
 constexpr char kSupportedFormats[] =
-    "fp32, float:E,M, fp16, bf16, tf32, fp8e5m2, fp8e4m3, mask:B, fixed:WL,FL";
+    "fp32, float:E,M, fp16, bf16, tf32, fp8e5m2, fp8e4m3, mask:B, fixed:WL,FL, int:B, "
+    "dynfixed:WL, dps:IL,FL";
 
 absl::Status Bad(absl::string_view spec, absl::string_view what) {
   return absl::InvalidArgumentError(absl::StrCat("'", spec, "': ", what));
@@ -58,6 +60,12 @@ std::string Format::ToString() const {
       return absl::StrCat("mask:", mask_bits);
     case FormatKind::kFixed:
       return absl::StrCat("fixed:", word_bits, ",", frac_bits);
+    case FormatKind::kInt:
+      return absl::StrCat("int:", word_bits);
+    case FormatKind::kDynFixed:
+      return absl::StrCat("dynfixed:", word_bits);
+    case FormatKind::kDps:
+      return absl::StrCat("dps:", int_bits, ",", frac_bits);
   }
   return "?";
 }
@@ -75,8 +83,31 @@ double Format::MaxFinite() const {
       return std::ldexp(2.0 - std::ldexp(1.0, -(mask_bits - 9)), 127);
     case FormatKind::kFixed:
       return std::ldexp(1.0, word_bits - frac_bits - 1) - std::ldexp(1.0, -frac_bits);
+    case FormatKind::kDps:
+      return std::ldexp(1.0, int_bits - 1) - std::ldexp(1.0, -frac_bits);
+    case FormatKind::kInt:
+    case FormatKind::kDynFixed:
+      return std::numeric_limits<double>::infinity();
   }
   return 0;
+}
+
+int Format::Bits() const {
+  switch (kind) {
+    case FormatKind::kFp32:
+      return 32;
+    case FormatKind::kFloat:
+      return 1 + exponent_bits + mantissa_bits;
+    case FormatKind::kMask:
+      return mask_bits;
+    case FormatKind::kFixed:
+    case FormatKind::kInt:
+    case FormatKind::kDynFixed:
+      return word_bits;
+    case FormatKind::kDps:
+      return int_bits + frac_bits;
+  }
+  return 32;
 }
 
 absl::StatusOr<Format> ParseFormat(absl::string_view spec) {
@@ -99,7 +130,8 @@ absl::StatusOr<Format> ParseFormat(absl::string_view spec) {
     auto v = ParseArgs(spec, args, 1, "mask:B");
     if (!v.ok()) return v.status();
     const int b = (*v)[0];
-    // Fewer than 9 bits would cut into the sign and exponent of float32 (seeds/000_075f41563a3d4c76.txt sweeps 9..32).
+    // Fewer than 9 bits would cut into the sign and exponent of float32
+    // (seeds/000_075f41563a3d4c76.txt sweeps 9..32).
     if (b < 9 || b > 32) return Bad(spec, "B must be between 9 and 32");
     Format f;
     f.kind = FormatKind::kMask;
@@ -121,9 +153,32 @@ absl::StatusOr<Format> ParseFormat(absl::string_view spec) {
     f.frac_bits = fl;
     return f;
   }
-  if (name == "int" || name == "dynfixed" || name == "dps") {
-    return Bad(spec, absl::StrCat("format '", name,
-                                  "' is not supported yet; supported: ", kSupportedFormats));
+  if (name == "int" || name == "dynfixed") {
+    auto v = ParseArgs(spec, args, 1, name == "int" ? "int:B" : "dynfixed:WL");
+    if (!v.ok()) return v.status();
+    const int b = (*v)[0];
+    if (b < 2 || b > 32)
+      return Bad(spec,
+                 name == "int" ? "B must be between 2 and 32" : "WL must be between 2 and 32");
+    Format f;
+    f.kind = name == "int" ? FormatKind::kInt : FormatKind::kDynFixed;
+    f.word_bits = b;
+    return f;
+  }
+  if (name == "dps") {
+    auto v = ParseArgs(spec, args, 2, "dps:IL,FL");
+    if (!v.ok()) return v.status();
+    const int il = (*v)[0];
+    const int fl = (*v)[1];
+    if (il < 1 || il > 32) return Bad(spec, "IL must be between 1 and 32 (the sign bit included)");
+    // IL + FL <= 53 keeps every step count exact in double (quant/quantizer.h).
+    if (fl < 0 || fl > 52) return Bad(spec, "FL must be between 0 and 52");
+    if (il + fl > 53) return Bad(spec, "IL + FL must be at most 53");
+    Format f;
+    f.kind = FormatKind::kDps;
+    f.int_bits = il;
+    f.frac_bits = fl;
+    return f;
   }
   return Bad(spec, absl::StrCat("unknown format; supported: ", kSupportedFormats));
 }

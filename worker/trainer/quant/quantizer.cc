@@ -39,12 +39,91 @@ Quantizer::Quantizer(const Format& format, Rounding rounding)
       break;
     }
     case FormatKind::kFixed:
+    case FormatKind::kDynFixed:
+    case FormatKind::kDps: {
+      const int wl =
+          format.kind == FormatKind::kDps ? format.int_bits + format.frac_bits : format.word_bits;
       scale_ = std::ldexp(1.0, format.frac_bits);
       inv_scale_ = std::ldexp(1.0, -format.frac_bits);
-      lo_ = -std::ldexp(1.0, format.word_bits - 1);
-      hi_ = std::ldexp(1.0, format.word_bits - 1) - 1.0;
+      lo_ = -std::ldexp(1.0, wl - 1);
+      hi_ = std::ldexp(1.0, wl - 1) - 1.0;
+      fixed_ = true;
       enabled_ = true;
       break;
+    }
+    case FormatKind::kInt:
+      hi_ = std::ldexp(1.0, format.word_bits - 1) - 1.0;
+      lo_ = -hi_;
+      enabled_ = true;
+      break;
+  }
+}
+
+void QuantStats::Add(const QuantStats& other) {
+  values += other.values;
+  overflows += other.overflows;
+  overflows_one_less += other.overflows_one_less;
+  nonzero += other.nonzero;
+  error_percent_sum += other.error_percent_sum;
+  bits_sum += other.bits_sum;
+}
+
+namespace {
+
+// Rounds y (in steps) to an integer: the shared core of the fixed and int paths.
+template <Rounding R>
+inline double RoundSteps(double y, uint64_t random_bits) {
+  if constexpr (R == Rounding::kTruncate) {
+    return std::floor(y);  // two's complement drops low bits: floor
+  } else if constexpr (R == Rounding::kNearest) {
+    return std::nearbyint(y);  // default rounding mode: ties to even
+  } else {
+    const double fl = std::floor(y);
+    return fl + (ToUnitDouble(Mix64(random_bits)) < y - fl ? 1.0 : 0.0);
+  }
+}
+
+// Adds one value's rounding to *stats.
+inline void Count(float x, float q, bool overflow, bool overflow_one_less, int bits,
+                  QuantStats* stats) {
+  if (!std::isfinite(x)) return;
+  ++stats->values;
+  stats->bits_sum += bits;
+  stats->overflows += overflow;
+  stats->overflows_one_less += overflow_one_less;
+  if (x != 0.0f) {
+    ++stats->nonzero;
+    stats->error_percent_sum +=
+        std::fabs(static_cast<double>(q) - static_cast<double>(x)) / std::fabs(double{x}) * 100.0;
+  }
+}
+
+}  // namespace
+
+template <Rounding R>
+void Quantizer::ApplyInt(float* data, int64_t n, uint64_t key, QuantStats* stats) const {
+  double max = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    if (std::isfinite(data[i])) max = std::max(max, std::fabs(static_cast<double>(data[i])));
+  }
+  const int bits = format_.word_bits;
+  if (max == 0) {
+    if (stats != nullptr) {
+      for (int64_t i = 0; i < n; ++i) Count(data[i], data[i], false, false, bits, stats);
+    }
+    return;
+  }
+  // y = x / max · qmax keeps the largest magnitude exactly on ±qmax.
+  const double step = max / hi_;
+  for (int64_t i = 0; i < n; ++i) {
+    const float x = data[i];
+    if (std::isnan(x)) continue;
+    const double y = static_cast<double>(x) / max * hi_;
+    const uint64_t r = R == Rounding::kStochastic ? ElementRandom(key, i) : 0;
+    const double q =
+        std::isinf(x) ? std::copysign(hi_, y) : std::clamp(RoundSteps<R>(y, r), lo_, hi_);
+    data[i] = x == 0.0f ? x : static_cast<float>(q * step);
+    if (stats != nullptr) Count(x, data[i], false, false, bits, stats);
   }
 }
 
@@ -89,16 +168,7 @@ template <Rounding R>
 inline float Quantizer::FixedOne(float x, uint64_t random_bits) const {
   if (std::isnan(x) || x == 0.0f) return x;
   const double y = static_cast<double>(x) * scale_;  // exact: scaling by 2^FL
-  double q;
-  if constexpr (R == Rounding::kTruncate) {
-    q = std::floor(y);  // two's complement drops low bits: floor
-  } else if constexpr (R == Rounding::kNearest) {
-    q = std::nearbyint(y);
-  } else {
-    const double fl = std::floor(y);
-    q = fl + (ToUnitDouble(Mix64(random_bits)) < y - fl ? 1.0 : 0.0);
-  }
-  q = std::clamp(q, lo_, hi_);
+  const double q = std::clamp(RoundSteps<R>(y, random_bits), lo_, hi_);
   return static_cast<float>(q * inv_scale_);
 }
 
@@ -152,9 +222,49 @@ void Quantizer::ApplyFixed(float* data, int64_t n, uint64_t key) const {
   }
 }
 
+template <Rounding R>
+void Quantizer::ApplyMeasuredImpl(float* data, int64_t n, uint64_t key, QuantStats* stats) const {
+  if (format_.kind == FormatKind::kInt) return ApplyInt<R>(data, n, key, stats);
+  const int bits = format_.Bits();
+  const float max = static_cast<float>(format_.MaxFinite());
+  for (int64_t i = 0; i < n; ++i) {
+    const float x = data[i];
+    const uint64_t r = R == Rounding::kStochastic ? ElementRandom(key, i) : 0;
+    if (fixed_) {
+      const double y = static_cast<double>(x) * scale_;
+      data[i] = FixedOne<R>(x, r);
+      Count(x, data[i], y > hi_ || y<lo_, y> hi_ / 2 || y < lo_ / 2, bits, stats);
+    } else {
+      if (enabled_) data[i] = FloatOne<R>(x, r);
+      Count(x, data[i], std::fabs(x) > max, false, bits, stats);
+    }
+  }
+}
+
+void Quantizer::ApplyMeasured(float* data, int64_t n, uint64_t key, QuantStats* stats) const {
+  switch (rounding_) {
+    case Rounding::kTruncate:
+      return ApplyMeasuredImpl<Rounding::kTruncate>(data, n, key, stats);
+    case Rounding::kNearest:
+      return ApplyMeasuredImpl<Rounding::kNearest>(data, n, key, stats);
+    case Rounding::kStochastic:
+      return ApplyMeasuredImpl<Rounding::kStochastic>(data, n, key, stats);
+  }
+}
+
 void Quantizer::Apply(float* data, int64_t n, uint64_t key) const {
   if (!enabled_) return;
-  const bool fixed = format_.kind == FormatKind::kFixed;
+  if (format_.kind == FormatKind::kInt) {
+    switch (rounding_) {
+      case Rounding::kTruncate:
+        return ApplyInt<Rounding::kTruncate>(data, n, key, nullptr);
+      case Rounding::kNearest:
+        return ApplyInt<Rounding::kNearest>(data, n, key, nullptr);
+      case Rounding::kStochastic:
+        return ApplyInt<Rounding::kStochastic>(data, n, key, nullptr);
+    }
+  }
+  const bool fixed = fixed_;
   switch (rounding_) {
     case Rounding::kTruncate:
       fixed ? ApplyFixed<Rounding::kTruncate>(data, n, key)
@@ -172,8 +282,8 @@ void Quantizer::Apply(float* data, int64_t n, uint64_t key) const {
 }
 
 float Quantizer::QuantizeOne(float x, uint64_t random_bits) const {
-  if (!enabled_) return x;
-  const bool fixed = format_.kind == FormatKind::kFixed;
+  if (!enabled_ || format_.kind == FormatKind::kInt) return x;
+  const bool fixed = fixed_;
   switch (rounding_) {
     case Rounding::kTruncate:
       return fixed ? FixedOne<Rounding::kTruncate>(x, random_bits)

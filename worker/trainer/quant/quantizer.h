@@ -18,6 +18,13 @@
 //     carry into the kept bits exactly that often); in float:E,M's subnormal range and for
 //     fixed it is exact to 2^-53 (a uniform double from Mix64 of the bits).
 //   * mask:B is exactly float:8,(B-9) (same grid, same saturation), computed on the bit pattern.
+//   * int:B is symmetric: q = round(x / s) clamped to ±(2^(B-1)-1), s = max|x| / (2^(B-1)-1)
+//     over the finite values of the tensor (one Apply call); truncate is floor (as for fixed),
+//     +-Inf saturates to ±max|x|, an all-zero tensor is unchanged. QuantizeOne of int:B sees a
+//     one-element tensor (returns x).
+//   * dynfixed:WL and dps:IL,FL are applied as fixed point with the format's current
+//     word_bits/frac_bits (dynfixed: WL, frac_bits; dps: int_bits + frac_bits, frac_bits); FL
+//     may be any integer here, negative or >= WL. quant/sites.h adapts them.
 #pragma once
 
 #include <cstdint>
@@ -34,6 +41,26 @@ inline uint64_t ElementRandom(uint64_t key, int64_t i) {
   const uint64_t r = CounterRandom(key, static_cast<uint64_t>(i) >> 1);
   return (i & 1) ? (r >> 32) | (r << 32) : r;
 }
+
+// What rounding did to a set of values (for the dynamic formats and the per-site measurements
+// of CurvePoint.sites). NaN and +-Inf are not counted.
+struct QuantStats {
+  int64_t values = 0;              // finite values
+  int64_t overflows = 0;           // finite values outside the format's range (saturated)
+  int64_t overflows_one_less = 0;  // fixed point: values outside the range with one integer bit
+                                   // fewer (and one fractional bit more)
+  int64_t nonzero = 0;             // non-zero finite values
+  double error_percent_sum = 0;    // Σ |q(x) - x| / |x| · 100 over them (seed 002, Equation 1)
+  double bits_sum = 0;             // Σ the format's bits, per value (effective bits)
+
+  void Add(const QuantStats& other);
+  double overflow_rate() const { return values ? double(overflows) / double(values) : 0; }
+  double overflow_rate_one_less() const {
+    return values ? double(overflows_one_less) / double(values) : 0;
+  }
+  double error_percent() const { return nonzero ? error_percent_sum / double(nonzero) : 0; }
+  double effective_bits() const { return values ? bits_sum / double(values) : 0; }
+};
 
 class Quantizer {
  public:
@@ -54,7 +81,15 @@ class Quantizer {
   // element i the bits ElementRandom(key, i).
   float QuantizeOne(float x, uint64_t random_bits) const;
 
+  // Apply, bitwise the same result, adding what it did to *stats (slower: one pass per
+  // element with the statistics). Counts values even when the quantiser is disabled.
+  void ApplyMeasured(float* data, int64_t n, uint64_t key, QuantStats* stats) const;
+
  private:
+  template <Rounding R>
+  void ApplyInt(float* data, int64_t n, uint64_t key, QuantStats* stats) const;
+  template <Rounding R>
+  void ApplyMeasuredImpl(float* data, int64_t n, uint64_t key, QuantStats* stats) const;
   template <Rounding R>
   void ApplyFloat(float* data, int64_t n, uint64_t key) const;
   template <Rounding R>
@@ -81,7 +116,9 @@ class Quantizer {
   int emin_ = -126;               // smallest normal exponent of the format
   int mantissa_bits_ = 23;
 
-  // fixed:WL,FL.
+  bool fixed_ = false;  // fixed, dynfixed, dps: the FixedOne path
+
+  // fixed:WL,FL (and dynfixed / dps with their current IL, FL); int:B uses hi_ = 2^(B-1)-1.
   double scale_ = 1;      // 2^FL
   double inv_scale_ = 1;  // 2^-FL
   double lo_ = 0;         // -2^(WL-1), in steps

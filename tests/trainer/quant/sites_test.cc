@@ -1,0 +1,214 @@
+// The int:B quantiser, the statistics of ApplyMeasured, and the update rules of the dynamic
+// formats (dynfixed: Courbariaux et al. 2014; dps: seeds/002_a5ea6972c7539976.txt Algorithm 1)
+// on synthetic tensors with known overflow and error rates.
+#include "worker/trainer/quant/sites.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "worker/trainer/quant/rng.h"
+#include "worker/trainer/trial_config.h"
+
+namespace bitsweep::trainer {
+namespace {
+
+using ::testing::HasSubstr;
+
+Quantizer Q(const char* spec, Rounding r = Rounding::kNearest) {
+  return Quantizer(*ParseFormat(spec), r);
+}
+
+TEST(IntQuantizerTest, OneScalePerTensorFromItsLargestMagnitude) {
+  // int:3: q in [-3, 3], s = 1/3. 0.26·3 = 0.78 -> 1; -0.5·3 = -1.5 -> -2 (ties to even).
+  std::vector<float> x = {1.0f, -0.5f, 0.26f, 0.0f, -0.0f};
+  Q("int:3").Apply(x.data(), 5, 0);
+  EXPECT_EQ(x[0], 1.0f);
+  EXPECT_EQ(x[1], static_cast<float>(-2.0 / 3));
+  EXPECT_EQ(x[2], static_cast<float>(1.0 / 3));
+  EXPECT_EQ(x[3], 0.0f);
+  EXPECT_TRUE(std::signbit(x[4]));
+}
+
+TEST(IntQuantizerTest, EveryValueIsAnIntegerMultipleOfTheScaleForEveryRounding) {
+  for (Rounding r : {Rounding::kTruncate, Rounding::kNearest, Rounding::kStochastic}) {
+    CounterRng rng(11);
+    std::vector<float> x(257);
+    for (float& v : x) v = static_cast<float>(rng.Uniform() * 6 - 3);
+    double max = 0;
+    for (float v : x) max = std::max(max, std::fabs(double{v}));
+    Q("int:5", r).Apply(x.data(), static_cast<int64_t>(x.size()), 3);
+    const double scale = max / 15;
+    for (float v : x) {
+      const double k = v / scale;
+      EXPECT_NEAR(k, std::round(k), 1e-4) << v;
+      EXPECT_LE(std::fabs(k), 15 + 1e-4);
+    }
+  }
+}
+
+TEST(IntQuantizerTest, InfSaturatesNanStaysAndZeroTensorIsUnchanged) {
+  std::vector<float> x = {std::numeric_limits<float>::infinity(), 2.0f,
+                          std::numeric_limits<float>::quiet_NaN()};
+  Q("int:8").Apply(x.data(), 3, 0);
+  EXPECT_EQ(x[0], 2.0f);
+  EXPECT_EQ(x[1], 2.0f);
+  EXPECT_TRUE(std::isnan(x[2]));
+  std::vector<float> z = {0.0f, 0.0f};
+  Q("int:8").Apply(z.data(), 2, 0);
+  EXPECT_EQ(z, (std::vector<float>{0.0f, 0.0f}));
+}
+
+TEST(ApplyMeasuredTest, GivesBitwiseTheResultOfApply) {
+  for (const char* spec : {"fp16", "mask:12", "fixed:10,6", "int:6", "fp8e4m3"}) {
+    for (Rounding r : {Rounding::kTruncate, Rounding::kNearest, Rounding::kStochastic}) {
+      CounterRng rng(7);
+      std::vector<float> a(301);
+      for (float& v : a) v = static_cast<float>((rng.Uniform() - 0.5) * 40);
+      std::vector<float> b = a;
+      Q(spec, r).Apply(a.data(), 301, 99);
+      QuantStats stats;
+      Q(spec, r).ApplyMeasured(b.data(), 301, 99, &stats);
+      EXPECT_EQ(a, b) << spec;
+      EXPECT_EQ(stats.values, 301);
+    }
+  }
+}
+
+TEST(ApplyMeasuredTest, CountsOverflowsAndAveragePercentError) {
+  // fixed:8,4: range [-8, 7.9375]; one integer bit fewer (fixed:8,5): [-4, 3.96875].
+  std::vector<float> x = {10.0f, -9.0f, 1.0f, 0.5f, 5.0f, 0.0f};
+  QuantStats s;
+  Q("fixed:8,4").ApplyMeasured(x.data(), 6, 0, &s);
+  EXPECT_EQ(s.values, 6);
+  EXPECT_EQ(s.nonzero, 5);
+  EXPECT_EQ(s.overflows, 2);
+  EXPECT_EQ(s.overflows_one_less, 3);
+  EXPECT_NEAR(s.error_percent(), (100 * 2.0625 / 10 + 100.0 / 9) / 5, 1e-9);
+  EXPECT_DOUBLE_EQ(s.effective_bits(), 8);
+}
+
+DynamicOptions Options() {
+  DynamicOptions o;
+  o.max_overflow_rate = 1e-4;  // 0.01%
+  o.max_error_percent = 0.01;
+  o.min_integer_bits = 2;
+  o.max_integer_bits = 12;
+  o.min_frac_bits = 2;
+  o.max_frac_bits = 20;
+  return o;
+}
+
+TEST(DynFixedTest, FirstUseFitsTheMaxThenFollowsCourbariauxRule) {
+  SiteQuantizer q(*ParseFormat("dynfixed:8"), Rounding::kNearest, Options());
+  std::vector<float> x = {3.0f, 1.1f, -0.7f, 0.01f};
+  q.Apply(0, x.data(), 4, 0);
+  // max 3 < 2^2: IL = 3 (sign included), FL = 5.
+  EXPECT_EQ(q.dynfixed_frac_bits(0), 5);
+  for (float v : x) EXPECT_EQ(v * 32, std::round(v * 32)) << v;
+  // No overflow at IL 3, but IL 2 ([-2, 2)) would overflow 3.0: kept.
+  q.EndIteration();
+  EXPECT_EQ(q.dynfixed_frac_bits(0), 5);
+  // Small values: IL 2 would hold them too: IL lowered, FL raised.
+  std::vector<float> small = {0.5f, -0.25f, 1.0f};
+  q.Apply(0, small.data(), 3, 0);
+  q.EndIteration();
+  EXPECT_EQ(q.dynfixed_frac_bits(0), 6);
+  // 1 value in 100 overflows (1% > 0.01%): IL raised.
+  std::vector<float> big(100, 0.1f);
+  big[7] = 100.0f;
+  q.Apply(0, big.data(), 100, 0);
+  q.EndIteration();
+  EXPECT_EQ(q.dynfixed_frac_bits(0), 5);
+  // Another tensor of the same site has its own state.
+  std::vector<float> other = {0.001f};
+  q.Apply(1, other.data(), 1, 0);
+  EXPECT_EQ(q.dynfixed_frac_bits(1), 8 - (-8));  // 0.001 < 2^-9: IL = -8
+  EXPECT_EQ(q.dynfixed_frac_bits(0), 5);
+}
+
+TEST(DpsTest, AlgorithmOneMovesIlByOverflowAndFlByError) {
+  SiteQuantizer q(*ParseFormat("dps:4,8"), Rounding::kNearest, Options());
+  // Overflow (20 > 8) and error above 0.01% (0.001 is not a multiple of 2^-8): IL+1, FL+1.
+  std::vector<float> x = {20.0f, 0.001f, 0.5f};
+  q.Apply(0, x.data(), 3, 0);
+  EXPECT_EQ(x[0], 8.0f - 1.0f / 256);  // saturated to the range of ⟨4, 8⟩
+  q.EndIteration();
+  EXPECT_EQ(q.dps_integer_bits(), 5);
+  EXPECT_EQ(q.dps_frac_bits(), 9);
+  // Values exactly on the grid, all tensors of the site pooled: no overflow, no error: IL-1,
+  // FL-1.
+  std::vector<float> a = {0.5f, 1.25f}, b = {-2.0f};
+  q.Apply(0, a.data(), 2, 0);
+  q.Apply(3, b.data(), 1, 0);
+  q.EndIteration();
+  EXPECT_EQ(q.dps_integer_bits(), 4);
+  EXPECT_EQ(q.dps_frac_bits(), 8);
+  EXPECT_DOUBLE_EQ(q.last_iteration().effective_bits(), 14);  // ⟨5, 9⟩ during that iteration
+  // An iteration without applications changes nothing; bounds clamp.
+  q.EndIteration();
+  EXPECT_EQ(q.dps_integer_bits(), 4);
+  for (int i = 0; i < 10; ++i) {
+    std::vector<float> zero = {0.0f};
+    q.Apply(0, zero.data(), 1, 0);
+    q.EndIteration();
+  }
+  EXPECT_EQ(q.dps_integer_bits(), 2);
+  EXPECT_EQ(q.dps_frac_bits(), 2);
+}
+
+TEST(DpsTest, ASiteQuantizerBuiltFromAQuantizerStartsAtTheSpec) {
+  SiteQuantizer q(Q("dps:3,5"));
+  EXPECT_EQ(q.dps_integer_bits(), 3);
+  EXPECT_EQ(q.dps_frac_bits(), 5);
+  std::vector<float> x = {1.0f / 64};  // below half a step of 2^-5: rounds to 0
+  q.Apply(0, x.data(), 1, 0);
+  EXPECT_EQ(x[0], 0.0f);
+}
+
+TEST(DpsTest, ErrorRateJustAboveAndBelowEmax) {
+  // FL = 8 (step 1/256): x = 1 + 1/1024 rounds to 1: error 0.0976% > 0.01% -> FL+1.
+  // With E_max = 0.1%, the same error lowers FL.
+  for (double emax : {0.01, 0.1}) {
+    DynamicOptions o = Options();
+    o.max_error_percent = emax;
+    SiteQuantizer q(*ParseFormat("dps:4,8"), Rounding::kNearest, o);
+    std::vector<float> x = {1.0f + 1.0f / 1024};
+    q.Apply(0, x.data(), 1, 0);
+    q.EndIteration();
+    EXPECT_EQ(q.dps_frac_bits(), emax == 0.01 ? 9 : 7) << emax;
+  }
+}
+
+TEST(SitePrecisionTest, OverridesReplaceTheDefaultPerSite) {
+  v1::PrecisionConfig p = DefaultTrialConfig().precision();
+  p.mutable_default_()->set_format("fp16");
+  p.add_sites("gradients");
+  p.add_sites("optimizer");
+  p.mutable_gradients()->set_format("fixed:16,12");
+  p.mutable_optimizer()->set_rounding("stochastic");
+  auto sites = MakeSitePrecision(p);
+  ASSERT_TRUE(sites.ok()) << sites.status();
+  EXPECT_EQ(sites->weights.format().ToString(), "float:5,10");
+  EXPECT_EQ(sites->gradients.format().ToString(), "fixed:16,12");
+  EXPECT_EQ(sites->optimizer.format().ToString(), "float:5,10");
+  EXPECT_EQ(sites->listed.size(), 5u);
+  p.clear_sites();
+  auto bad = MakeSitePrecision(p);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_THAT(std::string(bad.status().message()), HasSubstr("not listed in precision.sites"));
+}
+
+TEST(SitePrecisionTest, AccumulatorIsNotSupportedYet) {
+  v1::PrecisionConfig p = DefaultTrialConfig().precision();
+  p.add_sites("accumulator");
+  auto s = MakeSitePrecision(p);
+  ASSERT_FALSE(s.ok());
+  EXPECT_THAT(std::string(s.status().message()), HasSubstr("not supported yet"));
+}
+
+}  // namespace
+}  // namespace bitsweep::trainer
