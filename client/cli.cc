@@ -10,10 +10,14 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_replace.h"
+#include "client/analyze_command.h"
 #include "client/cli_config.h"
 #include "client/commands.h"
 #include "client/completion.h"
+#include "client/predict_command.h"
+#include "client/quantize_command.h"
 #include "client/sweep_client.h"
+#include "client/train_command.h"
 #include "common/bearer_token.h"
 #include "common/channel_security.h"
 
@@ -45,9 +49,13 @@ struct CommandLine {
   std::string file;
   bool dry_run = false;
   bool watch = false;
+  bool resume = false;
   bool json = false;
   int64_t sweep_id = 0;
+  std::vector<int64_t> sweep_ids;
   int64_t trial_id = 0;
+  bool rerun_failed = false;
+  bool rerun_cancelled = false;
   int tail = 10;
   std::string shell;
   ExportOptions export_options;
@@ -73,16 +81,17 @@ void DefineCommands(CLI::App& app, CommandLine& line) {
   auto add_json_flag = [&](CLI::App* command) {
     command->add_flag("--json", line.json, "Print JSON instead of a table");
   };
+  const CLI::Validator sweep_id_validator(
+      [](std::string& text) -> std::string {
+        int64_t id = 0;
+        if (absl::SimpleAtoi(text, &id) && id > 0) return "";
+        return "expected a positive sweep id, got '" + text + "'";
+      },
+      "ID");
   auto add_sweep_argument = [&](CLI::App* command) {
     command->add_option("SWEEP", line.sweep_id, "Sweep id (as printed by submit and ls)")
         ->required()
-        ->check(CLI::Validator(
-            [](std::string& text) -> std::string {
-              int64_t id = 0;
-              if (absl::SimpleAtoi(text, &id) && id > 0) return "";
-              return "expected a positive sweep id, got '" + text + "'";
-            },
-            "ID"));
+        ->check(sweep_id_validator);
   };
   // Callbacks run after parsing, so they see the parsed values through `line`.
   using Run = std::function<absl::StatusOr<int>(SweepClient&, const CommandEnv&)>;
@@ -96,11 +105,19 @@ void DefineCommands(CLI::App& app, CommandLine& line) {
       submit->add_flag("--dry-run", line.dry_run, "Validate and count the trials; store nothing");
   submit->add_flag("--watch", line.watch, "Watch the sweep's progress after submitting")
       ->excludes(dry_run_flag);
+  submit
+      ->add_flag("--resume", line.resume,
+                 "If the server has a sweep with this spec, requeue its failed and cancelled "
+                 "trials and keep its finished ones")
+      ->excludes(dry_run_flag);
   submit->footer(
       Footer("  bitsweep submit examples/quickstart.yaml --watch\n"
-             "  bitsweep submit sweep.yaml --dry-run"));
+             "  bitsweep submit sweep.yaml --dry-run\n"
+             "  bitsweep submit sweep.yaml --resume   # after a crash: rerun what did not finish"));
   on_parse(submit, [&line](SweepClient& client, const CommandEnv& env) {
-    return SubmitCommand(client, line.file, line.dry_run, line.watch, env);
+    return SubmitCommand(
+        client, line.file,
+        SubmitOptions{.dry_run = line.dry_run, .watch = line.watch, .resume = line.resume}, env);
   });
 
   CLI::App* ls = app.add_subcommand("ls", "List sweeps");
@@ -118,12 +135,16 @@ void DefineCommands(CLI::App& app, CommandLine& line) {
     return StatusCommand(client, line.sweep_id, line.json, env);
   });
 
-  CLI::App* watch =
-      app.add_subcommand("watch", "Follow a sweep until it ends (exit 1 if any trial failed)");
-  add_sweep_argument(watch);
-  watch->footer(Footer("  bitsweep watch 3"));
+  CLI::App* watch = app.add_subcommand(
+      "watch", "Follow sweeps until they end: progress, rate, ETA (exit 1 if any trial failed)");
+  watch->add_option("SWEEP", line.sweep_ids, "Sweep ids (one progress bar each)")
+      ->required()
+      ->check(sweep_id_validator);
+  watch->footer(
+      Footer("  bitsweep watch 3\n"
+             "  bitsweep watch 3 4 5   # one bar per sweep, then a summary table"));
   on_parse(watch, [&line](SweepClient& client, const CommandEnv& env) {
-    return WatchCommand(client, line.sweep_id, env);
+    return WatchCommand(client, line.sweep_ids, env);
   });
 
   CLI::App* results = app.add_subcommand(
@@ -162,16 +183,19 @@ void DefineCommands(CLI::App& app, CommandLine& line) {
   logs->add_option("--tail", line.tail, "Curve points to show")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
-  logs->footer(Footer("  bitsweep logs 42\n  bitsweep logs 42 --tail 50"));
+  add_json_flag(logs);
+  logs->footer(Footer("  bitsweep logs 42\n  bitsweep logs 42 --tail 50 --json"));
   on_parse(logs, [&line](SweepClient& client, const CommandEnv& env) {
-    return LogsCommand(client, line.trial_id, line.tail, env);
+    return LogsCommand(client, line.trial_id, line.tail, line.json, env);
   });
 
   CLI::App* completion = app.add_subcommand("completion", "Print a shell completion script (bash)");
   completion->add_option("SHELL", line.shell, "Shell: bash")
       ->required()
       ->check(CLI::IsMember({"bash"}));
-  completion->footer(Footer("  source <(bitsweep completion bash)"));
+  completion->footer(
+      Footer("  bitsweep completion bash > ~/.local/share/bash-completion/completions/bitsweep\n"
+             "  source <(bitsweep completion bash)"));
   completion->callback([&line, &app] {
     line.offline = true;
     line.run = [&app](SweepClient&, const CommandEnv& env) -> absl::StatusOr<int> {
@@ -180,11 +204,52 @@ void DefineCommands(CLI::App& app, CommandLine& line) {
     };
   });
 
-  CLI::App* cancel = app.add_subcommand("cancel", "Cancel a sweep's queued and running trials");
-  add_sweep_argument(cancel);
-  cancel->footer(Footer("  bitsweep cancel 3"));
-  on_parse(cancel, [&line](SweepClient& client, const CommandEnv& env) {
-    return CancelCommand(client, line.sweep_id, env);
+  CLI::App* cancel = app.add_subcommand(
+      "cancel", "Cancel a sweep's queued and running trials, or one trial (--trial)");
+  CLI::Option* cancel_sweep =
+      cancel->add_option("SWEEP", line.sweep_id, "Sweep id (as printed by submit and ls)")
+          ->check(sweep_id_validator);
+  cancel->add_option("--trial", line.trial_id, "Cancel only this trial (a running one is stopped)")
+      ->check(CLI::PositiveNumber)
+      ->excludes(cancel_sweep);
+  cancel->footer(Footer("  bitsweep cancel 3\n  bitsweep cancel --trial 42"));
+  cancel->callback([&line, cancel] {
+    if (cancel->get_option("--trial")->count() > 0) {
+      line.run = [&line](SweepClient& client, const CommandEnv& env) {
+        return CancelTrialCommand(client, line.trial_id, env);
+      };
+    } else if (cancel->get_option("SWEEP")->count() > 0) {
+      line.run = [&line](SweepClient& client, const CommandEnv& env) {
+        return CancelCommand(client, line.sweep_id, env);
+      };
+    } else {
+      throw CLI::ValidationError("cancel", "give a SWEEP id or --trial TRIAL");
+    }
+  });
+
+  CLI::App* rerun = app.add_subcommand(
+      "rerun", "Requeue a sweep's failed (and/or cancelled) trials with a fresh attempt budget");
+  add_sweep_argument(rerun);
+  rerun->add_flag("--failed", line.rerun_failed, "Requeue the failed trials");
+  rerun->add_flag("--cancelled", line.rerun_cancelled, "Requeue the cancelled trials");
+  rerun->footer(Footer("  bitsweep rerun 3 --failed\n  bitsweep rerun 3 --failed --cancelled"));
+  on_parse(rerun, [&line](SweepClient& client, const CommandEnv& env) {
+    return RerunCommand(client, line.sweep_id, line.rerun_failed, line.rerun_cancelled, env);
+  });
+
+  CLI::App* pause =
+      app.add_subcommand("pause", "Start no new trials of a sweep (running ones finish)");
+  add_sweep_argument(pause);
+  pause->footer(Footer("  bitsweep pause 3"));
+  on_parse(pause, [&line](SweepClient& client, const CommandEnv& env) {
+    return PauseCommand(client, line.sweep_id, env);
+  });
+
+  CLI::App* resume = app.add_subcommand("resume", "Let a paused sweep start trials again");
+  add_sweep_argument(resume);
+  resume->footer(Footer("  bitsweep resume 3"));
+  on_parse(resume, [&line](SweepClient& client, const CommandEnv& env) {
+    return ResumeCommand(client, line.sweep_id, env);
   });
 
   CLI::App* workers = app.add_subcommand("workers", "List the workers known to the server");
@@ -217,6 +282,15 @@ int RunCli(const std::vector<std::string>& args, const CliEnvironment& env) {
   CommandLine line;
   line.server = env.default_server.empty() ? kDefaultServer : env.default_server;
   DefineCommands(app, line);
+  // Local commands (no server): they run with the process's stdin and a TTY check of stderr.
+  const auto set_local_run = [&line](std::function<absl::StatusOr<int>()> run) {
+    line.offline = true;
+    line.run = [run](SweepClient&, const CommandEnv&) { return run(); };
+  };
+  AddQuantizeCommand(app, &std::cin, &out, set_local_run);
+  AddTrainCommand(app, &out, &err, &err == &std::cerr && isatty(STDERR_FILENO) == 1, set_local_run);
+  AddPredictCommand(app, &out, &err, set_local_run);
+  AddAnalyzeCommand(app, [&line](RemoteRun run) { line.run = std::move(run); });
 
   std::vector<const char*> argv;
   for (const std::string& arg : args) argv.push_back(arg.c_str());

@@ -7,66 +7,32 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
 #include "absl/time/time.h"
 #include "client/sweep_file.h"
 #include "client/text_table.h"
 #include "common/status_macros.h"
+#include "proto/state_names.h"
 
 namespace bitsweep::client {
 namespace {
 
 using nlohmann::json;
 
-std::string SweepStateName(v1::SweepState state) {
-  switch (state) {
-    case v1::SWEEP_STATE_QUEUED:
-      return "queued";
-    case v1::SWEEP_STATE_RUNNING:
-      return "running";
-    case v1::SWEEP_STATE_DONE:
-      return "done";
-    case v1::SWEEP_STATE_CANCELLED:
-      return "cancelled";
-    default:
-      return "unknown";
-  }
-}
-
-std::string TrialStateName(v1::TrialState state) {
-  switch (state) {
-    case v1::TRIAL_STATE_QUEUED:
-      return "queued";
-    case v1::TRIAL_STATE_RUNNING:
-      return "running";
-    case v1::TRIAL_STATE_DONE:
-      return "done";
-    case v1::TRIAL_STATE_FAILED:
-      return "failed";
-    case v1::TRIAL_STATE_CANCELLED:
-      return "cancelled";
-    default:
-      return "unknown";
-  }
-}
-
-std::string OutcomeName(v1::TrialOutcome outcome) {
-  switch (outcome) {
-    case v1::TRIAL_OUTCOME_COMPLETED:
-      return "completed";
-    case v1::TRIAL_OUTCOME_DIVERGED:
-      return "diverged";
-    default:
-      return "unknown";
-  }
-}
+// One mapping for the CLI and the server's metrics (proto/state_names.h).
+using v1::SweepStateName;
+using v1::TrialStateName;
+std::string OutcomeName(v1::TrialOutcome outcome) { return v1::TrialOutcomeName(outcome); }
 
 // What became of a trial, for the results table: the result's outcome once it is done,
 // otherwise its state.
@@ -100,10 +66,10 @@ std::string FormatAge(int64_t now_ms, int64_t then_ms) {
 std::string Percent(double fraction) { return absl::StrFormat("%.2f", fraction * 100.0); }
 
 json CountsToJson(const v1::TrialCounts& counts) {
-  return json{{"total", counts.total()},      {"queued", counts.queued()},
-              {"running", counts.running()},  {"done", counts.done()},
-              {"failed", counts.failed()},    {"cancelled", counts.cancelled()},
-              {"diverged", counts.diverged()}};
+  return json{{"total", counts.total()},       {"queued", counts.queued()},
+              {"running", counts.running()},   {"done", counts.done()},
+              {"failed", counts.failed()},     {"cancelled", counts.cancelled()},
+              {"diverged", counts.diverged()}, {"pruned", counts.pruned()}};
 }
 
 json SweepToJson(const v1::Sweep& sweep) {
@@ -184,7 +150,12 @@ std::string SweepSummary(const v1::Sweep& sweep) {
   std::string summary =
       absl::StrCat("sweep ", sweep.id(), " (", sweep.name(), ") ", SweepStateName(sweep.state()),
                    ": ", counts.done(), "/", counts.total(), " done");
-  if (counts.diverged() > 0) absl::StrAppend(&summary, " (", counts.diverged(), " diverged)");
+  if (counts.diverged() > 0 || counts.pruned() > 0) {
+    std::vector<std::string> parts;
+    if (counts.diverged() > 0) parts.push_back(absl::StrCat(counts.diverged(), " diverged"));
+    if (counts.pruned() > 0) parts.push_back(absl::StrCat(counts.pruned(), " pruned"));
+    absl::StrAppend(&summary, " (", absl::StrJoin(parts, ", "), ")");
+  }
   absl::StrAppend(&summary, ", ", counts.failed(), " failed");
   if (counts.cancelled() > 0) absl::StrAppend(&summary, ", ", counts.cancelled(), " cancelled");
   if (counts.running() > 0) absl::StrAppend(&summary, ", ", counts.running(), " running");
@@ -214,26 +185,59 @@ std::string FormatProgressLine(const v1::TrialCounts& counts, int bar_width) {
       counts.total(), " done, ", counts.running(), " running, ", counts.failed(), " failed");
   if (counts.cancelled() > 0) absl::StrAppend(&line, ", ", counts.cancelled(), " cancelled");
   if (counts.diverged() > 0) absl::StrAppend(&line, ", ", counts.diverged(), " diverged");
+  if (counts.pruned() > 0) absl::StrAppend(&line, ", ", counts.pruned(), " pruned");
   return line;
 }
 
-absl::StatusOr<int> SubmitCommand(SweepClient& client, const std::string& file, bool dry_run,
-                                  bool watch, const CommandEnv& env) {
+std::string FormatShortDuration(int64_t seconds) {
+  seconds = std::max<int64_t>(0, seconds);
+  if (seconds < 60) return absl::StrCat(seconds, "s");
+  if (seconds < 3600) return absl::StrFormat("%dm%02ds", seconds / 60, seconds % 60);
+  return absl::StrFormat("%dh%02dm", seconds / 3600, (seconds % 3600) / 60);
+}
+
+std::string FormatRateAndEta(int64_t finished_then, int64_t then_ms, int64_t finished_now,
+                             int64_t now_ms, int64_t total) {
+  const int64_t finished = finished_now - finished_then;
+  const int64_t elapsed_ms = now_ms - then_ms;
+  if (finished <= 0 || elapsed_ms <= 0) return "";
+  const double per_minute = static_cast<double>(finished) * 60'000.0 / elapsed_ms;
+  std::string text = absl::StrFormat(", %.1f trials/min", per_minute);
+  const int64_t left = total - finished_now;
+  if (left > 0) {
+    const auto eta_seconds = static_cast<int64_t>(static_cast<double>(left) * 60.0 / per_minute);
+    absl::StrAppend(&text, ", ETA ", FormatShortDuration(eta_seconds));
+  }
+  return text;
+}
+
+absl::StatusOr<int> SubmitCommand(SweepClient& client, const std::string& file,
+                                  const SubmitOptions& options, const CommandEnv& env) {
   ASSIGN_OR_RETURN(v1::SweepSpec spec, ParseSweepFile(file));
-  absl::StatusOr<v1::SubmitSweepResponse> response = client.SubmitSweep(spec, dry_run);
+  absl::StatusOr<v1::SubmitSweepResponse> response =
+      client.SubmitSweep(spec, options.dry_run, options.resume);
   if (absl::IsInvalidArgument(response.status())) {
     // The server names the field path; the user also needs to know which file it is in.
     return absl::InvalidArgumentError(absl::StrCat(file, ": ", response.status().message()));
   }
   RETURN_IF_ERROR(response.status());
-  if (dry_run) {
+  if (options.dry_run) {
     *env.out << "valid: " << Plural(response->trial_count(), "trial") << '\n';
     return kExitOk;
   }
-  *env.out << "submitted sweep " << response->sweep_id() << " ("
-           << Plural(response->trial_count(), "trial") << ")" << std::endl;
-  if (!watch) return kExitOk;
-  return WatchCommand(client, response->sweep_id(), env);
+  if (response->existing() && options.resume) {
+    *env.out << "existing sweep " << response->sweep_id() << ": requeued " << response->requeued()
+             << ", reused " << response->reused() << std::endl;
+  } else if (response->existing()) {
+    *env.out << "existing sweep " << response->sweep_id() << " ("
+             << Plural(response->trial_count(), "trial")
+             << "), unchanged (--resume requeues its failed and cancelled trials)" << std::endl;
+  } else {
+    *env.out << "submitted sweep " << response->sweep_id() << " ("
+             << Plural(response->trial_count(), "trial") << ")" << std::endl;
+  }
+  if (!options.watch) return kExitOk;
+  return WatchCommand(client, {response->sweep_id()}, env);
 }
 
 absl::StatusOr<int> ListCommand(SweepClient& client, bool json_output, const CommandEnv& env) {
@@ -280,42 +284,184 @@ absl::StatusOr<int> StatusCommand(SweepClient& client, int64_t sweep_id, bool js
   return kExitOk;
 }
 
-absl::StatusOr<int> WatchCommand(SweepClient& client, int64_t sweep_id, const CommandEnv& env) {
-  std::ostream& out = *env.out;
-  std::string last_line;
-  bool line_drawn = false;  // A progress line without its newline is on screen (interactive).
-  std::set<int64_t> reported_failures;
-  v1::Sweep last_sweep;
-  bool any_event = false;
-  RETURN_IF_ERROR(client.WatchSweep(sweep_id, [&](const v1::SweepEvent& event) {
-    any_event = true;
-    last_sweep = event.sweep();
-    for (const v1::Trial& trial : event.trials()) {
-      if (trial.state() != v1::TRIAL_STATE_FAILED || !reported_failures.insert(trial.id()).second) {
-        continue;
-      }
-      if (line_drawn) out << "\r\033[K";
-      out << "trial " << trial.id() << " failed: " << trial.error() << '\n';
-      if (line_drawn) out << last_line;
+namespace {
+
+// What `watch` knows of one sweep: its last state and where the rate is measured from.
+struct WatchedSweep {
+  v1::Sweep sweep;
+  bool seen = false;  // At least one event arrived.
+  int64_t first_finished = 0;
+  int64_t first_ms = 0;
+  std::string line;  // The progress line last shown.
+};
+
+int64_t Finished(const v1::TrialCounts& counts) {
+  return counts.done() + counts.failed() + counts.cancelled();
+}
+
+// Follows several sweeps at once and draws their progress lines; every method but the
+// constructor is called from the sweeps' stream threads, under one lock.
+class WatchDisplay {
+ public:
+  WatchDisplay(const std::vector<v1::Sweep>& sweeps, const CommandEnv& env) : env_(env) {
+    for (const v1::Sweep& sweep : sweeps) {
+      WatchedSweep watched;
+      watched.sweep = sweep;
+      watched_.push_back(std::move(watched));
     }
-    std::string line = FormatProgressLine(event.sweep().counts());
-    if (env.interactive) {
-      // A line that wraps cannot be redrawn with \r.
-      if (env.width > 1) line = TruncateToWidth(line, env.width - 1);
-      out << '\r' << line << "\033[K" << std::flush;
-      line_drawn = true;
-    } else if (line != last_line) {
-      out << line << std::endl;
-    }
-    last_line = line;
-    return absl::OkStatus();
-  }));
-  if (line_drawn) out << '\n';
-  if (!any_event) {
-    ASSIGN_OR_RETURN(last_sweep, client.GetSweep(sweep_id));
   }
-  out << SweepSummary(last_sweep) << '\n';
-  return last_sweep.counts().failed() > 0 ? kExitTrialsFailed : kExitOk;
+
+  void OnEvent(size_t index, const v1::SweepEvent& event) {
+    std::lock_guard<std::mutex> lock(mu_);
+    WatchedSweep& watched = watched_[index];
+    const int64_t now_ms = env_.clock->NowUnixMs();
+    if (!watched.seen) {
+      watched.seen = true;
+      watched.first_finished = Finished(event.sweep().counts());
+      watched.first_ms = now_ms;
+    }
+    watched.sweep = event.sweep();
+    for (const v1::Trial& trial : event.trials()) {
+      if (trial.state() == v1::TRIAL_STATE_FAILED && reported_failures_.insert(trial.id()).second) {
+        PrintAboveBlock(absl::StrCat("trial ", trial.id(), " failed: ", trial.error()));
+      }
+    }
+    std::string line = ProgressLine(watched, now_ms);
+    if (env_.interactive) {
+      watched.line = std::move(line);
+      Redraw();
+    } else if (line != watched.line) {
+      *env_.out << line << std::endl;
+      watched.line = std::move(line);
+    }
+  }
+
+  // Ends the redrawn block (the cursor goes below it).
+  void Finish() {
+    std::lock_guard<std::mutex> lock(mu_);
+    drawn_ = 0;
+  }
+
+  std::vector<v1::Sweep> Sweeps() {
+    std::lock_guard<std::mutex> lock(mu_);
+    std::vector<v1::Sweep> sweeps;
+    for (const WatchedSweep& watched : watched_) sweeps.push_back(watched.sweep);
+    return sweeps;
+  }
+  bool Seen(size_t index) {
+    std::lock_guard<std::mutex> lock(mu_);
+    return watched_[index].seen;
+  }
+  void SetSweep(size_t index, v1::Sweep sweep) {
+    std::lock_guard<std::mutex> lock(mu_);
+    watched_[index].sweep = std::move(sweep);
+  }
+
+ private:
+  std::string ProgressLine(const WatchedSweep& watched, int64_t now_ms) const {
+    const v1::Sweep& sweep = watched.sweep;
+    std::string line;
+    if (watched_.size() > 1) line = absl::StrCat("sweep ", sweep.id(), " ");
+    absl::StrAppend(&line, FormatProgressLine(sweep.counts()),
+                    FormatRateAndEta(watched.first_finished, watched.first_ms,
+                                     Finished(sweep.counts()), now_ms, sweep.counts().total()));
+    if (sweep.state() == v1::SWEEP_STATE_PAUSED) absl::StrAppend(&line, " (paused)");
+    // A line that wraps cannot be redrawn in place.
+    if (env_.interactive && env_.width > 1) line = TruncateToWidth(line, env_.width - 1);
+    return line;
+  }
+
+  // On a terminal the block of progress lines (one per sweep seen so far) is redrawn in place:
+  // cursor up over the block, each line rewritten and cleared to its end.
+  void Redraw() {
+    std::ostream& out = *env_.out;
+    if (drawn_ > 0) out << "\033[" << drawn_ << 'A';
+    int lines = 0;
+    for (const WatchedSweep& watched : watched_) {
+      if (!watched.seen) continue;
+      out << '\r' << watched.line << "\033[K\n";
+      ++lines;
+    }
+    drawn_ = lines;
+    out << std::flush;
+  }
+
+  void PrintAboveBlock(const std::string& message) {
+    std::ostream& out = *env_.out;
+    if (env_.interactive && drawn_ > 0) {
+      // Up over the block, clear it, print the message; Redraw() puts the block back below.
+      out << "\033[" << drawn_ << "A\r\033[J";
+      drawn_ = 0;
+    }
+    out << message << '\n';
+  }
+
+  const CommandEnv& env_;
+  std::mutex mu_;
+  std::vector<WatchedSweep> watched_;
+  std::set<int64_t> reported_failures_;
+  int drawn_ = 0;  // Lines of the block now on screen (interactive).
+};
+
+// The table `watch` ends with: one row per sweep.
+void PrintSweepSummaryTable(const std::vector<v1::Sweep>& sweeps, const CommandEnv& env) {
+  TextTable table({"sweep", "name", "state", "done/total", "diverged", "pruned", "failed",
+                   "cancelled", "took"});
+  for (size_t column : {0, 3, 4, 5, 6, 7, 8}) table.SetAlign(column, TextTable::Align::kRight);
+  for (const v1::Sweep& sweep : sweeps) {
+    const v1::TrialCounts& counts = sweep.counts();
+    const bool finished = sweep.finished_unix_ms() > 0 && sweep.created_unix_ms() > 0;
+    table.AddRow(
+        {absl::StrCat(sweep.id()), sweep.name(), SweepStateName(sweep.state()),
+         absl::StrCat(counts.done(), "/", counts.total()), absl::StrCat(counts.diverged()),
+         absl::StrCat(counts.pruned()), absl::StrCat(counts.failed()),
+         absl::StrCat(counts.cancelled()),
+         finished ? FormatShortDuration((sweep.finished_unix_ms() - sweep.created_unix_ms()) / 1000)
+                  : "-"});
+  }
+  table.Render(*env.out, env.width);
+}
+
+}  // namespace
+
+absl::StatusOr<int> WatchCommand(SweepClient& client, const std::vector<int64_t>& sweep_ids,
+                                 const CommandEnv& env) {
+  // Unknown ids are usage errors before anything is drawn.
+  std::vector<v1::Sweep> sweeps;
+  for (int64_t id : sweep_ids) {
+    ASSIGN_OR_RETURN(v1::Sweep sweep, client.GetSweep(id));
+    sweeps.push_back(std::move(sweep));
+  }
+  WatchDisplay display(sweeps, env);
+  std::vector<absl::Status> statuses(sweeps.size());
+  auto follow = [&](size_t index) {
+    statuses[index] = client.WatchSweep(sweeps[index].id(), [&](const v1::SweepEvent& event) {
+      display.OnEvent(index, event);
+      return absl::OkStatus();
+    });
+  };
+  if (sweeps.size() == 1) {
+    follow(0);
+  } else {
+    std::vector<std::thread> threads;
+    for (size_t i = 0; i < sweeps.size(); ++i) threads.emplace_back(follow, i);
+    for (std::thread& thread : threads) thread.join();
+  }
+  display.Finish();
+  for (const absl::Status& status : statuses) RETURN_IF_ERROR(status);
+  for (size_t i = 0; i < sweeps.size(); ++i) {
+    // A stream that ended without an event (the sweep had already ended): ask once more.
+    if (!display.Seen(i)) {
+      ASSIGN_OR_RETURN(v1::Sweep sweep, client.GetSweep(sweeps[i].id()));
+      display.SetSweep(i, std::move(sweep));
+    }
+  }
+  const std::vector<v1::Sweep> final_sweeps = display.Sweeps();
+  PrintSweepSummaryTable(final_sweeps, env);
+  const bool any_failed =
+      std::any_of(final_sweeps.begin(), final_sweeps.end(),
+                  [](const v1::Sweep& sweep) { return sweep.counts().failed() > 0; });
+  return any_failed ? kExitTrialsFailed : kExitOk;
 }
 
 absl::StatusOr<int> ResultsCommand(SweepClient& client, int64_t sweep_id, bool json_output,
@@ -385,6 +531,37 @@ absl::StatusOr<int> ResultsCommand(SweepClient& client, int64_t sweep_id, bool j
 absl::StatusOr<int> CancelCommand(SweepClient& client, int64_t sweep_id, const CommandEnv& env) {
   ASSIGN_OR_RETURN(v1::Sweep sweep, client.CancelSweep(sweep_id));
   *env.out << SweepSummary(sweep) << '\n';
+  return kExitOk;
+}
+
+absl::StatusOr<int> CancelTrialCommand(SweepClient& client, int64_t trial_id,
+                                       const CommandEnv& env) {
+  ASSIGN_OR_RETURN(v1::Trial trial, client.CancelTrial(trial_id));
+  *env.out << "trial " << trial.id() << " (sweep " << trial.sweep_id()
+           << "): " << TrialStateName(trial.state()) << '\n';
+  return kExitOk;
+}
+
+absl::StatusOr<int> PauseCommand(SweepClient& client, int64_t sweep_id, const CommandEnv& env) {
+  ASSIGN_OR_RETURN(v1::Sweep sweep, client.PauseSweep(sweep_id));
+  *env.out << SweepSummary(sweep) << '\n';
+  return kExitOk;
+}
+
+absl::StatusOr<int> ResumeCommand(SweepClient& client, int64_t sweep_id, const CommandEnv& env) {
+  ASSIGN_OR_RETURN(v1::Sweep sweep, client.ResumeSweep(sweep_id));
+  *env.out << SweepSummary(sweep) << '\n';
+  return kExitOk;
+}
+
+absl::StatusOr<int> RerunCommand(SweepClient& client, int64_t sweep_id, bool failed, bool cancelled,
+                                 const CommandEnv& env) {
+  if (!failed && !cancelled) {
+    return absl::InvalidArgumentError(
+        "rerun: say which trials to requeue: --failed and/or --cancelled");
+  }
+  ASSIGN_OR_RETURN(v1::RerunSweepResponse response, client.RerunSweep(sweep_id, failed, cancelled));
+  *env.out << "sweep " << sweep_id << ": requeued " << Plural(response.requeued(), "trial") << '\n';
   return kExitOk;
 }
 
@@ -594,11 +771,37 @@ absl::StatusOr<int> ExportCommand(SweepClient& client, const ExportOptions& opti
   return any_failed ? kExitTrialsFailed : kExitOk;
 }
 
-absl::StatusOr<int> LogsCommand(SweepClient& client, int64_t trial_id, int tail,
+absl::StatusOr<int> LogsCommand(SweepClient& client, int64_t trial_id, int tail, bool json_output,
                                 const CommandEnv& env) {
   ASSIGN_OR_RETURN(v1::GetTrialResponse detail, client.GetTrial(trial_id, /*include_curve=*/true));
   const v1::Trial& trial = detail.trial();
+  const int exit_code = trial.state() == v1::TRIAL_STATE_FAILED ? kExitTrialsFailed : kExitOk;
   std::ostream& out = *env.out;
+  if (json_output) {
+    json object = TrialToJson(trial);
+    object["worker"] = trial.worker_id().empty() ? json(nullptr) : json(trial.worker_id());
+    object["started_unix_ms"] =
+        trial.started_unix_ms() > 0 ? json(trial.started_unix_ms()) : json(nullptr);
+    object["finished_unix_ms"] =
+        trial.finished_unix_ms() > 0 ? json(trial.finished_unix_ms()) : json(nullptr);
+    object["duration_seconds"] = DurationSeconds(trial);
+    object["error"] = trial.error().empty() ? json(nullptr) : json(trial.error());
+    static const std::vector<std::string> kCurveColumns = {
+        "iteration", "epoch",         "train_loss",   "train_accuracy",
+        "test_loss", "test_accuracy", "learning_rate"};
+    json curve = json::array();
+    const int total = detail.curve_size();
+    for (int i = total - std::min(total, std::max(tail, 0)); i < total; ++i) {
+      const std::vector<json> cells = CurvePointCells(detail.curve(i));
+      json point = json::object();
+      for (size_t c = 0; c < cells.size(); ++c) point[kCurveColumns[c]] = cells[c];
+      curve.push_back(std::move(point));
+    }
+    object["curve_points"] = total;
+    object["curve"] = std::move(curve);
+    PrintJson(object, env);
+    return exit_code;
+  }
   out << "trial " << trial.id() << " (sweep " << trial.sweep_id()
       << "): " << TrialStateName(trial.state()) << ", attempt " << trial.attempt() << '\n';
   std::string params;
@@ -642,7 +845,7 @@ absl::StatusOr<int> LogsCommand(SweepClient& client, int64_t trial_id, int tail,
     }
     table.Render(out, env.width);
   }
-  return trial.state() == v1::TRIAL_STATE_FAILED ? kExitTrialsFailed : kExitOk;
+  return exit_code;
 }
 
 }  // namespace bitsweep::client

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <ostream>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "bitsweep/v1/sweep.pb.h"
@@ -32,12 +33,23 @@ inline constexpr int kExitTrialsFailed = 1;
 inline constexpr int kExitUsage = 2;
 inline constexpr int kExitUnreachable = 3;
 
-// `submit FILE`: prints "submitted sweep N (T trials)", or "valid: T trials" for a dry run; with
-// `watch`, then watches the sweep (see WatchCommand).
+// What `submit` does besides submitting.
+struct SubmitOptions {
+  // Validate and count the trials; store nothing.
+  bool dry_run = false;
+  // Watch the sweep afterwards (WatchCommand).
+  bool watch = false;
+  // Reuse an existing sweep with the same spec: requeue its failed and cancelled trials.
+  bool resume = false;
+};
+
+// `submit FILE`: prints "submitted sweep N (T trials)", or "valid: T trials" for a dry run, or
+// for a spec the server already has "existing sweep N: requeued X, reused Y" (with `resume`) or
+// "existing sweep N (T trials), unchanged"; with `watch`, then watches the sweep.
 // Errors: those of ParseSweepFile (before contacting the server); InvalidArgument (the server
 // rejected the spec, message prefixed with FILE); Unavailable.
-absl::StatusOr<int> SubmitCommand(SweepClient& client, const std::string& file, bool dry_run,
-                                  bool watch, const CommandEnv& env);
+absl::StatusOr<int> SubmitCommand(SweepClient& client, const std::string& file,
+                                  const SubmitOptions& options, const CommandEnv& env);
 
 // `ls`: a table of sweeps (id, name, state, done/total, running, failed, created), or a JSON
 // array. Errors: Unavailable.
@@ -47,9 +59,14 @@ absl::StatusOr<int> ListCommand(SweepClient& client, bool json, const CommandEnv
 absl::StatusOr<int> StatusCommand(SweepClient& client, int64_t sweep_id, bool json,
                                   const CommandEnv& env);
 
-// `watch SWEEP`: a progress line per change until the sweep ends, then a summary. Returns 1 when
-// any trial failed. Errors: NotFound; Unavailable.
-absl::StatusOr<int> WatchCommand(SweepClient& client, int64_t sweep_id, const CommandEnv& env);
+// `watch SWEEP...`: a progress line per sweep (bar, done/running/failed, rate in trials per
+// minute and ETA once a trial has finished while watching), redrawn in place on a terminal and
+// printed once per change otherwise; failed trials' errors as they happen; when every sweep has
+// ended, a summary table (one row per sweep). Several sweeps are followed at once, each on its
+// own stream. Returns 1 when any trial failed. Errors: NotFound (checked before watching);
+// Unavailable.
+absl::StatusOr<int> WatchCommand(SweepClient& client, const std::vector<int64_t>& sweep_ids,
+                                 const CommandEnv& env);
 
 // `results SWEEP`: one row per trial (id, swept parameters, seed, state, final and best test
 // accuracy in %, iterations to target, outcome), then the errors of failed trials; or a JSON
@@ -59,6 +76,23 @@ absl::StatusOr<int> ResultsCommand(SweepClient& client, int64_t sweep_id, bool j
 
 // `cancel SWEEP`: cancels and prints the resulting state. Errors: NotFound; Unavailable.
 absl::StatusOr<int> CancelCommand(SweepClient& client, int64_t sweep_id, const CommandEnv& env);
+
+// `cancel --trial TRIAL`: cancels one trial, prints "trial N (sweep S): STATE".
+// Errors: NotFound; Unavailable.
+absl::StatusOr<int> CancelTrialCommand(SweepClient& client, int64_t trial_id,
+                                       const CommandEnv& env);
+
+// `pause SWEEP` / `resume SWEEP`: no new trials start while paused (running ones finish); prints
+// the resulting state. Errors: NotFound; FailedPrecondition (e.g. the sweep has ended);
+// Unavailable.
+absl::StatusOr<int> PauseCommand(SweepClient& client, int64_t sweep_id, const CommandEnv& env);
+absl::StatusOr<int> ResumeCommand(SweepClient& client, int64_t sweep_id, const CommandEnv& env);
+
+// `rerun SWEEP --failed [--cancelled]`: requeues those trials with a fresh attempt budget and
+// prints "sweep N: requeued X trials". Errors: InvalidArgument (neither kind asked for);
+// NotFound; Unavailable.
+absl::StatusOr<int> RerunCommand(SweepClient& client, int64_t sweep_id, bool failed, bool cancelled,
+                                 const CommandEnv& env);
 
 // `workers`: id, host, slots, running, last heartbeat age, alive; or a JSON array.
 // Errors: Unavailable.
@@ -86,12 +120,24 @@ absl::StatusOr<int> ExportCommand(SweepClient& client, const ExportOptions& opti
                                   const CommandEnv& env);
 
 // `logs TRIAL`: the trial's state, attempt, parameters, worker, times, result or error, and its
-// last `tail` curve points. Returns 1 when the trial failed. Errors: NotFound; Unavailable.
-absl::StatusOr<int> LogsCommand(SweepClient& client, int64_t trial_id, int tail,
+// last `tail` curve points; or all of it as one JSON object (the trial as in `results --json`
+// plus worker, started/finished times and "curve"). Returns 1 when the trial failed.
+// Errors: NotFound; Unavailable.
+absl::StatusOr<int> LogsCommand(SweepClient& client, int64_t trial_id, int tail, bool json,
                                 const CommandEnv& env);
 
 // "[#####.....] 5/10 done, 2 running, 0 failed" (also "N cancelled" and "N diverged" when
 // non-zero); the bar is `bar_width` characters wide.
 std::string FormatProgressLine(const v1::TrialCounts& counts, int bar_width = 20);
+
+// ", R trials/min, ETA T" for a sweep whose finished trials (done + failed + cancelled) went
+// from `finished_then` at `then_ms` to `finished_now` at `now_ms`, out of `total`; without the
+// ETA once nothing is left. "" when no trial finished in between or no time passed: a rate is
+// only shown once it has been observed.
+std::string FormatRateAndEta(int64_t finished_then, int64_t then_ms, int64_t finished_now,
+                             int64_t now_ms, int64_t total);
+
+// "45s", "3m05s", "2h10m".
+std::string FormatShortDuration(int64_t seconds);
 
 }  // namespace bitsweep::client

@@ -73,13 +73,14 @@ absl::Status SweepClient::ToStatus(const grpc::Status& status) const {
 }
 
 absl::StatusOr<v1::SubmitSweepResponse> SweepClient::SubmitSweep(const v1::SweepSpec& spec,
-                                                                 bool dry_run) {
+                                                                 bool dry_run, bool resume) {
   RETURN_IF_ERROR(AwaitConnection());
   grpc::ClientContext context;
   SetDeadline(context);
   v1::SubmitSweepRequest request;
   *request.mutable_spec() = spec;
   request.set_dry_run(dry_run);
+  request.set_resume(resume);
   v1::SubmitSweepResponse response;
   RETURN_IF_ERROR(ToStatus(stub_->SubmitSweep(&context, request, &response)));
   return response;
@@ -113,6 +114,53 @@ absl::StatusOr<v1::Sweep> SweepClient::CancelSweep(int64_t sweep_id) {
   request.set_sweep_id(sweep_id);
   v1::Sweep response;
   RETURN_IF_ERROR(ToStatus(stub_->CancelSweep(&context, request, &response)));
+  return response;
+}
+
+absl::StatusOr<v1::Sweep> SweepClient::PauseSweep(int64_t sweep_id) {
+  RETURN_IF_ERROR(AwaitConnection());
+  grpc::ClientContext context;
+  SetDeadline(context);
+  v1::PauseSweepRequest request;
+  request.set_sweep_id(sweep_id);
+  v1::Sweep response;
+  RETURN_IF_ERROR(ToStatus(stub_->PauseSweep(&context, request, &response)));
+  return response;
+}
+
+absl::StatusOr<v1::Sweep> SweepClient::ResumeSweep(int64_t sweep_id) {
+  RETURN_IF_ERROR(AwaitConnection());
+  grpc::ClientContext context;
+  SetDeadline(context);
+  v1::ResumeSweepRequest request;
+  request.set_sweep_id(sweep_id);
+  v1::Sweep response;
+  RETURN_IF_ERROR(ToStatus(stub_->ResumeSweep(&context, request, &response)));
+  return response;
+}
+
+absl::StatusOr<v1::RerunSweepResponse> SweepClient::RerunSweep(int64_t sweep_id, bool failed,
+                                                               bool cancelled) {
+  RETURN_IF_ERROR(AwaitConnection());
+  grpc::ClientContext context;
+  SetDeadline(context);
+  v1::RerunSweepRequest request;
+  request.set_sweep_id(sweep_id);
+  request.set_failed(failed);
+  request.set_cancelled(cancelled);
+  v1::RerunSweepResponse response;
+  RETURN_IF_ERROR(ToStatus(stub_->RerunSweep(&context, request, &response)));
+  return response;
+}
+
+absl::StatusOr<v1::Trial> SweepClient::CancelTrial(int64_t trial_id) {
+  RETURN_IF_ERROR(AwaitConnection());
+  grpc::ClientContext context;
+  SetDeadline(context);
+  v1::CancelTrialRequest request;
+  request.set_trial_id(trial_id);
+  v1::Trial response;
+  RETURN_IF_ERROR(ToStatus(stub_->CancelTrial(&context, request, &response)));
   return response;
 }
 

@@ -47,13 +47,25 @@ class SweepClient {
 
   const std::string& address() const { return options_.address; }
 
+  // With `resume`, a sweep with the same spec is reused: its failed and cancelled trials are
+  // requeued and its finished ones kept (response.existing, requeued, reused).
   // Errors: InvalidArgument (the server rejected the spec; the message names the field path).
-  absl::StatusOr<v1::SubmitSweepResponse> SubmitSweep(const v1::SweepSpec& spec, bool dry_run);
+  absl::StatusOr<v1::SubmitSweepResponse> SubmitSweep(const v1::SweepSpec& spec, bool dry_run,
+                                                      bool resume = false);
   // Errors: NotFound (no such sweep).
   absl::StatusOr<v1::Sweep> GetSweep(int64_t sweep_id);
   absl::StatusOr<std::vector<v1::Sweep>> ListSweeps();
   // Errors: NotFound (no such sweep).
   absl::StatusOr<v1::Sweep> CancelSweep(int64_t sweep_id);
+  // No new trials of the sweep start until ResumeSweep. Errors: NotFound; FailedPrecondition
+  // (the sweep has ended).
+  absl::StatusOr<v1::Sweep> PauseSweep(int64_t sweep_id);
+  // Errors: NotFound; FailedPrecondition (the sweep is not paused, when the server says so).
+  absl::StatusOr<v1::Sweep> ResumeSweep(int64_t sweep_id);
+  // Requeues the sweep's failed and/or cancelled trials. Errors: NotFound.
+  absl::StatusOr<v1::RerunSweepResponse> RerunSweep(int64_t sweep_id, bool failed, bool cancelled);
+  // Cancels one trial (a running one is told to stop). Errors: NotFound (no such trial).
+  absl::StatusOr<v1::Trial> CancelTrial(int64_t trial_id);
   // Errors: NotFound (no such sweep).
   absl::StatusOr<std::vector<v1::Trial>> ListTrials(int64_t sweep_id);
   // The trial, with its curve when `include_curve`. Errors: NotFound (no such trial).

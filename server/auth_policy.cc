@@ -28,7 +28,11 @@ bool IsOpenMethod(absl::string_view method) {
 
 bool IsSweepWrite(absl::string_view method) {
   return method == "/bitsweep.v1.SweepService/SubmitSweep" ||
-         method == "/bitsweep.v1.SweepService/CancelSweep";
+         method == "/bitsweep.v1.SweepService/CancelSweep" ||
+         method == "/bitsweep.v1.SweepService/PauseSweep" ||
+         method == "/bitsweep.v1.SweepService/ResumeSweep" ||
+         method == "/bitsweep.v1.SweepService/RerunSweep" ||
+         method == "/bitsweep.v1.SweepService/CancelTrial";
 }
 
 }  // namespace

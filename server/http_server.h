@@ -7,6 +7,14 @@
 //   GET /api/trials/{id}          GetTrialResponse with the curve
 //   GET /api/workers              ListWorkersResponse
 //   GET /, /app.js, /style.css    the dashboard (web/, embedded at build time)
+// and, once AttachDatabase() was called, the dashboard's read model (docs/api.md):
+//   GET /api/sweeps/{id}/table    the trial table, columnar, with the swept axes
+//   GET /api/sweeps/{id}/groups   seed groups: statistics and mean curves (?metric=)
+//   GET /api/sweeps/{id}/curves   every trial's curve of one metric, columnar (?metric=)
+//   GET /api/sweeps/{id}/export   the trial table as ?format=csv or json
+//   GET /api/sweeps/{id}/events   Server-Sent Events: trial rows, new points, counts
+// /api/sweeps and /api/sweeps/{id} then also carry started_unix_ms, elapsed_ms, eta_ms and
+// counts.pruned; /api/trials/{id} carries "history"; /api/workers "finished_last_hour".
 // Bodies are the protos' JSON mapping with proto field names (int64 values are strings, as
 // the mapping says). Errors: {"error": "...", "code": "NOT_FOUND"} with 400 (bad id), 404
 // (unknown id or path) or 500.
@@ -23,6 +31,7 @@
 #include "absl/status/status.h"
 #include "server/scheduler.h"
 #include "server/server_metrics.h"
+#include "server/sweep_read_model.h"
 #include "server/trial_store.h"
 
 namespace httplib {
@@ -44,6 +53,10 @@ class HttpServer {
   HttpServer(const HttpServer&) = delete;
   HttpServer& operator=(const HttpServer&) = delete;
 
+  // Opens the dashboard's own read-only connection to the store's database file (the store
+  // must have created it). Call before Start. Errors: Unavailable.
+  absl::Status AttachDatabase(const std::string& db_path, const common::Clock* clock);
+
   // Binds host:port (port 0: any free port) and serves on a background thread.
   // Errors: Unavailable (cannot bind, e.g. the port is in use), FailedPrecondition (started
   // twice).
@@ -57,10 +70,14 @@ class HttpServer {
 
  private:
   void RegisterRoutes();
+  void RegisterDashboardRoutes();
 
   TrialStore* const store_;
   Scheduler* const scheduler_;
   const ServerMetrics* const metrics_;
+  std::unique_ptr<SweepReadModel> read_model_;
+  std::atomic<bool> stopping_{false};  // ends event streams
+  std::atomic<int> event_streams_{0};
   std::unique_ptr<httplib::Server> server_;
   std::thread thread_;
   std::atomic<bool> listen_returned_{false};  // set by thread_ when the accept loop ends

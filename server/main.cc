@@ -66,6 +66,12 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--max-trials", options.max_trials, "largest sweep accepted, in trials")
       ->capture_default_str();
+  app.add_option("--max-attempts", options.max_attempts,
+                 "leases a trial may lose (worker gone) before it fails")
+      ->capture_default_str();
+  app.add_option("--checkpoint-every", options.checkpoint_every,
+                 "workers upload a checkpoint every this many evaluations (0: never)")
+      ->capture_default_str();
   app.add_option("--port-file", port_file,
                  "once listening, write {\"grpc_port\": N, \"http_port\": M} to this file");
   app.add_option("--log-level", log_level, "trace|debug|info|warn|error|off")

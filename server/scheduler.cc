@@ -6,9 +6,18 @@
 namespace bitsweep::server {
 
 Scheduler::Scheduler(TrialStore* store, const common::Clock* clock, SchedulerOptions options)
-    : store_(store), clock_(clock), options_(options) {}
+    : store_(store), clock_(clock), options_(options) {
+  if (options_.expander != nullptr) {
+    const SweepExpander* expander = options_.expander;
+    store_->set_follow_up_planner(
+        [expander](const v1::SweepSpec& spec, const std::vector<v1::Trial>& trials) {
+          return expander->NextBisectTrials(spec, trials);
+        });
+  }
+}
 
-absl::Status Scheduler::RegisterWorker(const WorkerRegistration& registration) {
+absl::StatusOr<std::vector<v1::TrialRef>> Scheduler::RegisterWorker(
+    const WorkerRegistration& registration) {
   if (registration.worker_id.empty()) {
     return absl::InvalidArgumentError("worker_id: must not be empty");
   }
@@ -16,10 +25,13 @@ absl::Status Scheduler::RegisterWorker(const WorkerRegistration& registration) {
     return absl::InvalidArgumentError("incarnation: must not be empty");
   }
   if (registration.slots < 0) return absl::InvalidArgumentError("slots: must not be negative");
-  return store_
-      ->RegisterWorker(registration.worker_id, registration.incarnation, registration.host,
-                       registration.slots, clock_->NowUnixMs(), options_.max_attempts)
-      .status();
+  const int64_t now = clock_->NowUnixMs();
+  ASSIGN_OR_RETURN(
+      TrialStore::Registered registered,
+      store_->RegisterWorker(registration.worker_id, registration.incarnation, registration.host,
+                             registration.slots, now, options_.max_attempts, registration.running,
+                             now + options_.lease_timeout_ms));
+  return std::move(registered.stop);
 }
 
 absl::StatusOr<std::optional<LeasedTrial>> Scheduler::LeaseTrial(const std::string& worker_id,
@@ -38,15 +50,25 @@ absl::StatusOr<std::vector<v1::TrialRef>> Scheduler::Heartbeat(
   return store_->Heartbeat(worker_id, incarnation, running, now, now + options_.lease_timeout_ms);
 }
 
-absl::StatusOr<bool> Scheduler::ReportProgress(const std::string& worker_id,
-                                               const v1::TrialRef& ref,
-                                               const std::vector<v1::CurvePoint>& points) {
-  ASSIGN_OR_RETURN(bool stop, store_->AppendPoints(worker_id, ref, points));
-  // A cancelled trial's points are dropped, not stored.
-  if (options_.metrics != nullptr && !stop) {
+absl::StatusOr<ProgressVerdict> Scheduler::ReportProgress(
+    const std::string& worker_id, const v1::TrialRef& ref,
+    const std::vector<v1::CurvePoint>& points) {
+  ASSIGN_OR_RETURN(ProgressVerdict verdict, store_->AppendPoints(worker_id, ref, points));
+  // A cancelled trial's points are dropped, not stored (a pruned trial's are stored).
+  if (options_.metrics != nullptr && (!verdict.stop || verdict.prune)) {
     options_.metrics->AddCurvePoints(static_cast<int64_t>(points.size()));
   }
-  return stop;
+  return verdict;
+}
+
+absl::Status Scheduler::UploadCheckpoint(const std::string& worker_id, const v1::TrialRef& ref,
+                                         int64_t iteration, const std::string& state) {
+  return store_->StoreCheckpoint(worker_id, ref, iteration, state, clock_->NowUnixMs());
+}
+
+absl::Status Scheduler::ReleaseTrial(const std::string& worker_id, const v1::TrialRef& ref,
+                                     const std::string& reason) {
+  return store_->ReleaseTrial(worker_id, ref, reason, clock_->NowUnixMs());
 }
 
 absl::Status Scheduler::CompleteTrial(const std::string& worker_id, const v1::TrialRef& ref,
@@ -57,6 +79,25 @@ absl::Status Scheduler::CompleteTrial(const std::string& worker_id, const v1::Tr
 absl::StatusOr<v1::Sweep> Scheduler::CancelSweep(int64_t sweep_id) {
   RETURN_IF_ERROR(store_->CancelSweep(sweep_id, clock_->NowUnixMs()));
   return store_->GetSweep(sweep_id);
+}
+
+absl::StatusOr<v1::Sweep> Scheduler::PauseSweep(int64_t sweep_id) {
+  RETURN_IF_ERROR(store_->PauseSweep(sweep_id, clock_->NowUnixMs()));
+  return store_->GetSweep(sweep_id);
+}
+
+absl::StatusOr<v1::Sweep> Scheduler::ResumeSweep(int64_t sweep_id) {
+  RETURN_IF_ERROR(store_->ResumeSweep(sweep_id, clock_->NowUnixMs()));
+  return store_->GetSweep(sweep_id);
+}
+
+absl::StatusOr<int> Scheduler::RerunSweep(int64_t sweep_id, bool failed, bool cancelled) {
+  return store_->RerunSweep(sweep_id, failed, cancelled, clock_->NowUnixMs());
+}
+
+absl::StatusOr<v1::Trial> Scheduler::CancelTrial(int64_t trial_id) {
+  RETURN_IF_ERROR(store_->CancelTrial(trial_id, clock_->NowUnixMs()));
+  return store_->GetTrial(trial_id);
 }
 
 absl::StatusOr<int> Scheduler::GraceRunningLeases() {

@@ -6,6 +6,7 @@
 // Thread-safe: it holds no mutable state of its own; the store serialises every write.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -15,6 +16,7 @@
 #include "absl/status/statusor.h"
 #include "common/clock.h"
 #include "server/server_metrics.h"
+#include "server/sweep_expander.h"
 #include "server/trial_store.h"
 
 namespace bitsweep::server {
@@ -26,6 +28,11 @@ struct SchedulerOptions {
   // Counts expired leases and ingested curve points; null: not counted. Must outlive the
   // scheduler.
   ServerMetrics* metrics = nullptr;
+  // Workers upload a checkpoint every this many evaluations (0: never).
+  int32_t checkpoint_every = 5;
+  // Plans the probes of bisect sweeps as their groups finish; null: bisect sweeps stop after
+  // their first probes. Must outlive the scheduler.
+  const SweepExpander* expander = nullptr;
 };
 
 struct WorkerRegistration {
@@ -33,6 +40,8 @@ struct WorkerRegistration {
   std::string incarnation;
   std::string host;
   int32_t slots = 1;
+  // Trials the worker still runs (reconnect after a server restart).
+  std::vector<v1::TrialRef> running = {};
 };
 
 class Scheduler {
@@ -43,12 +52,18 @@ class Scheduler {
   Scheduler& operator=(const Scheduler&) = delete;
 
   const SchedulerOptions& options() const { return options_; }
-  // Three heartbeats per lease: one lost heartbeat does not lose the lease.
-  int64_t heartbeat_interval_ms() const { return options_.lease_timeout_ms / 3; }
+  // At least three heartbeats per lease (one lost heartbeat does not lose the lease), and at
+  // most kMaxHeartbeatIntervalMs apart: a cancel reaches a running worker within a second.
+  static constexpr int64_t kMaxHeartbeatIntervalMs = 500;
+  int64_t heartbeat_interval_ms() const {
+    return std::min(options_.lease_timeout_ms / 3, kMaxHeartbeatIntervalMs);
+  }
 
   // Registers the worker; a new incarnation of a known worker requeues the old one's running
-  // trials at once. Errors: InvalidArgument (empty id or incarnation, slots < 0), Internal.
-  absl::Status RegisterWorker(const WorkerRegistration& registration);
+  // trials at once. Of `registration.running`, returns those the worker must stop (not
+  // re-attached: see TrialStore::RegisterWorker).
+  // Errors: InvalidArgument (empty id or incarnation, slots < 0), Internal.
+  absl::StatusOr<std::vector<v1::TrialRef>> RegisterWorker(const WorkerRegistration& registration);
 
   // Runs an expiry pass, then leases the next queued trial (nullopt when none is queued).
   // Errors: NotFound (worker or incarnation not registered: register again), Internal.
@@ -61,11 +76,22 @@ class Scheduler {
                                                       const std::string& incarnation,
                                                       const std::vector<v1::TrialRef>& running);
 
-  // Stores curve points; returns true when the trial was cancelled and must stop.
+  // Stores curve points; says whether the trial must stop (cancelled or pruned).
   // Errors: NotFound (no such trial), FailedPrecondition (stale attempt, not this worker's
   // lease, trial not running), Internal.
-  absl::StatusOr<bool> ReportProgress(const std::string& worker_id, const v1::TrialRef& ref,
-                                      const std::vector<v1::CurvePoint>& points);
+  absl::StatusOr<ProgressVerdict> ReportProgress(const std::string& worker_id,
+                                                 const v1::TrialRef& ref,
+                                                 const std::vector<v1::CurvePoint>& points);
+
+  // Stores the trial's latest checkpoint. Errors: as ReportProgress, FailedPrecondition for a
+  // trial not running, ResourceExhausted (too large).
+  absl::Status UploadCheckpoint(const std::string& worker_id, const v1::TrialRef& ref,
+                                int64_t iteration, const std::string& state);
+
+  // Requeues the trial at once without counting against max_attempts. Errors: as
+  // ReportProgress.
+  absl::Status ReleaseTrial(const std::string& worker_id, const v1::TrialRef& ref,
+                            const std::string& reason);
 
   // Finishes the trial: DONE with `result`, or FAILED with `error` when result is null.
   // Errors: as ReportProgress.
@@ -74,6 +100,13 @@ class Scheduler {
 
   // Errors: NotFound (no such sweep), Internal.
   absl::StatusOr<v1::Sweep> CancelSweep(int64_t sweep_id);
+  // Errors: NotFound, FailedPrecondition (pausing a done or cancelled sweep), Internal.
+  absl::StatusOr<v1::Sweep> PauseSweep(int64_t sweep_id);
+  absl::StatusOr<v1::Sweep> ResumeSweep(int64_t sweep_id);
+  // Returns how many trials were requeued. Errors: NotFound, Internal.
+  absl::StatusOr<int> RerunSweep(int64_t sweep_id, bool failed, bool cancelled);
+  // Errors: NotFound, Internal.
+  absl::StatusOr<v1::Trial> CancelTrial(int64_t trial_id);
 
   // After a server restart: gives every running trial one full lease period from now, so
   // workers can reconnect and heartbeat before their trials are requeued. Returns how many

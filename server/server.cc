@@ -75,6 +75,9 @@ absl::Status Server::Start(const ServerOptions& options) {
   }
   if (options.max_trials < 1) return absl::InvalidArgumentError("--max-trials: must be >= 1");
   if (options.max_attempts < 1) return absl::InvalidArgumentError("max_attempts: must be >= 1");
+  if (options.checkpoint_every < 0) {
+    return absl::InvalidArgumentError("--checkpoint-every: must be >= 0 (0: never)");
+  }
   std::string http_host;
   int http_port = 0;
   if (!options.http_address.empty()) {
@@ -94,11 +97,14 @@ absl::Status Server::Start(const ServerOptions& options) {
 
   ASSIGN_OR_RETURN(store_, TrialStore::Open(options.db_path));
   store_->set_max_curve_points_per_trial(options.max_curve_points_per_trial);
+  expander_ = std::make_unique<SweepExpander>(SweepExpanderOptions{options.max_trials});
   scheduler_ =
       std::make_unique<Scheduler>(store_.get(), clock,
                                   SchedulerOptions{.lease_timeout_ms = options.lease_timeout_ms,
                                                    .max_attempts = options.max_attempts,
-                                                   .metrics = &metrics_});
+                                                   .metrics = &metrics_,
+                                                   .checkpoint_every = options.checkpoint_every,
+                                                   .expander = expander_.get()});
   // Workers that ran trials before a restart reconnect and re-attach them (DESIGN §7).
   absl::StatusOr<int> graced = scheduler_->GraceRunningLeases();
   if (!graced.ok()) {
@@ -111,10 +117,10 @@ absl::Status Server::Start(const ServerOptions& options) {
         "re-attach",
         *graced, options.lease_timeout_ms);
   }
-  expander_ = std::make_unique<SweepExpander>(SweepExpanderOptions{options.max_trials});
   auth_policy_ = std::make_unique<AuthPolicy>(options.worker_token, options.client_token);
   sweep_service_ = std::make_unique<SweepService>(store_.get(), scheduler_.get(), expander_.get(),
                                                   clock, auth_policy_.get());
+  sweep_service_->set_max_watch_streams_per_peer(options.max_watch_streams_per_peer);
   worker_service_ =
       std::make_unique<WorkerService>(store_.get(), scheduler_.get(), auth_policy_.get());
 
@@ -145,7 +151,8 @@ absl::Status Server::Start(const ServerOptions& options) {
   if (!options.http_address.empty()) {
     http_ = std::make_unique<HttpServer>(store_.get(), scheduler_.get(), &metrics_,
                                          options.tls_cert_file, options.tls_key_file);
-    absl::Status status = http_->Start(http_host, http_port);
+    absl::Status status = http_->AttachDatabase(options.db_path, options.clock);
+    if (status.ok()) status = http_->Start(http_host, http_port);
     if (!status.ok()) {
       store_->changes().Shutdown();
       grpc_server_->Shutdown();

@@ -32,6 +32,8 @@ struct ServerOptions {
   std::string db_path = "var/bitsweep.db";
   int64_t lease_timeout_ms = 15'000;
   int max_attempts = 3;
+  // Workers upload a trainer checkpoint every this many evaluations (0: never).
+  int32_t checkpoint_every = 5;
   int64_t max_trials = 100'000;
   // How often the background pass requeues trials of vanished workers.
   int64_t expiry_interval_ms = 1'000;
@@ -41,6 +43,8 @@ struct ServerOptions {
   const common::Clock* clock = nullptr;
   // Largest curve one trial may store (TrialStore::AppendPoints).
   int64_t max_curve_points_per_trial = TrialStore::kDefaultMaxCurvePointsPerTrial;
+  // Open WatchSweep streams per client host (each holds a server thread while open).
+  int max_watch_streams_per_peer = PeerStreamLimiter::kDefaultMaxPerPeer;
   // Bearer tokens of the two roles (see AuthPolicy); empty: that role is not checked.
   std::string worker_token;
   std::string client_token;

@@ -6,6 +6,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
+#include "proto/state_names.h"
 #include "server/scheduler.h"
 #include "server/trial_store.h"
 
@@ -79,20 +80,8 @@ class RpcMetricsInterceptorFactory final
   ServerMetrics* const metrics_;
 };
 
-std::string SweepStateLabel(v1::SweepState state) {
-  switch (state) {
-    case v1::SWEEP_STATE_QUEUED:
-      return "queued";
-    case v1::SWEEP_STATE_RUNNING:
-      return "running";
-    case v1::SWEEP_STATE_DONE:
-      return "done";
-    case v1::SWEEP_STATE_CANCELLED:
-      return "cancelled";
-    default:
-      return "unknown";
-  }
-}
+// The names the CLI shows too (proto/state_names.h).
+std::string SweepStateLabel(v1::SweepState state) { return v1::SweepStateName(state); }
 
 }  // namespace
 

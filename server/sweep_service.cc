@@ -41,16 +41,25 @@ grpc::Status SweepService::SubmitSweep(grpc::ServerContext* context,
   if (!trials.ok()) return ToGrpcStatus(trials.status());
   response->set_trial_count(static_cast<int32_t>(trials->size()));
   if (request->dry_run()) return grpc::Status::OK;
-  absl::StatusOr<int64_t> sweep_id =
-      store_->CreateSweep(request->spec(), *trials, clock_->NowUnixMs());
-  if (!sweep_id.ok()) {
+  absl::StatusOr<SubmitOutcome> outcome =
+      store_->SubmitSweep(request->spec(), *trials, request->resume(), clock_->NowUnixMs());
+  if (!outcome.ok()) {
     spdlog::error("storing sweep '{}' failed: {}", request->spec().name(),
-                  sweep_id.status().ToString());
-    return ToGrpcStatus(sweep_id.status());
+                  outcome.status().ToString());
+    return ToGrpcStatus(outcome.status());
   }
-  response->set_sweep_id(*sweep_id);
-  spdlog::info("sweep {} '{}' submitted: {} trials", *sweep_id, request->spec().name(),
-               trials->size());
+  response->set_sweep_id(outcome->sweep_id);
+  response->set_trial_count(outcome->trial_count);
+  response->set_existing(outcome->existing);
+  response->set_requeued(outcome->requeued);
+  response->set_reused(outcome->reused);
+  if (outcome->existing) {
+    spdlog::info("sweep {} '{}' resubmitted: {} requeued, {} results reused", outcome->sweep_id,
+                 request->spec().name(), outcome->requeued, outcome->reused);
+  } else {
+    spdlog::info("sweep {} '{}' submitted: {} trials", outcome->sweep_id, request->spec().name(),
+                 trials->size());
+  }
   return grpc::Status::OK;
 }
 
@@ -98,6 +107,9 @@ grpc::Status SweepService::WatchSweep(grpc::ServerContext* context,
       !denied.ok()) {
     return denied;
   }
+  // Each stream holds a server thread until the sweep ends: one peer may not take them all.
+  absl::StatusOr<PeerStreamLimiter::Slot> slot = watches_.Acquire(context->peer());
+  if (!slot.ok()) return ToGrpcStatus(slot.status());
   ChangeNotifier& changes = store_->changes();
   // Read the version before the data: a change committed in between is noticed next round.
   uint64_t version = changes.version();
@@ -177,6 +189,64 @@ grpc::Status SweepService::ListWorkers(grpc::ServerContext* context, const v1::L
   absl::StatusOr<std::vector<v1::WorkerInfo>> workers = scheduler_->ListWorkers();
   if (!workers.ok()) return ToGrpcStatus(workers.status());
   for (v1::WorkerInfo& worker : *workers) *response->add_workers() = std::move(worker);
+  return grpc::Status::OK;
+}
+
+grpc::Status SweepService::PauseSweep(grpc::ServerContext* context,
+                                      const v1::PauseSweepRequest* request, v1::Sweep* response) {
+  if (grpc::Status denied = AuthorizeCall(auth_, *context, "/bitsweep.v1.SweepService/PauseSweep");
+      !denied.ok()) {
+    return denied;
+  }
+  absl::StatusOr<v1::Sweep> sweep = scheduler_->PauseSweep(request->sweep_id());
+  if (!sweep.ok()) return ToGrpcStatus(sweep.status());
+  spdlog::info("sweep {} paused", request->sweep_id());
+  *response = *std::move(sweep);
+  return grpc::Status::OK;
+}
+
+grpc::Status SweepService::ResumeSweep(grpc::ServerContext* context,
+                                       const v1::ResumeSweepRequest* request, v1::Sweep* response) {
+  if (grpc::Status denied = AuthorizeCall(auth_, *context, "/bitsweep.v1.SweepService/ResumeSweep");
+      !denied.ok()) {
+    return denied;
+  }
+  absl::StatusOr<v1::Sweep> sweep = scheduler_->ResumeSweep(request->sweep_id());
+  if (!sweep.ok()) return ToGrpcStatus(sweep.status());
+  spdlog::info("sweep {} resumed", request->sweep_id());
+  *response = *std::move(sweep);
+  return grpc::Status::OK;
+}
+
+grpc::Status SweepService::RerunSweep(grpc::ServerContext* context,
+                                      const v1::RerunSweepRequest* request,
+                                      v1::RerunSweepResponse* response) {
+  if (grpc::Status denied = AuthorizeCall(auth_, *context, "/bitsweep.v1.SweepService/RerunSweep");
+      !denied.ok()) {
+    return denied;
+  }
+  if (!request->failed() && !request->cancelled()) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                        "rerun: choose failed and/or cancelled trials");
+  }
+  absl::StatusOr<int> requeued =
+      scheduler_->RerunSweep(request->sweep_id(), request->failed(), request->cancelled());
+  if (!requeued.ok()) return ToGrpcStatus(requeued.status());
+  spdlog::info("sweep {}: {} trials requeued", request->sweep_id(), *requeued);
+  response->set_requeued(*requeued);
+  return grpc::Status::OK;
+}
+
+grpc::Status SweepService::CancelTrial(grpc::ServerContext* context,
+                                       const v1::CancelTrialRequest* request, v1::Trial* response) {
+  if (grpc::Status denied = AuthorizeCall(auth_, *context, "/bitsweep.v1.SweepService/CancelTrial");
+      !denied.ok()) {
+    return denied;
+  }
+  absl::StatusOr<v1::Trial> trial = scheduler_->CancelTrial(request->trial_id());
+  if (!trial.ok()) return ToGrpcStatus(trial.status());
+  spdlog::info("trial {} cancelled", request->trial_id());
+  *response = *std::move(trial);
   return grpc::Status::OK;
 }
 

@@ -7,6 +7,7 @@
 #include "bitsweep/v1/sweep.grpc.pb.h"
 #include "common/clock.h"
 #include "server/auth_policy.h"
+#include "server/peer_stream_limiter.h"
 #include "server/scheduler.h"
 #include "server/sweep_expander.h"
 #include "server/trial_store.h"
@@ -41,6 +42,18 @@ class SweepService final : public v1::SweepService::Service {
                         v1::GetTrialResponse* response) override;
   grpc::Status ListWorkers(grpc::ServerContext* context, const v1::ListWorkersRequest* request,
                            v1::ListWorkersResponse* response) override;
+  grpc::Status PauseSweep(grpc::ServerContext* context, const v1::PauseSweepRequest* request,
+                          v1::Sweep* response) override;
+  grpc::Status ResumeSweep(grpc::ServerContext* context, const v1::ResumeSweepRequest* request,
+                           v1::Sweep* response) override;
+  grpc::Status RerunSweep(grpc::ServerContext* context, const v1::RerunSweepRequest* request,
+                          v1::RerunSweepResponse* response) override;
+  grpc::Status CancelTrial(grpc::ServerContext* context, const v1::CancelTrialRequest* request,
+                           v1::Trial* response) override;
+
+  // Open WatchSweep streams one peer host may hold (RESOURCE_EXHAUSTED beyond). Set before
+  // serving.
+  void set_max_watch_streams_per_peer(int limit) { watches_.set_max_per_peer(limit); }
 
  private:
   TrialStore* const store_;
@@ -48,6 +61,7 @@ class SweepService final : public v1::SweepService::Service {
   const SweepExpander* const expander_;
   const common::Clock* const clock_;
   const AuthPolicy* const auth_;  // may be null
+  PeerStreamLimiter watches_{"WatchSweep streams"};
 };
 
 }  // namespace bitsweep::server

@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "nlohmann/json.hpp"
 #include "server/embedded_file.h"
+#include "server/sweep_expander.h"
 
 namespace bitsweep::server {
 namespace {
@@ -112,11 +113,13 @@ v1::Trial TrialFromRow(SQLite::Statement& row, bool with_config) {
 }
 
 v1::TrialCounts ReadCounts(SQLite::Database& db, int64_t sweep_id) {
-  SQLite::Statement query(db,
-                          "SELECT state, COUNT(*), SUM(outcome = ?2) FROM trials "
-                          "WHERE sweep_id = ?1 GROUP BY state");
+  SQLite::Statement query(
+      db,
+      "SELECT state, COUNT(*), SUM(outcome = ?2), SUM(outcome = ?3) FROM trials "
+      "WHERE sweep_id = ?1 GROUP BY state");
   query.bind(1, sweep_id);
   query.bind(2, static_cast<int>(v1::TRIAL_OUTCOME_DIVERGED));
+  query.bind(3, static_cast<int>(v1::TRIAL_OUTCOME_PRUNED));
   v1::TrialCounts counts;
   int total = 0;
   while (query.executeStep()) {
@@ -132,6 +135,7 @@ v1::TrialCounts ReadCounts(SQLite::Database& db, int64_t sweep_id) {
       case v1::TRIAL_STATE_DONE:
         counts.set_done(n);
         counts.set_diverged(query.getColumn(2).getInt());
+        counts.set_pruned(query.getColumn(3).getInt());
         break;
       case v1::TRIAL_STATE_FAILED:
         counts.set_failed(n);
@@ -276,44 +280,215 @@ absl::StatusOr<int64_t> TrialStore::CreateSweep(const v1::SweepSpec& spec,
   std::lock_guard<std::mutex> lock(write_mu_);
   return Guarded("create sweep", [&]() -> absl::StatusOr<int64_t> {
     SQLite::Transaction transaction(*writer_, SQLite::TransactionBehavior::IMMEDIATE);
-    std::string spec_blob = spec.SerializeAsString();
-    SQLite::Statement insert_sweep(
-        *writer_,
-        "INSERT INTO sweeps (name, spec, priority, state, trial_count, created_ms) "
-        "VALUES (?, ?, ?, ?, ?, ?)");
-    insert_sweep.bind(1, spec.name());
-    insert_sweep.bindNoCopy(2, spec_blob.data(), static_cast<int>(spec_blob.size()));
-    insert_sweep.bind(3, spec.priority());
-    insert_sweep.bind(4, static_cast<int>(v1::SWEEP_STATE_QUEUED));
-    insert_sweep.bind(5, static_cast<int64_t>(trials.size()));
-    insert_sweep.bind(6, now_ms);
-    insert_sweep.exec();
-    int64_t sweep_id = writer_->getLastInsertRowid();
-
-    // One prepared statement reused for every trial: 100,000 rows insert in about a second.
-    int64_t seq = NextSeq();
-    SQLite::Statement insert_trial(
-        *writer_,
-        "INSERT INTO trials (sweep_id, idx, state, config, params, seed, config_hash, change_seq) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
-    std::string config_blob;
-    for (size_t i = 0; i < trials.size(); ++i) {
-      const PlannedTrial& trial = trials[i];
-      config_blob = trial.config.SerializeAsString();
-      insert_trial.bind(1, sweep_id);
-      insert_trial.bind(2, static_cast<int64_t>(i));
-      insert_trial.bind(3, static_cast<int>(v1::TRIAL_STATE_QUEUED));
-      insert_trial.bindNoCopy(4, config_blob.data(), static_cast<int>(config_blob.size()));
-      insert_trial.bind(5, ParamsToJson(trial.params));
-      insert_trial.bind(6, static_cast<int64_t>(trial.config.seed()));
-      insert_trial.bind(7, trial.config_hash);
-      insert_trial.bind(8, seq);
-      insert_trial.exec();
-      insert_trial.reset();
-    }
+    int64_t sweep_id = InsertSweep(spec, SpecHash(spec), trials, now_ms);
     transaction.commit();
     changes_.Notify();
     return sweep_id;
+  });
+}
+
+int64_t TrialStore::InsertSweep(const v1::SweepSpec& spec, const std::string& spec_hash,
+                                const std::vector<PlannedTrial>& trials, int64_t now_ms) {
+  std::string spec_blob = spec.SerializeAsString();
+  SQLite::Statement insert_sweep(
+      *writer_,
+      "INSERT INTO sweeps (name, spec, priority, state, trial_count, created_ms, spec_hash) "
+      "VALUES (?, ?, ?, ?, ?, ?, ?)");
+  insert_sweep.bind(1, spec.name());
+  insert_sweep.bindNoCopy(2, spec_blob.data(), static_cast<int>(spec_blob.size()));
+  insert_sweep.bind(3, spec.priority());
+  insert_sweep.bind(4, static_cast<int>(v1::SWEEP_STATE_QUEUED));
+  insert_sweep.bind(5, static_cast<int64_t>(trials.size()));
+  insert_sweep.bind(6, now_ms);
+  insert_sweep.bind(7, spec_hash);
+  insert_sweep.exec();
+  int64_t sweep_id = writer_->getLastInsertRowid();
+  InsertTrials(sweep_id, trials, 0);
+  return sweep_id;
+}
+
+void TrialStore::InsertTrials(int64_t sweep_id, const std::vector<PlannedTrial>& trials,
+                              int64_t first_idx) {
+  // One prepared statement reused for every trial: 100,000 rows insert in about a second.
+  int64_t seq = NextSeq();
+  SQLite::Statement insert_trial(
+      *writer_,
+      "INSERT INTO trials (sweep_id, idx, state, config, params, seed, config_hash, change_seq) "
+      "VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
+  std::string config_blob;
+  for (size_t i = 0; i < trials.size(); ++i) {
+    const PlannedTrial& trial = trials[i];
+    config_blob = trial.config.SerializeAsString();
+    insert_trial.bind(1, sweep_id);
+    insert_trial.bind(2, first_idx + static_cast<int64_t>(i));
+    insert_trial.bind(3, static_cast<int>(v1::TRIAL_STATE_QUEUED));
+    insert_trial.bindNoCopy(4, config_blob.data(), static_cast<int>(config_blob.size()));
+    insert_trial.bind(5, ParamsToJson(trial.params));
+    insert_trial.bind(6, static_cast<int64_t>(trial.config.seed()));
+    insert_trial.bind(7, trial.config_hash);
+    insert_trial.bind(8, seq);
+    insert_trial.exec();
+    insert_trial.reset();
+  }
+}
+
+absl::StatusOr<SubmitOutcome> TrialStore::SubmitSweep(const v1::SweepSpec& spec,
+                                                      const std::vector<PlannedTrial>& trials,
+                                                      bool resume, int64_t now_ms) {
+  const std::string spec_hash = SpecHash(spec);
+  std::lock_guard<std::mutex> lock(write_mu_);
+  // Lookup and insert in one transaction: two identical submits cannot both create.
+  return Guarded("submit sweep", [&]() -> absl::StatusOr<SubmitOutcome> {
+    SQLite::Transaction transaction(*writer_, SQLite::TransactionBehavior::IMMEDIATE);
+    SQLite::Statement existing(
+        *writer_, "SELECT id FROM sweeps WHERE spec_hash = ? ORDER BY id DESC LIMIT 1");
+    existing.bind(1, spec_hash);
+    SubmitOutcome outcome;
+    if (!existing.executeStep()) {
+      outcome.sweep_id = InsertSweep(spec, spec_hash, trials, now_ms);
+      outcome.trial_count = static_cast<int32_t>(trials.size());
+      transaction.commit();
+      changes_.Notify();
+      return outcome;
+    }
+    outcome.sweep_id = existing.getColumn(0).getInt64();
+    outcome.existing = true;
+    if (resume) {
+      outcome.requeued =
+          RequeueFresh(outcome.sweep_id, {v1::TRIAL_STATE_FAILED, v1::TRIAL_STATE_CANCELLED});
+      if (outcome.requeued > 0) {
+        RecordEvent(*writer_, now_ms, outcome.sweep_id, 0, "", "sweep_resumed",
+                    absl::StrCat(outcome.requeued, " trials requeued"));
+        ReactivateSweep(outcome.sweep_id, now_ms);
+      }
+    }
+    v1::TrialCounts counts = ReadCounts(*writer_, outcome.sweep_id);
+    outcome.trial_count = counts.total();
+    outcome.reused = resume ? counts.done() : 0;
+    transaction.commit();
+    if (outcome.requeued > 0) changes_.Notify();
+    return outcome;
+  });
+}
+
+int TrialStore::RequeueFresh(int64_t sweep_id, const std::vector<int>& states) {
+  int requeued = 0;
+  SQLite::Statement select(*writer_, "SELECT id FROM trials WHERE sweep_id = ? AND state = ?");
+  SQLite::Statement requeue(
+      *writer_,
+      "UPDATE trials SET state = ?1, free_attempts = attempt, lease_owner = NULL, "
+      "lease_expires_ms = 0, error = '', prune = 0, finished_ms = 0, change_seq = ?2 "
+      "WHERE id = ?3");
+  SQLite::Statement drop_points(*writer_, "DELETE FROM curve_points WHERE trial_id = ?");
+  SQLite::Statement drop_checkpoint(*writer_, "DELETE FROM checkpoints WHERE trial_id = ?");
+  for (int state : states) {
+    std::vector<int64_t> ids;
+    select.reset();
+    select.bind(1, sweep_id);
+    select.bind(2, state);
+    while (select.executeStep()) ids.push_back(select.getColumn(0).getInt64());
+    for (int64_t id : ids) {
+      requeue.reset();
+      requeue.bind(1, static_cast<int>(v1::TRIAL_STATE_QUEUED));
+      requeue.bind(2, NextSeq());
+      requeue.bind(3, id);
+      requeue.exec();
+      // A rerun starts from scratch: the failure may have come from the state itself.
+      drop_points.reset();
+      drop_points.bind(1, id);
+      drop_points.exec();
+      stored_points_.erase(id);
+      drop_checkpoint.reset();
+      drop_checkpoint.bind(1, id);
+      drop_checkpoint.exec();
+      ++requeued;
+    }
+  }
+  return requeued;
+}
+
+void TrialStore::ReactivateSweep(int64_t sweep_id, int64_t now_ms) {
+  // A done or cancelled sweep with requeued trials runs again; a paused one stays paused.
+  SQLite::Statement reset(*writer_,
+                          "UPDATE sweeps SET state = ?1, finished_ms = 0 "
+                          "WHERE id = ?2 AND state IN (?3, ?4)");
+  reset.bind(1, static_cast<int>(v1::SWEEP_STATE_QUEUED));
+  reset.bind(2, sweep_id);
+  reset.bind(3, static_cast<int>(v1::SWEEP_STATE_DONE));
+  reset.bind(4, static_cast<int>(v1::SWEEP_STATE_CANCELLED));
+  reset.exec();
+  UpdateSweepState(sweep_id, now_ms);
+}
+
+absl::Status TrialStore::PauseSweep(int64_t sweep_id, int64_t now_ms) {
+  std::lock_guard<std::mutex> lock(write_mu_);
+  return Guarded("pause sweep", [&]() -> absl::Status {
+    SQLite::Transaction transaction(*writer_, SQLite::TransactionBehavior::IMMEDIATE);
+    SQLite::Statement query(*writer_, "SELECT state FROM sweeps WHERE id = ?");
+    query.bind(1, sweep_id);
+    if (!query.executeStep()) {
+      return absl::NotFoundError(absl::StrCat("sweep ", sweep_id, " not found"));
+    }
+    int state = query.getColumn(0).getInt();
+    if (state == v1::SWEEP_STATE_PAUSED) return absl::OkStatus();
+    if (state == v1::SWEEP_STATE_DONE || state == v1::SWEEP_STATE_CANCELLED) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "sweep ", sweep_id, " is ", state == v1::SWEEP_STATE_DONE ? "done" : "cancelled",
+          ": there is nothing to pause"));
+    }
+    SQLite::Statement pause(*writer_, "UPDATE sweeps SET state = ? WHERE id = ?");
+    pause.bind(1, static_cast<int>(v1::SWEEP_STATE_PAUSED));
+    pause.bind(2, sweep_id);
+    pause.exec();
+    RecordEvent(*writer_, now_ms, sweep_id, 0, "", "sweep_paused", "");
+    transaction.commit();
+    changes_.Notify();
+    return absl::OkStatus();
+  });
+}
+
+absl::Status TrialStore::ResumeSweep(int64_t sweep_id, int64_t now_ms) {
+  std::lock_guard<std::mutex> lock(write_mu_);
+  return Guarded("resume sweep", [&]() -> absl::Status {
+    SQLite::Transaction transaction(*writer_, SQLite::TransactionBehavior::IMMEDIATE);
+    SQLite::Statement query(*writer_, "SELECT state FROM sweeps WHERE id = ?");
+    query.bind(1, sweep_id);
+    if (!query.executeStep()) {
+      return absl::NotFoundError(absl::StrCat("sweep ", sweep_id, " not found"));
+    }
+    if (query.getColumn(0).getInt() != v1::SWEEP_STATE_PAUSED) return absl::OkStatus();
+    SQLite::Statement resume(*writer_, "UPDATE sweeps SET state = ? WHERE id = ?");
+    resume.bind(1, static_cast<int>(v1::SWEEP_STATE_QUEUED));
+    resume.bind(2, sweep_id);
+    resume.exec();
+    UpdateSweepState(sweep_id, now_ms);
+    RecordEvent(*writer_, now_ms, sweep_id, 0, "", "sweep_resumed", "");
+    transaction.commit();
+    changes_.Notify();
+    return absl::OkStatus();
+  });
+}
+
+absl::StatusOr<int> TrialStore::RerunSweep(int64_t sweep_id, bool failed, bool cancelled,
+                                           int64_t now_ms) {
+  std::lock_guard<std::mutex> lock(write_mu_);
+  return Guarded("rerun sweep", [&]() -> absl::StatusOr<int> {
+    SQLite::Transaction transaction(*writer_, SQLite::TransactionBehavior::IMMEDIATE);
+    if (!SweepExists(*writer_, sweep_id)) {
+      return absl::NotFoundError(absl::StrCat("sweep ", sweep_id, " not found"));
+    }
+    std::vector<int> states;
+    if (failed) states.push_back(v1::TRIAL_STATE_FAILED);
+    if (cancelled) states.push_back(v1::TRIAL_STATE_CANCELLED);
+    int requeued = RequeueFresh(sweep_id, states);
+    if (requeued > 0) {
+      RecordEvent(*writer_, now_ms, sweep_id, 0, "", "sweep_rerun",
+                  absl::StrCat(requeued, " trials requeued"));
+      ReactivateSweep(sweep_id, now_ms);
+    }
+    transaction.commit();
+    if (requeued > 0) changes_.Notify();
+    return requeued;
   });
 }
 
@@ -374,6 +549,31 @@ absl::Status TrialStore::CancelSweep(int64_t sweep_id, int64_t now_ms) {
 }
 
 // --- Trials -------------------------------------------------------------------------------
+
+absl::Status TrialStore::CancelTrial(int64_t trial_id, int64_t now_ms) {
+  std::lock_guard<std::mutex> lock(write_mu_);
+  return Guarded("cancel trial", [&]() -> absl::Status {
+    SQLite::Transaction transaction(*writer_, SQLite::TransactionBehavior::IMMEDIATE);
+    std::optional<LeaseRow> lease = ReadLease(*writer_, trial_id);
+    if (!lease) return absl::NotFoundError(absl::StrCat("trial ", trial_id, " not found"));
+    if (lease->state != v1::TRIAL_STATE_QUEUED && lease->state != v1::TRIAL_STATE_RUNNING) {
+      return absl::OkStatus();
+    }
+    // A running trial keeps its lease owner: its heartbeat or next report says stop.
+    SQLite::Statement cancel(
+        *writer_, "UPDATE trials SET state = ?, finished_ms = ?, change_seq = ? WHERE id = ?");
+    cancel.bind(1, static_cast<int>(v1::TRIAL_STATE_CANCELLED));
+    cancel.bind(2, now_ms);
+    cancel.bind(3, NextSeq());
+    cancel.bind(4, trial_id);
+    cancel.exec();
+    RecordEvent(*writer_, now_ms, lease->sweep_id, trial_id, lease->owner, "trial_cancelled", "");
+    UpdateSweepState(lease->sweep_id, now_ms);
+    transaction.commit();
+    changes_.Notify();
+    return absl::OkStatus();
+  });
+}
 
 absl::StatusOr<std::vector<v1::Trial>> TrialStore::ListTrials(int64_t sweep_id, bool with_config) {
   std::lock_guard<std::mutex> lock(read_mu_);
@@ -456,29 +656,47 @@ absl::StatusOr<std::vector<v1::CurvePoint>> TrialStore::GetCurve(int64_t trial_i
 
 // --- Workers and leases -------------------------------------------------------------------
 
-absl::StatusOr<int> TrialStore::RegisterWorker(const std::string& worker_id,
-                                               const std::string& incarnation,
-                                               const std::string& host, int32_t slots,
-                                               int64_t now_ms, int max_attempts) {
+absl::StatusOr<TrialStore::Registered> TrialStore::RegisterWorker(
+    const std::string& worker_id, const std::string& incarnation, const std::string& host,
+    int32_t slots, int64_t now_ms, int max_attempts, const std::vector<v1::TrialRef>& running,
+    int64_t lease_expires_ms) {
   std::lock_guard<std::mutex> lock(write_mu_);
-  return Guarded("register worker", [&]() -> absl::StatusOr<int> {
+  return Guarded("register worker", [&]() -> absl::StatusOr<Registered> {
     SQLite::Transaction transaction(*writer_, SQLite::TransactionBehavior::IMMEDIATE);
     SQLite::Statement known(*writer_, "SELECT incarnation FROM workers WHERE id = ?");
     known.bind(1, worker_id);
     int released = 0;
     if (known.executeStep() && known.getColumn(0).getString() != incarnation) {
       // A new incarnation: the old process is gone, so its trials will never report again.
-      SQLite::Statement running(
-          *writer_, "SELECT id, attempt, sweep_id FROM trials WHERE state = ? AND lease_owner = ?");
-      running.bind(1, static_cast<int>(v1::TRIAL_STATE_RUNNING));
-      running.bind(2, worker_id);
+      SQLite::Statement owned(*writer_,
+                              "SELECT id, attempt, sweep_id, free_attempts FROM trials "
+                              "WHERE state = ? AND lease_owner = ?");
+      owned.bind(1, static_cast<int>(v1::TRIAL_STATE_RUNNING));
+      owned.bind(2, worker_id);
       std::vector<RunningTrial> lost;
-      while (running.executeStep()) {
-        lost.push_back({running.getColumn(0).getInt64(), running.getColumn(1).getInt(),
-                        running.getColumn(2).getInt64()});
+      while (owned.executeStep()) {
+        lost.push_back({owned.getColumn(0).getInt64(), owned.getColumn(1).getInt(),
+                        owned.getColumn(2).getInt64(), owned.getColumn(3).getInt()});
       }
       ReleaseTrials(lost, now_ms, max_attempts, "worker restarted");
       released = static_cast<int>(lost.size());
+    }
+    // Re-attach what the worker still runs (e.g. after a server restart) when the lease is
+    // still this worker's for the same attempt; everything else must stop.
+    Registered registered;
+    registered.released = released;
+    SQLite::Statement extend(*writer_, "UPDATE trials SET lease_expires_ms = ? WHERE id = ?");
+    for (const v1::TrialRef& ref : running) {
+      std::optional<LeaseRow> lease = ReadLease(*writer_, ref.trial_id());
+      if (lease && lease->state == v1::TRIAL_STATE_RUNNING && lease->owner == worker_id &&
+          lease->attempt == ref.attempt()) {
+        extend.reset();
+        extend.bind(1, std::max(lease_expires_ms, now_ms));
+        extend.bind(2, ref.trial_id());
+        extend.exec();
+      } else {
+        registered.stop.push_back(ref);
+      }
     }
     SQLite::Statement upsert(
         *writer_,
@@ -494,7 +712,7 @@ absl::StatusOr<int> TrialStore::RegisterWorker(const std::string& worker_id,
     upsert.exec();
     transaction.commit();
     changes_.Notify();
-    return released;
+    return registered;
   });
 }
 
@@ -549,29 +767,50 @@ absl::StatusOr<std::optional<LeasedTrial>> TrialStore::LeaseNext(const std::stri
   std::lock_guard<std::mutex> lock(write_mu_);
   return Guarded("lease trial", [&]() -> absl::StatusOr<std::optional<LeasedTrial>> {
     SQLite::Transaction transaction(*writer_, SQLite::TransactionBehavior::IMMEDIATE);
-    // Active sweeps are few; each lookup below is one step on trials_by_sweep_state.
-    SQLite::Statement sweeps(*writer_,
-                             "SELECT id FROM sweeps WHERE state IN (?, ?) "
-                             "ORDER BY priority DESC, id ASC");
+    // Active sweeps are few; each lookup is a step on trials_by_sweep_state. Fair share:
+    // among equal priorities the sweep with the fewest running trials goes first, so sweeps
+    // of equal priority advance round-robin whatever their sizes.
+    SQLite::Statement sweeps(
+        *writer_,
+        "SELECT s.id, (SELECT COUNT(*) FROM trials r WHERE r.sweep_id = s.id AND r.state = ?4) "
+        "AS running FROM sweeps s WHERE s.state IN (?1, ?2) AND EXISTS "
+        "(SELECT 1 FROM trials q WHERE q.sweep_id = s.id AND q.state = ?3) "
+        "ORDER BY s.priority DESC, running ASC, s.id ASC LIMIT 1");
     sweeps.bind(1, static_cast<int>(v1::SWEEP_STATE_QUEUED));
     sweeps.bind(2, static_cast<int>(v1::SWEEP_STATE_RUNNING));
+    sweeps.bind(3, static_cast<int>(v1::TRIAL_STATE_QUEUED));
+    sweeps.bind(4, static_cast<int>(v1::TRIAL_STATE_RUNNING));
+    if (!sweeps.executeStep()) return std::optional<LeasedTrial>();
+    const int64_t sweep_id = sweeps.getColumn(0).getInt64();
     SQLite::Statement next(*writer_,
                            "SELECT id, attempt, config FROM trials "
                            "WHERE sweep_id = ? AND state = ? ORDER BY idx LIMIT 1");
+    next.bind(1, sweep_id);
+    next.bind(2, static_cast<int>(v1::TRIAL_STATE_QUEUED));
+    if (!next.executeStep()) return std::optional<LeasedTrial>();
     std::optional<LeasedTrial> leased;
-    while (!leased && sweeps.executeStep()) {
-      int64_t sweep_id = sweeps.getColumn(0).getInt64();
-      next.reset();
-      next.bind(1, sweep_id);
-      next.bind(2, static_cast<int>(v1::TRIAL_STATE_QUEUED));
-      if (!next.executeStep()) continue;
-      leased.emplace();
-      leased->trial_id = next.getColumn(0).getInt64();
-      leased->sweep_id = sweep_id;
-      leased->attempt = next.getColumn(1).getInt() + 1;
-      leased->config.ParseFromString(BlobOf(next.getColumn(2)));
+    leased.emplace();
+    leased->trial_id = next.getColumn(0).getInt64();
+    leased->sweep_id = sweep_id;
+    leased->attempt = next.getColumn(1).getInt() + 1;
+    leased->config.ParseFromString(BlobOf(next.getColumn(2)));
+    if (leased->attempt > 1) {
+      // An earlier attempt ran: resume from its checkpoint, and keep exactly the points up to
+      // it so that the resumed run's points are not doubled (none kept without a checkpoint).
+      SQLite::Statement checkpoint(*writer_,
+                                   "SELECT iteration, state FROM checkpoints WHERE trial_id = ?");
+      checkpoint.bind(1, leased->trial_id);
+      if (checkpoint.executeStep()) {
+        leased->checkpoint_iteration = checkpoint.getColumn(0).getInt64();
+        leased->checkpoint = BlobOf(checkpoint.getColumn(1));
+      }
+      SQLite::Statement drop(*writer_,
+                             "DELETE FROM curve_points WHERE trial_id = ? AND iteration > ?");
+      drop.bind(1, leased->trial_id);
+      drop.bind(2, leased->checkpoint.empty() ? int64_t{-1} : leased->checkpoint_iteration);
+      drop.exec();
+      stored_points_.erase(leased->trial_id);
     }
-    if (!leased) return leased;
     SQLite::Statement update(
         *writer_,
         "UPDATE trials SET state = ?1, attempt = ?2, lease_owner = ?3, worker_id = ?3, "
@@ -619,25 +858,37 @@ absl::StatusOr<std::vector<v1::TrialRef>> TrialStore::Heartbeat(
   });
 }
 
-absl::StatusOr<bool> TrialStore::AppendPoints(const std::string& worker_id, const v1::TrialRef& ref,
-                                              const std::vector<v1::CurvePoint>& points) {
+absl::StatusOr<ProgressVerdict> TrialStore::AppendPoints(
+    const std::string& worker_id, const v1::TrialRef& ref,
+    const std::vector<v1::CurvePoint>& points) {
   std::lock_guard<std::mutex> lock(write_mu_);
-  return Guarded("report progress", [&]() -> absl::StatusOr<bool> {
+  return Guarded("report progress", [&]() -> absl::StatusOr<ProgressVerdict> {
     SQLite::Transaction transaction(*writer_, SQLite::TransactionBehavior::IMMEDIATE);
     absl::StatusOr<LeaseRow> lease = CheckFence(*writer_, worker_id, ref);
     if (!lease.ok()) return lease.status();
-    if (lease->state == v1::TRIAL_STATE_CANCELLED) return true;
-    // Counted through the (trial_id, iteration) key; re-sent iterations are counted as new,
+    ProgressVerdict verdict;
+    if (lease->state == v1::TRIAL_STATE_CANCELLED) {
+      verdict.stop = true;
+      return verdict;
+    }
+    // Counted once per trial and server run, then kept in memory: a COUNT per report would
+    // make ingestion quadratic in the curve's length. Re-sent iterations are counted as new,
     // which only makes the check stricter near the limit.
-    SQLite::Statement count(*writer_, "SELECT COUNT(*) FROM curve_points WHERE trial_id = ?");
-    count.bind(1, ref.trial_id());
-    count.executeStep();
-    const int64_t stored = count.getColumn(0).getInt64();
+    auto counted = stored_points_.find(ref.trial_id());
+    if (counted == stored_points_.end()) {
+      SQLite::Statement count(*writer_, "SELECT COUNT(*) FROM curve_points WHERE trial_id = ?");
+      count.bind(1, ref.trial_id());
+      count.executeStep();
+      counted = stored_points_.emplace(ref.trial_id(), count.getColumn(0).getInt64()).first;
+    }
+    const int64_t stored = counted->second;
     if (stored + static_cast<int64_t>(points.size()) > max_curve_points_per_trial_) {
       return absl::ResourceExhaustedError(
           absl::StrCat("trial ", ref.trial_id(), ": more than ", max_curve_points_per_trial_,
                        " curve points (", stored, " stored, ", points.size(), " sent)"));
     }
+    // All points of the call in this one transaction with one prepared statement: the commit,
+    // not the rows, is what costs.
     SQLite::Statement insert(
         *writer_,
         "INSERT OR REPLACE INTO curve_points (trial_id, iteration, attempt, epoch, train_loss, "
@@ -656,9 +907,109 @@ absl::StatusOr<bool> TrialStore::AppendPoints(const std::string& worker_id, cons
       insert.bind(9, point.learning_rate());
       insert.exec();
     }
+    SQLite::Statement pruned(*writer_, "SELECT prune FROM trials WHERE id = ?");
+    pruned.bind(1, ref.trial_id());
+    verdict.prune = pruned.executeStep() && pruned.getColumn(0).getInt() != 0;
+    const PruningRule& rule = PruningOf(lease->sweep_id);
+    if (!verdict.prune && rule.enabled()) {
+      SQLite::Statement others(*writer_,
+                               "SELECT c.test_accuracy FROM trials t JOIN curve_points c "
+                               "ON c.trial_id = t.id AND c.iteration = ?1 "
+                               "WHERE t.sweep_id = ?2 AND t.id != ?3");
+      for (const v1::CurvePoint& point : points) {
+        if (!rule.DecidesAt(point.iteration())) continue;
+        others.reset();
+        others.bind(1, point.iteration());
+        others.bind(2, lease->sweep_id);
+        others.bind(3, ref.trial_id());
+        std::vector<double> accuracies;
+        while (others.executeStep()) accuracies.push_back(others.getColumn(0).getDouble());
+        if (rule.ShouldPrune(point.test_accuracy(), std::move(accuracies))) {
+          verdict.prune = true;
+          SQLite::Statement mark(*writer_, "UPDATE trials SET prune = 1 WHERE id = ?");
+          mark.bind(1, ref.trial_id());
+          mark.exec();
+          RecordEvent(*writer_, 0, lease->sweep_id, ref.trial_id(), worker_id, "trial_pruned",
+                      absl::StrCat("below the median at iteration ", point.iteration()));
+          break;
+        }
+      }
+    }
+    verdict.stop = verdict.prune;
     transaction.commit();
+    counted->second += static_cast<int64_t>(points.size());
     if (!points.empty()) changes_.Notify();
-    return false;
+    return verdict;
+  });
+}
+
+absl::Status TrialStore::StoreCheckpoint(const std::string& worker_id, const v1::TrialRef& ref,
+                                         int64_t iteration, const std::string& state,
+                                         int64_t now_ms) {
+  if (static_cast<int64_t>(state.size()) > kMaxCheckpointBytes) {
+    return absl::ResourceExhaustedError(absl::StrCat("trial ", ref.trial_id(), ": checkpoint of ",
+                                                     state.size(), " bytes exceeds the limit of ",
+                                                     kMaxCheckpointBytes, " bytes"));
+  }
+  if (iteration < 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "trial ", ref.trial_id(), ": checkpoint iteration ", iteration, " is negative"));
+  }
+  std::lock_guard<std::mutex> lock(write_mu_);
+  return Guarded("store checkpoint", [&]() -> absl::Status {
+    SQLite::Transaction transaction(*writer_, SQLite::TransactionBehavior::IMMEDIATE);
+    absl::StatusOr<LeaseRow> lease = CheckFence(*writer_, worker_id, ref);
+    if (!lease.ok()) return lease.status();
+    if (lease->state != v1::TRIAL_STATE_RUNNING) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("trial ", ref.trial_id(), " is not running (state ",
+                       v1::TrialState_Name(static_cast<v1::TrialState>(lease->state)),
+                       "): checkpoint not stored"));
+    }
+    SQLite::Statement upsert(
+        *writer_,
+        "INSERT OR REPLACE INTO checkpoints (trial_id, attempt, iteration, state, created_ms) "
+        "VALUES (?, ?, ?, ?, ?)");
+    upsert.bind(1, ref.trial_id());
+    upsert.bind(2, ref.attempt());
+    upsert.bind(3, iteration);
+    upsert.bindNoCopy(4, state.data(), static_cast<int>(state.size()));
+    upsert.bind(5, now_ms);
+    upsert.exec();
+    transaction.commit();
+    return absl::OkStatus();
+  });
+}
+
+absl::Status TrialStore::ReleaseTrial(const std::string& worker_id, const v1::TrialRef& ref,
+                                      const std::string& reason, int64_t now_ms) {
+  std::lock_guard<std::mutex> lock(write_mu_);
+  return Guarded("release trial", [&]() -> absl::Status {
+    SQLite::Transaction transaction(*writer_, SQLite::TransactionBehavior::IMMEDIATE);
+    absl::StatusOr<LeaseRow> lease = CheckFence(*writer_, worker_id, ref);
+    if (!lease.ok()) return lease.status();
+    if (lease->state == v1::TRIAL_STATE_CANCELLED) {
+      SQLite::Statement release(*writer_, "UPDATE trials SET lease_owner = NULL WHERE id = ?");
+      release.bind(1, ref.trial_id());
+      release.exec();
+      transaction.commit();
+      return absl::OkStatus();
+    }
+    // Not the trial's fault: this attempt does not count against max_attempts.
+    SQLite::Statement requeue(
+        *writer_,
+        "UPDATE trials SET state = ?, lease_owner = NULL, lease_expires_ms = 0, "
+        "free_attempts = free_attempts + 1, change_seq = ? WHERE id = ?");
+    requeue.bind(1, static_cast<int>(v1::TRIAL_STATE_QUEUED));
+    requeue.bind(2, NextSeq());
+    requeue.bind(3, ref.trial_id());
+    requeue.exec();
+    RecordEvent(*writer_, now_ms, lease->sweep_id, ref.trial_id(), worker_id, "trial_released",
+                reason.empty() ? std::string("released by the worker") : reason);
+    UpdateSweepState(lease->sweep_id, now_ms);
+    transaction.commit();
+    changes_.Notify();
+    return absl::OkStatus();
   });
 }
 
@@ -707,6 +1058,13 @@ absl::Status TrialStore::CompleteTrial(const std::string& worker_id, const v1::T
       RecordEvent(*writer_, now_ms, lease->sweep_id, ref.trial_id(), worker_id, "trial_failed",
                   error);
     }
+    stored_points_.erase(ref.trial_id());
+    // A finished trial never resumes: its checkpoint is dead weight.
+    SQLite::Statement drop_checkpoint(*writer_, "DELETE FROM checkpoints WHERE trial_id = ?");
+    drop_checkpoint.bind(1, ref.trial_id());
+    drop_checkpoint.exec();
+    absl::Status planned = PlanFollowUp(lease->sweep_id);
+    if (!planned.ok()) return planned;
     UpdateSweepState(lease->sweep_id, now_ms);
     transaction.commit();
     changes_.Notify();
@@ -719,14 +1077,14 @@ absl::StatusOr<int> TrialStore::ExpireLeases(int64_t now_ms, int max_attempts) {
   return Guarded("expire leases", [&]() -> absl::StatusOr<int> {
     SQLite::Transaction transaction(*writer_, SQLite::TransactionBehavior::IMMEDIATE);
     SQLite::Statement expired(*writer_,
-                              "SELECT id, attempt, sweep_id FROM trials "
+                              "SELECT id, attempt, sweep_id, free_attempts FROM trials "
                               "WHERE state = ? AND lease_expires_ms < ?");
     expired.bind(1, static_cast<int>(v1::TRIAL_STATE_RUNNING));
     expired.bind(2, now_ms);
     std::vector<RunningTrial> lost;
     while (expired.executeStep()) {
       lost.push_back({expired.getColumn(0).getInt64(), expired.getColumn(1).getInt(),
-                      expired.getColumn(2).getInt64()});
+                      expired.getColumn(2).getInt64(), expired.getColumn(3).getInt()});
     }
     if (lost.empty()) return 0;
     ReleaseTrials(lost, now_ms, max_attempts, "lease expired");
@@ -789,7 +1147,8 @@ void TrialStore::ReleaseTrials(const std::vector<RunningTrial>& trials, int64_t 
   std::set<int64_t> sweeps;
   for (const RunningTrial& trial : trials) {
     sweeps.insert(trial.sweep_id);
-    if (trial.attempt < max_attempts) {
+    const int32_t lost_leases = trial.attempt - trial.free_attempts;
+    if (lost_leases < max_attempts) {
       requeue.reset();
       requeue.bind(1, static_cast<int>(v1::TRIAL_STATE_QUEUED));
       requeue.bind(2, NextSeq());
@@ -798,7 +1157,7 @@ void TrialStore::ReleaseTrials(const std::vector<RunningTrial>& trials, int64_t 
       RecordEvent(*writer_, now_ms, trial.sweep_id, trial.id, "", "trial_requeued",
                   absl::StrCat(reason, " (attempt ", trial.attempt, ")"));
     } else {
-      std::string error = absl::StrCat(reason, " ", trial.attempt, " times (worker lost)");
+      std::string error = absl::StrCat(reason, " ", lost_leases, " times (worker lost)");
       fail.reset();
       fail.bind(1, static_cast<int>(v1::TRIAL_STATE_FAILED));
       fail.bind(2, error);
@@ -809,7 +1168,11 @@ void TrialStore::ReleaseTrials(const std::vector<RunningTrial>& trials, int64_t 
       RecordEvent(*writer_, now_ms, trial.sweep_id, trial.id, "", "trial_failed", error);
     }
   }
-  for (int64_t sweep_id : sweeps) UpdateSweepState(sweep_id, now_ms);
+  for (int64_t sweep_id : sweeps) {
+    // A failed bisect probe still lets the search go on; planning errors only log here.
+    (void)PlanFollowUp(sweep_id);
+    UpdateSweepState(sweep_id, now_ms);
+  }
 }
 
 void TrialStore::UpdateSweepState(int64_t sweep_id, int64_t now_ms) {
@@ -837,12 +1200,56 @@ void TrialStore::UpdateSweepState(int64_t sweep_id, int64_t now_ms) {
   } else if (any_running || any_finished) {
     next_state = v1::SWEEP_STATE_RUNNING;
   }
+  // A paused sweep stays paused until resumed, unless nothing is left to run.
+  if (state == v1::SWEEP_STATE_PAUSED && next_state != v1::SWEEP_STATE_DONE) return;
   if (next_state == state) return;
   SQLite::Statement update(*writer_, "UPDATE sweeps SET state = ?, finished_ms = ? WHERE id = ?");
   update.bind(1, next_state);
   update.bind(2, next_state == v1::SWEEP_STATE_DONE ? now_ms : int64_t{0});
   update.bind(3, sweep_id);
   update.exec();
+}
+
+const PruningRule& TrialStore::PruningOf(int64_t sweep_id) {
+  auto it = pruning_rules_.find(sweep_id);
+  if (it != pruning_rules_.end()) return it->second;
+  PruningRule rule;
+  SQLite::Statement query(*writer_, "SELECT spec FROM sweeps WHERE id = ?");
+  query.bind(1, sweep_id);
+  if (query.executeStep()) {
+    v1::SweepSpec spec;
+    spec.ParseFromString(BlobOf(query.getColumn(0)));
+    // Specs were validated at submit; an invalid stored rule (older server) means no pruning.
+    absl::StatusOr<PruningRule> parsed = PruningRule::FromConfig(spec.pruning());
+    if (parsed.ok()) rule = *std::move(parsed);
+  }
+  return pruning_rules_.emplace(sweep_id, std::move(rule)).first->second;
+}
+
+absl::Status TrialStore::PlanFollowUp(int64_t sweep_id) {
+  if (!follow_up_planner_) return absl::OkStatus();
+  SQLite::Statement query(*writer_, "SELECT spec, state FROM sweeps WHERE id = ?");
+  query.bind(1, sweep_id);
+  if (!query.executeStep()) return absl::OkStatus();
+  // A cancelled search plans nothing more.
+  if (query.getColumn(1).getInt() == v1::SWEEP_STATE_CANCELLED) return absl::OkStatus();
+  v1::SweepSpec spec;
+  spec.ParseFromString(BlobOf(query.getColumn(0)));
+  if (spec.method() != "bisect") return absl::OkStatus();
+  SQLite::Statement rows(*writer_, absl::StrCat("SELECT ", kTrialColumns,
+                                                " FROM trials WHERE sweep_id = ? ORDER BY idx"));
+  rows.bind(1, sweep_id);
+  std::vector<v1::Trial> trials;
+  while (rows.executeStep()) trials.push_back(TrialFromRow(rows, /*with_config=*/false));
+  absl::StatusOr<std::vector<PlannedTrial>> planned = follow_up_planner_(spec, trials);
+  if (!planned.ok()) return planned.status();
+  if (planned->empty()) return absl::OkStatus();
+  InsertTrials(sweep_id, *planned, static_cast<int64_t>(trials.size()));
+  SQLite::Statement count(*writer_, "UPDATE sweeps SET trial_count = ? WHERE id = ?");
+  count.bind(1, static_cast<int64_t>(trials.size() + planned->size()));
+  count.bind(2, sweep_id);
+  count.exec();
+  return absl::OkStatus();
 }
 
 }  // namespace bitsweep::server

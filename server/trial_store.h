@@ -6,10 +6,12 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -19,6 +21,7 @@
 #include "bitsweep/v1/worker.pb.h"
 #include "server/change_notifier.h"
 #include "server/planned_trial.h"
+#include "server/pruning_rule.h"
 
 namespace SQLite {
 class Database;
@@ -32,7 +35,36 @@ struct LeasedTrial {
   int64_t sweep_id = 0;
   int32_t attempt = 0;
   v1::TrialConfig config;
+  // The last checkpoint of an earlier attempt (empty: start from scratch) and the iteration
+  // it was taken after; the curve holds exactly the points up to that iteration.
+  std::string checkpoint;
+  int64_t checkpoint_iteration = 0;
 };
+
+// What a progress report is answered with.
+struct ProgressVerdict {
+  // The trial was cancelled or pruned: the worker must stop it.
+  bool stop = false;
+  // The pruning rule stopped it: complete it with outcome PRUNED.
+  bool prune = false;
+};
+
+// What SubmitSweep did.
+struct SubmitOutcome {
+  int64_t sweep_id = 0;
+  int32_t trial_count = 0;
+  // The spec matched an existing sweep (nothing new was stored).
+  bool existing = false;
+  // With resume: failed/cancelled trials requeued, and finished results kept.
+  int32_t requeued = 0;
+  int32_t reused = 0;
+};
+
+// Plans the trials a sweep adds while it runs (method bisect), called inside the transaction
+// that finished one of its trials, with the sweep's spec and all its trials (configs left
+// out). Returns the trials to add (queued); their idx follow the existing ones.
+using FollowUpPlanner = std::function<absl::StatusOr<std::vector<PlannedTrial>>(
+    const v1::SweepSpec& spec, const std::vector<v1::Trial>& trials)>;
 
 // What a Watch stream needs: the trials changed after a sequence number, and the new one.
 struct TrialChanges {
@@ -66,6 +98,28 @@ class TrialStore {
   absl::StatusOr<int64_t> CreateSweep(const v1::SweepSpec& spec,
                                       const std::vector<PlannedTrial>& trials, int64_t now_ms);
 
+  // Idempotent submit: if a sweep with the same spec (SpecHash) exists, returns it (existing)
+  // and stores nothing, unless `resume`, which requeues its failed and cancelled trials with a
+  // fresh attempt budget (their checkpoints and points dropped) and keeps its finished results.
+  // Otherwise as CreateSweep. One transaction: two identical submits cannot both create.
+  // Errors: Internal.
+  absl::StatusOr<SubmitOutcome> SubmitSweep(const v1::SweepSpec& spec,
+                                            const std::vector<PlannedTrial>& trials, bool resume,
+                                            int64_t now_ms);
+
+  // QUEUED/RUNNING -> PAUSED: no new trial of the sweep is leased; running ones finish.
+  // Pausing a paused sweep changes nothing. Errors: NotFound, FailedPrecondition (the sweep
+  // is done or cancelled), Internal.
+  absl::Status PauseSweep(int64_t sweep_id, int64_t now_ms);
+  // PAUSED -> QUEUED/RUNNING/DONE as its trials say; other states change nothing.
+  // Errors: NotFound, Internal.
+  absl::Status ResumeSweep(int64_t sweep_id, int64_t now_ms);
+  // Requeues the sweep's failed (if `failed`) and cancelled (if `cancelled`) trials with a
+  // fresh attempt budget (the attempt number keeps growing, for fencing); a finished or
+  // cancelled sweep becomes active again. Returns how many were requeued.
+  // Errors: NotFound, Internal.
+  absl::StatusOr<int> RerunSweep(int64_t sweep_id, bool failed, bool cancelled, int64_t now_ms);
+
   // Errors: NotFound (no such sweep), Internal.
   absl::StatusOr<v1::Sweep> GetSweep(int64_t sweep_id);
   // All sweeps, newest first. Errors: Internal.
@@ -77,6 +131,10 @@ class TrialStore {
   absl::Status CancelSweep(int64_t sweep_id, int64_t now_ms);
 
   // --- Trials -----------------------------------------------------------------------------
+
+  // A queued trial becomes CANCELLED; a running one too, keeping its lease owner so that the
+  // worker is told to stop. A finished trial is unchanged. Errors: NotFound, Internal.
+  absl::Status CancelTrial(int64_t trial_id, int64_t now_ms);
 
   // The sweep's trials in expansion order; configs are left out unless `with_config`.
   // Errors: NotFound (no such sweep), Internal.
@@ -93,11 +151,19 @@ class TrialStore {
   // --- Workers and leases -----------------------------------------------------------------
 
   // Records the worker. If it was known with another incarnation, that incarnation's
-  // running trials are released at once (see ReleaseLease semantics in ExpireLeases).
-  // Returns how many trials were released. Errors: Internal.
-  absl::StatusOr<int> RegisterWorker(const std::string& worker_id, const std::string& incarnation,
-                                     const std::string& host, int32_t slots, int64_t now_ms,
-                                     int max_attempts);
+  // running trials are requeued at once (as in ExpireLeases). Of `running` (trials the worker
+  // still runs, e.g. across a server restart), those RUNNING and leased to this worker with
+  // the same attempt are re-attached (lease extended to `lease_expires_ms`); the others are
+  // returned: the worker must stop them. Errors: Internal.
+  struct Registered {
+    int released = 0;
+    std::vector<v1::TrialRef> stop;
+  };
+  absl::StatusOr<Registered> RegisterWorker(const std::string& worker_id,
+                                            const std::string& incarnation, const std::string& host,
+                                            int32_t slots, int64_t now_ms, int max_attempts,
+                                            const std::vector<v1::TrialRef>& running = {},
+                                            int64_t lease_expires_ms = 0);
 
   // Whether any active sweep has a queued trial: a cheap read (no write transaction) for
   // long polls woken by unrelated changes. Errors: Internal.
@@ -108,8 +174,12 @@ class TrialStore {
   absl::Status TouchWorker(const std::string& worker_id, const std::string& incarnation,
                            int64_t now_ms);
 
-  // Leases the next queued trial: highest sweep priority, then oldest sweep, then trial index.
-  // It becomes RUNNING with attempt+1, owned by the worker until `lease_expires_ms`.
+  // Leases the next queued trial: highest sweep priority; among equal priorities the sweep
+  // with the fewest running trials (fair share), then the oldest; then trial index. It
+  // becomes RUNNING with attempt+1, owned by the worker until `lease_expires_ms`. With a
+  // checkpoint from an earlier attempt, the checkpoint is returned and the curve points after
+  // its iteration are deleted in the same transaction (the resumed run re-sends them); without
+  // one, all points of earlier attempts are deleted. Paused sweeps are skipped.
   // Returns nullopt when nothing is queued. Errors: Internal.
   absl::StatusOr<std::optional<LeasedTrial>> LeaseNext(const std::string& worker_id, int64_t now_ms,
                                                        int64_t lease_expires_ms);
@@ -123,13 +193,28 @@ class TrialStore {
                                                       const std::vector<v1::TrialRef>& running,
                                                       int64_t now_ms, int64_t lease_expires_ms);
 
-  // Stores curve points (a point re-sent for the same iteration replaces the old one).
-  // Returns true when the trial was cancelled and the worker must stop (points are then
-  // dropped). Errors: NotFound (no such trial), FailedPrecondition (stale attempt, trial not
-  // leased to this worker, or not running), ResourceExhausted (the trial would hold more than
-  // max_curve_points_per_trial points; nothing of the call is stored), Internal.
-  absl::StatusOr<bool> AppendPoints(const std::string& worker_id, const v1::TrialRef& ref,
-                                    const std::vector<v1::CurvePoint>& points);
+  // Stores curve points in one transaction (a point re-sent for the same iteration replaces
+  // the old one). Then applies the sweep's pruning rule at its iterations. stop: the trial was
+  // cancelled (points dropped) or pruned; prune: pruned. Errors: NotFound (no such trial),
+  // FailedPrecondition (stale attempt, trial not leased to this worker, or not running),
+  // ResourceExhausted (the trial would hold more than max_curve_points_per_trial points;
+  // nothing of the call is stored), Internal.
+  absl::StatusOr<ProgressVerdict> AppendPoints(const std::string& worker_id,
+                                               const v1::TrialRef& ref,
+                                               const std::vector<v1::CurvePoint>& points);
+
+  // Replaces the trial's checkpoint. Errors: NotFound, FailedPrecondition (as AppendPoints,
+  // and a trial not RUNNING, e.g. cancelled), ResourceExhausted (larger than
+  // kMaxCheckpointBytes), Internal.
+  static constexpr int64_t kMaxCheckpointBytes = int64_t{64} << 20;
+  absl::Status StoreCheckpoint(const std::string& worker_id, const v1::TrialRef& ref,
+                               int64_t iteration, const std::string& state, int64_t now_ms);
+
+  // The worker gives the trial back (shutdown): requeued at once without counting against
+  // max_attempts (the next lease still gets the next attempt number). A cancelled trial is
+  // just released. Errors: as AppendPoints.
+  absl::Status ReleaseTrial(const std::string& worker_id, const v1::TrialRef& ref,
+                            const std::string& reason, int64_t now_ms);
 
   // A misbehaving worker must not fill the disk through one trial (DESIGN §9). Set before
   // serving; default kDefaultMaxCurvePointsPerTrial.
@@ -144,8 +229,9 @@ class TrialStore {
                              int64_t now_ms);
 
   // Every RUNNING trial whose lease expired before `now_ms` is requeued (attempt kept: the
-  // next lease increments it) if attempt < max_attempts, else FAILED with
-  // "lease expired N times (worker lost)". Returns how many trials were affected.
+  // next lease increments it) if it lost fewer than max_attempts leases (releases and the
+  // attempts before a rerun do not count), else FAILED with "lease expired N times (worker
+  // lost)". Returns how many trials were affected.
   // Errors: Internal.
   absl::StatusOr<int> ExpireLeases(int64_t now_ms, int max_attempts);
 
@@ -158,6 +244,9 @@ class TrialStore {
   // Errors: Internal.
   absl::StatusOr<std::vector<v1::WorkerInfo>> ListWorkers();
 
+  // Installed once before serving (Scheduler does): plans the trials of bisect sweeps.
+  void set_follow_up_planner(FollowUpPlanner planner) { follow_up_planner_ = std::move(planner); }
+
  private:
   TrialStore(std::unique_ptr<SQLite::Database> writer, std::unique_ptr<SQLite::Database> reader,
              int schema_version, int64_t last_seq);
@@ -166,21 +255,44 @@ class TrialStore {
     int64_t id = 0;
     int32_t attempt = 0;
     int64_t sweep_id = 0;
+    int32_t free_attempts = 0;
   };
-  // Requeues each trial (attempt kept) if attempt < max_attempts, else fails it with
-  // "<reason> N times (worker lost)". Caller holds write_mu_ inside a transaction.
+  // Requeues each trial (attempt kept) if it lost fewer than max_attempts leases, else fails
+  // it with "<reason> N times (worker lost)". Caller holds write_mu_ inside a transaction.
   void ReleaseTrials(const std::vector<RunningTrial>& trials, int64_t now_ms, int max_attempts,
                      const std::string& reason);
   // Derives the sweep's state from its trials (QUEUED, RUNNING, DONE); CANCELLED stays.
   // Caller holds write_mu_ inside a transaction.
   void UpdateSweepState(int64_t sweep_id, int64_t now_ms);
   int64_t NextSeq() { return ++last_seq_; }
+  // The sweep's parsed pruning rule (cached: specs never change). Caller holds write_mu_.
+  const PruningRule& PruningOf(int64_t sweep_id);
+  // Adds the trials the follow-up planner asks for (bisect sweeps). Caller holds write_mu_
+  // inside a transaction.
+  absl::Status PlanFollowUp(int64_t sweep_id);
+  // Inserts queued trials with idx from `first_idx`. Caller holds write_mu_.
+  void InsertTrials(int64_t sweep_id, const std::vector<PlannedTrial>& trials, int64_t first_idx);
+  // Inserts the sweep row and its trials; returns the id. Caller holds write_mu_ inside a
+  // transaction.
+  int64_t InsertSweep(const v1::SweepSpec& spec, const std::string& spec_hash,
+                      const std::vector<PlannedTrial>& trials, int64_t now_ms);
+  // A done or cancelled sweep whose trials were requeued becomes active again. Caller holds
+  // write_mu_ inside a transaction.
+  void ReactivateSweep(int64_t sweep_id, int64_t now_ms);
+  // Requeues the given trials with a fresh attempt budget, dropping checkpoints and points.
+  // Caller holds write_mu_ inside a transaction. Returns how many.
+  int RequeueFresh(int64_t sweep_id, const std::vector<int>& states);
 
   // Guards writer_ and last_seq_: the single writer connection serialises all writes.
   std::mutex write_mu_;
   int64_t max_curve_points_per_trial_ = kDefaultMaxCurvePointsPerTrial;
   std::unique_ptr<SQLite::Database> writer_;
   int64_t last_seq_ = 0;
+  std::unordered_map<int64_t, PruningRule> pruning_rules_;  // by sweep id
+  // Curve points stored per trial that reported since this store opened (an upper bound:
+  // re-sent iterations count twice). Dropped when its points are deleted or it finishes.
+  std::unordered_map<int64_t, int64_t> stored_points_;
+  FollowUpPlanner follow_up_planner_;
 
   // Guards reader_ (SQLite statements on one connection must not run concurrently).
   std::mutex read_mu_;

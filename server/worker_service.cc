@@ -28,11 +28,14 @@ grpc::Status WorkerService::RegisterWorker(grpc::ServerContext* context,
       !denied.ok()) {
     return denied;
   }
-  absl::Status status = scheduler_->RegisterWorker(
-      {request->worker_id(), request->incarnation(), request->host(), request->slots()});
-  if (!status.ok()) return ToGrpcStatus(status);
-  spdlog::info("worker '{}' registered (incarnation {}, host {}, {} slots)", request->worker_id(),
-               request->incarnation(), request->host(), request->slots());
+  absl::StatusOr<std::vector<v1::TrialRef>> stop = scheduler_->RegisterWorker(
+      {request->worker_id(), request->incarnation(), request->host(), request->slots(),
+       std::vector<v1::TrialRef>(request->running().begin(), request->running().end())});
+  if (!stop.ok()) return ToGrpcStatus(stop.status());
+  spdlog::info("worker '{}' registered (incarnation {}, host {}, {} slots, {} re-attached)",
+               request->worker_id(), request->incarnation(), request->host(), request->slots(),
+               request->running_size() - static_cast<int>(stop->size()));
+  for (v1::TrialRef& ref : *stop) *response->add_stop() = std::move(ref);
   response->set_lease_timeout_ms(scheduler_->options().lease_timeout_ms);
   response->set_heartbeat_interval_ms(scheduler_->heartbeat_interval_ms());
   return grpc::Status::OK;
@@ -75,6 +78,9 @@ grpc::Status WorkerService::LeaseTrial(grpc::ServerContext* context,
       response->mutable_ref()->set_trial_id(trial.trial_id);
       response->mutable_ref()->set_attempt(trial.attempt);
       *response->mutable_config() = std::move(trial.config);
+      response->set_checkpoint(std::move(trial.checkpoint));
+      response->set_checkpoint_iteration(trial.checkpoint_iteration);
+      response->set_checkpoint_every(scheduler_->options().checkpoint_every);
       spdlog::debug("trial {} attempt {} leased to '{}'", trial.trial_id, trial.attempt,
                     request->worker_id());
       return grpc::Status::OK;
@@ -113,10 +119,11 @@ grpc::Status WorkerService::ReportProgress(grpc::ServerContext* context,
     return denied;
   }
   std::vector<v1::CurvePoint> points(request->points().begin(), request->points().end());
-  absl::StatusOr<bool> stop =
+  absl::StatusOr<ProgressVerdict> verdict =
       scheduler_->ReportProgress(request->worker_id(), request->ref(), points);
-  if (!stop.ok()) return ToGrpcStatus(stop.status());
-  response->set_stop(*stop);
+  if (!verdict.ok()) return ToGrpcStatus(verdict.status());
+  response->set_stop(verdict->stop);
+  response->set_prune(verdict->prune);
   return grpc::Status::OK;
 }
 
@@ -147,6 +154,35 @@ grpc::Status WorkerService::CompleteTrial(grpc::ServerContext* context,
                  request->ref().attempt(), request->worker_id(), request->error());
   }
   return grpc::Status::OK;
+}
+
+grpc::Status WorkerService::UploadCheckpoint(grpc::ServerContext* context,
+                                             const v1::UploadCheckpointRequest* request,
+                                             v1::UploadCheckpointResponse*) {
+  if (grpc::Status denied =
+          AuthorizeCall(auth_, *context, "/bitsweep.v1.WorkerService/UploadCheckpoint");
+      !denied.ok()) {
+    return denied;
+  }
+  return ToGrpcStatus(scheduler_->UploadCheckpoint(request->worker_id(), request->ref(),
+                                                   request->iteration(), request->state()));
+}
+
+grpc::Status WorkerService::ReleaseTrial(grpc::ServerContext* context,
+                                         const v1::ReleaseTrialRequest* request,
+                                         v1::ReleaseTrialResponse*) {
+  if (grpc::Status denied =
+          AuthorizeCall(auth_, *context, "/bitsweep.v1.WorkerService/ReleaseTrial");
+      !denied.ok()) {
+    return denied;
+  }
+  absl::Status status =
+      scheduler_->ReleaseTrial(request->worker_id(), request->ref(), request->reason());
+  if (status.ok()) {
+    spdlog::info("trial {} attempt {} released by '{}': {}", request->ref().trial_id(),
+                 request->ref().attempt(), request->worker_id(), request->reason());
+  }
+  return ToGrpcStatus(status);
 }
 
 }  // namespace bitsweep::server

@@ -35,6 +35,11 @@ class WorkerService final : public v1::WorkerService::Service {
                               v1::ReportProgressResponse* response) override;
   grpc::Status CompleteTrial(grpc::ServerContext* context, const v1::CompleteTrialRequest* request,
                              v1::CompleteTrialResponse* response) override;
+  grpc::Status UploadCheckpoint(grpc::ServerContext* context,
+                                const v1::UploadCheckpointRequest* request,
+                                v1::UploadCheckpointResponse* response) override;
+  grpc::Status ReleaseTrial(grpc::ServerContext* context, const v1::ReleaseTrialRequest* request,
+                            v1::ReleaseTrialResponse* response) override;
 
  private:
   TrialStore* const store_;

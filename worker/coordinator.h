@@ -1,4 +1,4 @@
-// The worker's view of the server: the five calls of WorkerService as plain functions over the
+// The worker's view of the server: the calls of WorkerService as plain functions over the
 // proto messages, so that the agent and the trial runner can be tested against a fake without
 // gRPC. GrpcCoordinator is the real one.
 #pragma once
@@ -29,6 +29,14 @@ class Coordinator {
   // Errors: as ReportProgress.
   virtual absl::StatusOr<v1::CompleteTrialResponse> CompleteTrial(
       const v1::CompleteTrialRequest& request) = 0;
+
+  // Stores the latest checkpoint of a running trial. Errors: as ReportProgress.
+  virtual absl::StatusOr<v1::UploadCheckpointResponse> UploadCheckpoint(
+      const v1::UploadCheckpointRequest& request) = 0;
+  // Gives a running trial back (shutdown): requeued at once from its last checkpoint.
+  // Errors: as ReportProgress.
+  virtual absl::StatusOr<v1::ReleaseTrialResponse> ReleaseTrial(
+      const v1::ReleaseTrialRequest& request) = 0;
 
   // Shutdown: RegisterWorker, LeaseTrial and Heartbeat calls in flight return Cancelled at once,
   // and so do later ones. Reports still go through so that a finished result is not lost.

@@ -104,6 +104,23 @@ absl::StatusOr<v1::CompleteTrialResponse> GrpcCoordinator::CompleteTrial(
                                            });
 }
 
+absl::StatusOr<v1::UploadCheckpointResponse> GrpcCoordinator::UploadCheckpoint(
+    const v1::UploadCheckpointRequest& request) {
+  return Invoke<v1::UploadCheckpointResponse>(std::chrono::milliseconds(0), CallKind::kResult,
+                                              [&](grpc::ClientContext* context, auto* response) {
+                                                return stub_->UploadCheckpoint(context, request,
+                                                                               response);
+                                              });
+}
+
+absl::StatusOr<v1::ReleaseTrialResponse> GrpcCoordinator::ReleaseTrial(
+    const v1::ReleaseTrialRequest& request) {
+  return Invoke<v1::ReleaseTrialResponse>(std::chrono::milliseconds(0), CallKind::kResult,
+                                          [&](grpc::ClientContext* context, auto* response) {
+                                            return stub_->ReleaseTrial(context, request, response);
+                                          });
+}
+
 void GrpcCoordinator::CancelAll() {
   std::lock_guard<std::mutex> lock(mu_);
   cancelled_ = true;

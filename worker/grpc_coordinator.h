@@ -44,6 +44,10 @@ class GrpcCoordinator final : public Coordinator {
       const v1::ReportProgressRequest& request) override;
   absl::StatusOr<v1::CompleteTrialResponse> CompleteTrial(
       const v1::CompleteTrialRequest& request) override;
+  absl::StatusOr<v1::UploadCheckpointResponse> UploadCheckpoint(
+      const v1::UploadCheckpointRequest& request) override;
+  absl::StatusOr<v1::ReleaseTrialResponse> ReleaseTrial(
+      const v1::ReleaseTrialRequest& request) override;
 
   // Cancels through each call's ClientContext; reports keep their deadline.
   void CancelAll() override;
@@ -52,7 +56,8 @@ class GrpcCoordinator final : public Coordinator {
   enum class CallKind {
     kControl,   // Register, lease, heartbeat: wait for the server; cancelled on shutdown.
     kProgress,  // A curve point: fail fast, so training never waits for the server.
-    kResult,    // A result: wait for the server within the deadline; not cancelled.
+    kResult,    // A result, checkpoint or release: wait for the server within the deadline;
+                // not cancelled (shutdown relies on them).
   };
   // Runs one unary call with a deadline `extra` beyond the call timeout.
   template <typename Response, typename Call>

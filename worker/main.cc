@@ -12,8 +12,8 @@
 #include <string>
 #include <thread>
 
-#include "common/build_info.h"
 #include "common/bearer_token.h"
+#include "common/build_info.h"
 #include "common/channel_security.h"
 #include "common/logging.h"
 #include "worker/dataset_cache.h"
@@ -25,9 +25,12 @@
 
 namespace {
 
-// Running trials stop at their next curve point; a trial with a long evaluation interval should
-// not hold the process hostage beyond this.
+// Running trials stop within an iteration, then upload their latest checkpoint and are
+// released; a server that does not answer should not hold the process hostage beyond this.
 constexpr std::chrono::seconds kShutdownGrace{5};
+// Curve points closer together than this share one ReportProgress (fast simulated trials);
+// a real trial's points are seconds apart and each goes at once.
+constexpr std::chrono::milliseconds kMinReportInterval{50};
 
 std::string HostName() {
   char buffer[256] = {};
@@ -49,6 +52,7 @@ int main(int argc, char** argv) {
   std::string log_level = "info";
   std::string log_format = "text";
   int64_t max_trials = 0;
+  int threads_per_slot = 1;
 
   CLI::App app{"bitsweep-worker: leases trials from a bitsweep-server and trains them"};
   app.set_version_flag("--version", common::VersionLine("bitsweep-worker"));
@@ -57,6 +61,9 @@ int main(int argc, char** argv) {
   app.add_option("--slots", slots, "Trials run in parallel")
       ->capture_default_str()
       ->check(CLI::Range(1, 1024));
+  app.add_option("--threads-per-slot", threads_per_slot, "Trainer threads of each slot")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 256));
   app.add_option("--data-dir", data_dir, "Directory holding mnist/, fashion-mnist/, ...")
       ->capture_default_str();
   app.add_option("--worker-id", worker_id, "Stable name of this worker (default <host>-<pid>)")
@@ -132,11 +139,14 @@ int main(int argc, char** argv) {
   }
   std::unique_ptr<worker::GrpcCoordinator> coordinator = std::move(*connected);
   worker::DatasetCache datasets(data_dir);
-  worker::TrialRunner runner(worker_id, coordinator.get(), &datasets, &shutdown);
+  worker::TrialRunner runner(worker_id, coordinator.get(), &datasets, &shutdown,
+                             /*train=*/nullptr, worker::BackoffOptions{}, threads_per_slot,
+                             kMinReportInterval);
   worker::WorkerOptions options;
   options.worker_id = worker_id;
   options.host = host;
   options.slots = slots;
+  options.threads_per_slot = threads_per_slot;
   options.max_trials = max_trials;
   worker::WorkerAgent agent(options, coordinator.get(), &runner, &shutdown);
   {
@@ -144,8 +154,10 @@ int main(int argc, char** argv) {
     agent_for_signals = &agent;
     if (deadline) agent.Shutdown();  // A signal came while we were setting up.
   }
-  spdlog::info("bitsweep-worker {} starting: server {}, {} slots, data dir {}", worker_id, server,
-               slots, data_dir);
+  spdlog::info(
+      "bitsweep-worker {} starting: server {}, {} slots x {} threads, incarnation {}, "
+      "data dir {}",
+      worker_id, server, slots, threads_per_slot, agent.incarnation(), data_dir);
 
   absl::Status status;
   std::thread serve([&] {

@@ -2,10 +2,24 @@
 
 namespace bitsweep::worker {
 
+void StopFlag::Raise() {
+  {
+    // Under the mutex, so that a waiter between its check and its wait cannot miss it.
+    std::lock_guard<std::mutex> lock(mu_);
+    raised_.store(true, std::memory_order_release);
+  }
+  cv_.notify_all();
+}
+
+bool StopFlag::WaitFor(std::chrono::nanoseconds timeout) const {
+  std::unique_lock<std::mutex> lock(mu_);
+  return cv_.wait_for(lock, timeout, [this] { return raised(); });
+}
+
 std::shared_ptr<StopFlag> RunningTrials::Add(const v1::TrialRef& ref) {
   auto flag = std::make_shared<StopFlag>();
   std::lock_guard<std::mutex> lock(mu_);
-  if (stop_all_) flag->stop = true;
+  if (stop_all_) flag->Raise();
   trials_[{ref.trial_id(), ref.attempt()}] = flag;
   return flag;
 }
@@ -32,14 +46,14 @@ bool RunningTrials::Stop(const v1::TrialRef& ref) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = trials_.find({ref.trial_id(), ref.attempt()});
   if (it == trials_.end()) return false;
-  it->second->stop = true;
+  it->second->Raise();
   return true;
 }
 
 void RunningTrials::StopAll() {
   std::lock_guard<std::mutex> lock(mu_);
   stop_all_ = true;
-  for (auto& [key, flag] : trials_) flag->stop = true;
+  for (auto& [key, flag] : trials_) flag->Raise();
 }
 
 size_t RunningTrials::size() const {

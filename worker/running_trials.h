@@ -4,6 +4,8 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
+#include <condition_variable>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -14,9 +16,20 @@
 
 namespace bitsweep::worker {
 
-// Shared between the slot running the trial and whoever may stop it.
-struct StopFlag {
-  std::atomic<bool> stop{false};
+// Shared between the slot running the trial and whoever may stop it. A one-way flag that
+// trials poll every iteration and that simulated trials wait on, so a stop wakes them at once.
+class StopFlag {
+ public:
+  // Raises the flag and wakes WaitFor. Thread-safe, idempotent.
+  void Raise();
+  bool raised() const { return raised_.load(std::memory_order_acquire); }
+  // Waits up to `timeout`; returns true when the flag was raised (before or during the wait).
+  bool WaitFor(std::chrono::nanoseconds timeout) const;
+
+ private:
+  std::atomic<bool> raised_{false};
+  mutable std::mutex mu_;
+  mutable std::condition_variable cv_;
 };
 
 class RunningTrials {

@@ -1,8 +1,11 @@
-// Runs one leased trial: dataset from the cache -> trainer::Train, streaming every curve point
-// to the server -> CompleteTrial with the result (or with the error when the trial itself is
-// bad). Every report carries the fencing token (trial_id, attempt).
+// Runs one leased trial: dataset from the cache -> trainer::Train (or the simulated trial kind),
+// streaming every curve point to the server, uploading checkpoints every checkpoint_every
+// evaluations, resuming from the lease's checkpoint -> CompleteTrial with the result (or with
+// the error when the trial itself is bad). Every report carries the fencing token
+// (trial_id, attempt).
 #pragma once
 
+#include <chrono>
 #include <functional>
 #include <string>
 
@@ -19,31 +22,48 @@ namespace bitsweep::worker {
 
 // What became of one assignment.
 enum class TrialDisposition {
-  kCompleted,  // The result was reported (outcome COMPLETED or DIVERGED).
-  kFailed,     // The trial was bad (config, dataset, trainer error); the error was reported.
-  kStopped,    // Stopped by the server, a lost lease or shutdown; nothing was reported.
-  kUnreported  // Finished, but the server refused the report (stale lease) or shutdown came
-               // while the server was unreachable.
+  kCompleted,   // The result was reported (outcome COMPLETED or DIVERGED).
+  kFailed,      // The trial was bad (config, dataset, trainer error); the error was reported.
+  kStopped,     // Stopped by the server, a lost lease or shutdown; nothing was reported.
+  kUnreported,  // Finished, but the server refused the report (stale lease) or shutdown came
+                // while the server was unreachable.
+  kReleased     // Stopped by shutdown: the latest checkpoint uploaded, the trial given back.
 };
 const char* DispositionName(TrialDisposition disposition);
 
 // Same contract as trainer::Train; injectable so tests can control training.
 using TrainFunction = std::function<absl::StatusOr<v1::TrialResult>(
-    const v1::TrialConfig&, const trainer::Dataset&, const trainer::ProgressCallback&)>;
+    const v1::TrialConfig&, const trainer::Dataset&, const trainer::ProgressCallback&,
+    const trainer::TrainOptions&)>;
 
 class TrialRunner {
  public:
-  // `train` defaults to trainer::Train. Pointers are borrowed and must outlive the runner.
+  // `train` defaults to trainer::Train (trials of kind "" or "train"; simulated trials never
+  // use it). Pointers are borrowed and must outlive the runner. Each trial trains with
+  // `threads_per_slot` threads. Points that come less than `min_report_interval` after the
+  // last report are held and go with the next point, checkpoint or the end of the trial
+  // (fewer RPCs for fast trials; 0 = one report per point).
   TrialRunner(std::string worker_id, Coordinator* coordinator, DatasetCache* datasets,
               const ShutdownNotifier* shutdown, TrainFunction train = nullptr,
-              BackoffOptions backoff = {});
+              BackoffOptions backoff = {}, int threads_per_slot = 1,
+              std::chrono::milliseconds min_report_interval = {});
   TrialRunner(const TrialRunner&) = delete;
   TrialRunner& operator=(const TrialRunner&) = delete;
 
-  // Runs the trial to its end and reports it; thread-safe (one call per slot at a time).
-  // Never fails as a whole: a bad trial is reported as the trial's error, and a server that is
-  // unreachable is retried with backoff until it answers or shutdown. Training stops at the
-  // next curve point once `stop` is raised or the server answers `stop` / refuses the lease.
+  // Runs the leased trial to its end and reports it; thread-safe (one call per slot at a
+  // time). Never fails as a whole: a bad trial is reported as the trial's error, and a server
+  // that is unreachable is retried with backoff until it answers or shutdown.
+  //   * A lease with a checkpoint resumes from it and reports only the points after
+  //     checkpoint_iteration.
+  //   * Checkpoints are uploaded after the points up to their iteration were delivered; one
+  //     that cannot be delivered now is kept and uploaded at release.
+  //   * Training stops within an iteration once `stop` is raised or the server answers `stop`
+  //     or refuses the lease: nothing more is reported. Under shutdown the trial is released
+  //     instead (latest checkpoint uploaded, then ReleaseTrial).
+  //   * The server answering `prune` stops it too, and completes it with outcome PRUNED and
+  //     the metrics of the points seen (a finished result is kept whole).
+  TrialDisposition Run(const v1::LeaseTrialResponse& lease, const StopFlag& stop);
+  // A lease without checkpoint or checkpointing.
   TrialDisposition Run(const v1::TrialRef& ref, const v1::TrialConfig& config,
                        const StopFlag& stop);
 
@@ -54,8 +74,14 @@ class TrialRunner {
   Coordinator* const coordinator_;
   DatasetCache* const datasets_;
   const ShutdownNotifier* const shutdown_;
+  // Delivers `request` with CompleteTrial, retrying transient failures until shutdown.
+  // Errors: the last refusal or transient error.
+  absl::Status Complete(const v1::CompleteTrialRequest& request) const;
+
   const TrainFunction train_;
   const BackoffOptions backoff_;
+  const int threads_per_slot_;
+  const std::chrono::milliseconds min_report_interval_;
 };
 
 }  // namespace bitsweep::worker

@@ -65,12 +65,22 @@ absl::Status WorkerAgent::Register() {
   request.set_incarnation(options_.incarnation);
   request.set_host(options_.host);
   request.set_slots(options_.slots);
+  request.set_threads_per_slot(options_.threads_per_slot);
   Backoff backoff(options_.backoff);
   bool logged = false;
   while (true) {
     if (shutdown_->IsShutdown()) return absl::CancelledError("shut down before registering");
+    // Listed afresh on every try: trials may have finished while the server was away.
+    request.clear_running();
+    for (v1::TrialRef& ref : running_.List()) *request.add_running() = std::move(ref);
     absl::StatusOr<v1::RegisterWorkerResponse> response = coordinator_->RegisterWorker(request);
     if (response.ok()) {
+      for (const v1::TrialRef& ref : response->stop()) {
+        if (running_.Stop(ref)) {
+          spdlog::info("trial {}/{}: not re-attached by the server, stopping", ref.trial_id(),
+                       ref.attempt());
+        }
+      }
       std::chrono::milliseconds interval(response->heartbeat_interval_ms());
       if (interval.count() <= 0) interval = kDefaultHeartbeatInterval;
       interval = std::max(interval, kMinHeartbeatInterval);
@@ -79,9 +89,11 @@ absl::Status WorkerAgent::Register() {
         ++generation_;
         heartbeat_interval_ = interval;
       }
-      spdlog::info("registered as {} (incarnation {}, {} slots): lease {} ms, heartbeat {} ms",
-                   options_.worker_id, options_.incarnation, options_.slots,
-                   response->lease_timeout_ms(), interval.count());
+      spdlog::info(
+          "registered as {} (incarnation {}, {} slots x {} threads, {} running): lease {} ms, "
+          "heartbeat {} ms",
+          options_.worker_id, options_.incarnation, options_.slots, options_.threads_per_slot,
+          request.running_size(), response->lease_timeout_ms(), interval.count());
       return absl::OkStatus();
     }
     if (shutdown_->IsShutdown()) return absl::CancelledError("shut down before registering");
@@ -157,11 +169,21 @@ void WorkerAgent::SlotLoop(int slot) {
     }
     // An empty answer after the long poll: ask again straight away (the server did the waiting).
     if (!lease->has_trial()) continue;
-    // Leased just as shutdown began: leave it; the lease expires and the server requeues it.
-    if (shutdown_->IsShutdown()) break;
+    // Leased just as shutdown began: give it back at once (else the lease would expire first).
+    if (shutdown_->IsShutdown()) {
+      v1::ReleaseTrialRequest release;
+      release.set_worker_id(options_.worker_id);
+      *release.mutable_ref() = lease->ref();
+      release.set_reason("worker shutting down");
+      if (absl::Status released = coordinator_->ReleaseTrial(release).status(); !released.ok()) {
+        spdlog::warn("slot {}: could not release trial {}/{}: {}", slot, lease->ref().trial_id(),
+                     lease->ref().attempt(), released.ToString());
+      }
+      break;
+    }
 
     std::shared_ptr<StopFlag> stop = running_.Add(lease->ref());
-    runner_->Run(lease->ref(), lease->config(), *stop);
+    runner_->Run(*lease, *stop);
     running_.Remove(lease->ref());
     trials_run_.fetch_add(1);
   }

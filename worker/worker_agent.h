@@ -1,7 +1,9 @@
 // The worker process's logic: registers with the server, runs one thread per slot that
 // long-polls LeaseTrial and runs what it gets, and a heartbeat thread that keeps the leases
-// alive and stops the trials the server lists. Survives server restarts: calls are retried
-// with capped backoff, and a NOT_FOUND for the worker means "register again".
+// alive (at the server's heartbeat interval) and stops the trials the server lists. Survives
+// server restarts: calls are retried with capped backoff, and a NOT_FOUND for the worker means
+// "register again", listing the trials still running so the server re-attaches them (those it
+// answers in `stop` are stopped).
 #pragma once
 
 #include <atomic>
@@ -25,6 +27,8 @@ struct WorkerOptions {
   std::string incarnation;
   std::string host;
   int slots = 1;
+  // Trainer threads per slot (reported to the server; the runner trains with them).
+  int threads_per_slot = 1;
   // Stop after this many trials have been run (0 = unlimited).
   int64_t max_trials = 0;
   // How long each LeaseTrial long poll may wait on the server.
@@ -48,15 +52,17 @@ class WorkerAgent {
   // FailedPrecondition (Run called twice).
   absl::Status Run();
 
-  // Stops leasing, stops the running trials at their next curve point and wakes every wait.
-  // Returns at once; Run() returns when the slots have finished. Thread-safe, idempotent.
+  // Stops leasing, stops the running trials within an iteration (the runner then releases
+  // them with their latest checkpoint) and wakes every wait. Returns at once; Run() returns
+  // when the slots have finished. Thread-safe, idempotent.
   void Shutdown();
 
   const std::string& incarnation() const { return options_.incarnation; }
   int64_t trials_run() const { return trials_run_.load(); }
 
  private:
-  // Registers, retrying with backoff. Errors: Cancelled (shutdown).
+  // Registers, retrying with backoff, listing the running trials and stopping those the
+  // server does not re-attach. Errors: Cancelled (shutdown).
   absl::Status Register();
   // Registers again after a call answered NOT_FOUND, unless another thread already did since
   // `seen_generation`. Errors: Cancelled (shutdown).

@@ -60,12 +60,10 @@ void BM_ConvForwardBackward(benchmark::State& state) {
   const std::vector<float> in = RandomBuffer(n * s.in_size());
   const std::vector<float> w = RandomBuffer(s.weight_size());
   const std::vector<float> b(s.f, 0.0f);
-  std::vector<float> col(ConvColSize(s, n)), tmp(ConvTmpSize(s, n)), dcol(ConvColSize(s, n));
   std::vector<float> out(n * s.out_size()), dw(w.size()), db(s.f), din(in.size());
   for (auto _ : state) {
-    ConvForward(s, n, in.data(), w.data(), b.data(), col.data(), tmp.data(), out.data());
-    ConvBackward(s, n, out.data(), in.data(), w.data(), col.data(), tmp.data(), dcol.data(),
-                 dw.data(), db.data(), din.data());
+    ConvForward(s, n, in.data(), w.data(), b.data(), out.data());
+    ConvBackward(s, n, out.data(), in.data(), w.data(), dw.data(), db.data(), din.data());
     benchmark::DoNotOptimize(din.data());
   }
   // 3 GEMMs of 2·F·CKK·N·P flops each.

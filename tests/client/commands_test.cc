@@ -239,7 +239,8 @@ TEST_F(CommandsTest, SubmitAndWatch_PrintsIdThenProgress) {
   EXPECT_EQ(result.out,
             "submitted sweep 7 (36 trials)\n"
             "[####################] 2/2 done, 0 running, 0 failed\n"
-            "sweep 7 (bits) done: 2/2 done, 0 failed\n");
+            "sweep  name  state  done/total  diverged  pruned  failed  cancelled  took\n"
+            "    7  bits  done          2/2         0       0       0          0     -\n");
 }
 
 class ResultsTest : public CommandsTest {
@@ -387,7 +388,8 @@ TEST_F(CommandsTest, Watch_PrintsOneLinePerChangeAndExitsOneOnFailure) {
             "trial 3 failed: out of memory\n"
             "[#############.......] 1/3 done, 1 running, 1 failed\n"
             "[####################] 2/3 done, 0 running, 1 failed, 1 diverged\n"
-            "sweep 7 (bits) done: 2/3 done (1 diverged), 1 failed\n");
+            "sweep  name  state  done/total  diverged  pruned  failed  cancelled  took\n"
+            "    7  bits  done          2/3         1       0       1          0     -\n");
 }
 
 TEST_F(CommandsTest, WatchOnATerminal_RedrawsTheProgressLineInPlace) {
@@ -401,9 +403,10 @@ TEST_F(CommandsTest, WatchOnATerminal_RedrawsTheProgressLineInPlace) {
   const CliResult result = Run({"watch", "7"});
   EXPECT_EQ(result.exit_code, 0) << result.err;
   EXPECT_EQ(result.out,
-            "\r[....................] 0/2 done, 1 running, 0 failed\033[K"
-            "\r[####################] 2/2 done, 0 running, 0 failed\033[K\n"
-            "sweep 7 (bits) done: 2/2 done, 0 failed\n");
+            "\r[....................] 0/2 done, 1 running, 0 failed\033[K\n"
+            "\033[1A\r[####################] 2/2 done, 0 running, 0 failed\033[K\n"
+            "sweep  name  state  done/total  diverged  pruned  failed  cancelled  took\n"
+            "    7  bits  done          2/2         0       0       0          0     -\n");
 }
 
 TEST_F(CommandsTest, WatchOnANarrowTerminal_KeepsTheProgressLineWithinTheWidth) {
@@ -517,7 +520,8 @@ TEST_F(CommandsTest, UsageErrors_ExitTwoWithOneLine) {
 }
 
 TEST_F(CommandsTest, EveryCommandHasHelpWithAnExample) {
-  for (const char* command : {"submit", "ls", "status", "watch", "results", "cancel", "workers"}) {
+  for (const char* command : {"submit", "ls", "status", "watch", "results", "export", "logs",
+                              "completion", "cancel", "workers", "rerun", "pause", "resume"}) {
     const CliResult result = RunRaw({"bitsweep", command, "--help"});
     EXPECT_EQ(result.exit_code, 0) << command;
     EXPECT_THAT(result.out, HasSubstr("Example:\n  bitsweep " + std::string(command))) << command;

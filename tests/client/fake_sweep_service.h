@@ -25,7 +25,76 @@ class FakeSweepService final : public v1::SweepService::Service {
     if (!submit_error_.ok()) return submit_error_;
     response->set_sweep_id(7);
     response->set_trial_count(36);
+    if (existing_sweep_) {
+      response->set_existing(true);
+      if (request->resume()) {
+        response->set_requeued(requeue_on_resume_);
+        response->set_reused(36 - requeue_on_resume_);
+      }
+    }
     return grpc::Status::OK;
+  }
+
+  // Pause/resume flip the stored sweep's state; an ended sweep cannot be paused.
+  grpc::Status PauseSweep(grpc::ServerContext*, const v1::PauseSweepRequest* request,
+                          v1::Sweep* response) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = sweeps_.find(request->sweep_id());
+    if (it == sweeps_.end()) return NotFound(request->sweep_id());
+    if (it->second.state() == v1::SWEEP_STATE_DONE ||
+        it->second.state() == v1::SWEEP_STATE_CANCELLED) {
+      return grpc::Status(
+          grpc::StatusCode::FAILED_PRECONDITION,
+          "sweep " + std::to_string(request->sweep_id()) + " has ended: there is nothing to pause");
+    }
+    it->second.set_state(v1::SWEEP_STATE_PAUSED);
+    *response = it->second;
+    return grpc::Status::OK;
+  }
+
+  grpc::Status ResumeSweep(grpc::ServerContext*, const v1::ResumeSweepRequest* request,
+                           v1::Sweep* response) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = sweeps_.find(request->sweep_id());
+    if (it == sweeps_.end()) return NotFound(request->sweep_id());
+    if (it->second.state() == v1::SWEEP_STATE_PAUSED) {
+      it->second.set_state(v1::SWEEP_STATE_RUNNING);
+    }
+    *response = it->second;
+    return grpc::Status::OK;
+  }
+
+  // Requeues the matching trials of the stored trial list (all belong to the asked sweep).
+  grpc::Status RerunSweep(grpc::ServerContext*, const v1::RerunSweepRequest* request,
+                          v1::RerunSweepResponse* response) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    reruns_.push_back(*request);
+    if (!sweeps_.contains(request->sweep_id())) return NotFound(request->sweep_id());
+    int requeued = 0;
+    for (v1::Trial& trial : trials_) {
+      if ((request->failed() && trial.state() == v1::TRIAL_STATE_FAILED) ||
+          (request->cancelled() && trial.state() == v1::TRIAL_STATE_CANCELLED)) {
+        trial.set_state(v1::TRIAL_STATE_QUEUED);
+        ++requeued;
+      }
+    }
+    response->set_requeued(requeued);
+    return grpc::Status::OK;
+  }
+
+  grpc::Status CancelTrial(grpc::ServerContext*, const v1::CancelTrialRequest* request,
+                           v1::Trial* response) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (v1::Trial& trial : trials_) {
+      if (trial.id() != request->trial_id()) continue;
+      if (trial.state() == v1::TRIAL_STATE_QUEUED || trial.state() == v1::TRIAL_STATE_RUNNING) {
+        trial.set_state(v1::TRIAL_STATE_CANCELLED);
+      }
+      *response = trial;
+      return grpc::Status::OK;
+    }
+    return grpc::Status(grpc::StatusCode::NOT_FOUND,
+                        "trial " + std::to_string(request->trial_id()) + " not found");
   }
 
   grpc::Status GetSweep(grpc::ServerContext*, const v1::GetSweepRequest* request,
@@ -66,6 +135,8 @@ class FakeSweepService final : public v1::SweepService::Service {
       events = events_;
     }
     for (const v1::SweepEvent& event : events) {
+      // Another sweep's (events without a sweep id go to every watcher).
+      if (event.sweep().id() != 0 && event.sweep().id() != request->sweep_id()) continue;
       if (!writer->Write(event)) break;
     }
     return grpc::Status::OK;
@@ -129,6 +200,21 @@ class FakeSweepService final : public v1::SweepService::Service {
     std::lock_guard<std::mutex> lock(mu_);
     return submits_;
   }
+  // Every submission matches an existing sweep; with resume, `requeued` of its 36 trials are
+  // requeued and the rest reused.
+  void SubmitsMatchExistingSweep(int requeued) {
+    std::lock_guard<std::mutex> lock(mu_);
+    existing_sweep_ = true;
+    requeue_on_resume_ = requeued;
+  }
+  std::vector<v1::RerunSweepRequest> reruns() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return reruns_;
+  }
+  std::vector<v1::Trial> trials() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return trials_;
+  }
 
  private:
   static grpc::Status NotFound(int64_t id) {
@@ -143,6 +229,9 @@ class FakeSweepService final : public v1::SweepService::Service {
   std::vector<v1::SweepEvent> events_;
   grpc::Status submit_error_;
   std::vector<v1::SubmitSweepRequest> submits_;
+  bool existing_sweep_ = false;
+  int requeue_on_resume_ = 0;
+  std::vector<v1::RerunSweepRequest> reruns_;
 };
 
 // Serves `service` on 127.0.0.1 at a port the OS picks and sets `address` to "127.0.0.1:PORT".

@@ -208,5 +208,116 @@ TEST(SlurmTest, BatchScriptIsValidBashAndRunsAnArrayOfWorkers) {
   ExpectFlagsExist(args, BITSWEEP_WORKER_BIN, "the Slurm script");
 }
 
+// The shell commands of the ```sh blocks in `markdown` (from `section` to the next "## ", or the
+// whole file when `section` is empty), continuation lines joined and comments dropped.
+std::vector<std::string> ShellLines(const std::string& markdown, const std::string& section) {
+  std::string text = markdown;
+  if (!section.empty()) {
+    const size_t start = text.find(section);
+    if (start == std::string::npos) return {};
+    const size_t end = text.find("\n## ", start + section.size());
+    text = text.substr(start, end == std::string::npos ? std::string::npos : end - start);
+  }
+  std::vector<std::string> lines;
+  std::istringstream in(text);
+  bool in_block = false;
+  std::string pending;
+  for (std::string line; std::getline(in, line);) {
+    const size_t fence = line.find("```");
+    if (fence != std::string::npos) {
+      in_block = !in_block && line.compare(fence, 5, "```sh") == 0;
+      continue;
+    }
+    if (!in_block) continue;
+    if (const size_t hash = line.find(" #"); hash != std::string::npos) line.resize(hash);
+    if (line.find_first_not_of(' ') != std::string::npos &&
+        line[line.find_first_not_of(' ')] == '#') {
+      continue;
+    }
+    if (!line.empty() && line.back() == '\\') {
+      line.pop_back();
+      pending += line + " ";
+      continue;
+    }
+    lines.push_back(pending + line);
+    pending.clear();
+  }
+  return lines;
+}
+
+// For each invocation of `program` in `lines`: the words after it.
+std::vector<std::vector<std::string>> Invocations(const std::vector<std::string>& lines,
+                                                  const std::string& program) {
+  std::vector<std::vector<std::string>> found;
+  for (const std::string& line : lines) {
+    std::istringstream words(line);
+    std::vector<std::string> args;
+    bool in_command = false;
+    for (std::string word; words >> word;) {
+      if (word == ";" || word == "&&" || word == "|" || word == "&") {
+        if (in_command) found.push_back(args);
+        in_command = false;
+        continue;
+      }
+      if (in_command) {
+        args.push_back(word);
+      } else if (word == program ||
+                 // A path to the binary, not a Kubernetes object such as deployment/NAME.
+                 (fs::path(word).filename() == program &&
+                  (word[0] == '/' || word[0] == '.' || word.rfind("build/", 0) == 0))) {
+        in_command = true;
+        args.clear();
+      }
+    }
+    if (in_command) found.push_back(args);
+  }
+  return found;
+}
+
+// README "Scaling out" and docs/deploy.md are what a newcomer follows to add machines: every
+// flag their commands pass must exist (the CLI's: globally or on the subcommand used).
+TEST(DocsTest, ScalingOutCommandsUseOnlyRealFlags) {
+  const std::string readme = ReadText(kSource / "README.md");
+  const std::vector<std::string> scaling_out = ShellLines(readme, "## Scaling out");
+  ASSERT_FALSE(scaling_out.empty()) << "README.md has no \"## Scaling out\" with sh blocks";
+  const std::vector<std::string> deploy = ShellLines(ReadText(kSource / "docs/deploy.md"), "");
+  for (const auto& [lines, where] :
+       {std::pair{scaling_out, "README Scaling out"}, std::pair{deploy, "docs/deploy.md"}}) {
+    int servers = 0, workers = 0;
+    for (const std::vector<std::string>& args : Invocations(lines, "bitsweep-server")) {
+      ExpectFlagsExist(args, BITSWEEP_SERVER_BIN, where);
+      ++servers;
+    }
+    for (const std::vector<std::string>& args : Invocations(lines, "bitsweep-worker")) {
+      ExpectFlagsExist(args, BITSWEEP_WORKER_BIN, where);
+      ++workers;
+    }
+    EXPECT_GT(servers, 0) << where;
+    EXPECT_GT(workers, 0) << where;
+    const std::set<std::string> global = HelpFlags(BITSWEEP_CLI_BIN);
+    for (const std::vector<std::string>& args : Invocations(lines, "bitsweep")) {
+      // The subcommand: the first word that is not a flag or a flag's value.
+      std::string command;
+      for (size_t i = 0; i < args.size(); ++i) {
+        if (args[i].rfind("-", 0) == 0) {
+          if (args[i].find('=') == std::string::npos) ++i;  // Every global option takes a value.
+          continue;
+        }
+        command = args[i];
+        break;
+      }
+      ASSERT_FALSE(command.empty()) << where << ": a bitsweep command without a subcommand";
+      std::set<std::string> known = global;
+      for (const std::string& flag : HelpFlags(std::string(BITSWEEP_CLI_BIN) + " " + command)) {
+        known.insert(flag);
+      }
+      for (const std::string& flag : FlagNames(args)) {
+        EXPECT_TRUE(known.count(flag)) << where << " passes " << flag << " to bitsweep " << command
+                                       << ", which its --help does not list";
+      }
+    }
+  }
+}
+
 }  // namespace
 }  // namespace bitsweep::deploy

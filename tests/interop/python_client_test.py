@@ -3,8 +3,15 @@
 
 Proves the gRPC API is usable without our C++ client: generates the stubs with Debian's
 python3-grpc-tools into a temporary directory, starts bitsweep-server (loopback, port 0) and one
-bitsweep-worker, submits a small synthetic sweep, follows it with WatchSweep and reads the
+bitsweep-worker, checks the standard gRPC health service (grpc.health.v1.Health/Check) and
+server reflection (list the services, fetch SweepService's descriptor) as grpcurl or a load
+balancer would, submits a small synthetic sweep, follows it with WatchSweep and reads the
 results and a curve. Every child process is stopped and reaped, whatever happens.
+
+Debian's python3-grpcio ships neither grpc_health nor grpc_reflection, so the two standard
+service definitions are written out below (field numbers as in grpc/grpc's
+src/proto/grpc/health/v1/health.proto and reflection/v1alpha/reflection.proto) and compiled
+like ours.
 
 Usage: python_client_test.py PROTO_DIR SERVER_BIN WORKER_BIN
 """
@@ -22,10 +29,71 @@ from grpc_tools import protoc
 DEADLINE_SECONDS = 90
 
 
+HEALTH_PROTO = """
+syntax = "proto3";
+package grpc.health.v1;
+message HealthCheckRequest { string service = 1; }
+message HealthCheckResponse {
+  enum ServingStatus { UNKNOWN = 0; SERVING = 1; NOT_SERVING = 2; SERVICE_UNKNOWN = 3; }
+  ServingStatus status = 1;
+}
+service Health { rpc Check(HealthCheckRequest) returns (HealthCheckResponse); }
+"""
+
+# The subset of the reflection protocol used here; PACKAGE is grpc.reflection.v1alpha (what
+# gRPC 1.51's C++ server offers) or grpc.reflection.v1 (newer servers), same messages.
+REFLECTION_PROTO = """
+syntax = "proto3";
+package PACKAGE;
+message ServerReflectionRequest {
+  string host = 1;
+  oneof message_request {
+    string file_by_filename = 3;
+    string file_containing_symbol = 4;
+    string list_services = 7;
+  }
+}
+message ServerReflectionResponse {
+  string valid_host = 1;
+  ServerReflectionRequest original_request = 2;
+  oneof message_response {
+    FileDescriptorResponse file_descriptor_response = 4;
+    ListServiceResponse list_services_response = 6;
+    ErrorResponse error_response = 7;
+  }
+}
+message FileDescriptorResponse { repeated bytes file_descriptor_proto = 1; }
+message ListServiceResponse { repeated ServiceResponse service = 1; }
+message ServiceResponse { string name = 1; }
+message ErrorResponse { int32 error_code = 1; string error_message = 2; }
+service ServerReflection {
+  rpc ServerReflectionInfo(stream ServerReflectionRequest)
+      returns (stream ServerReflectionResponse);
+}
+"""
+
+REFLECTION_PACKAGES = ("v1alpha", "v1")
+
+
 def generate_stubs(proto_dir, out_dir):
     os.makedirs(out_dir)
     protos = [os.path.join(proto_dir, "bitsweep", "v1", name)
               for name in ("config.proto", "worker.proto", "sweep.proto")]
+    standard_dir = os.path.join(out_dir, "standard")
+    # Under "standard_grpc/": a generated "grpc" package would hide grpcio's own. The proto
+    # packages (what goes on the wire) are the standard ones.
+    standard = {os.path.join("standard_grpc", "health", "v1", "health.proto"): HEALTH_PROTO}
+    for version in REFLECTION_PACKAGES:
+        standard[os.path.join("standard_grpc", "reflection", version, "reflection.proto")] = (
+            REFLECTION_PROTO.replace("PACKAGE", "grpc.reflection." + version))
+    for relative, text in standard.items():
+        path = os.path.join(standard_dir, relative)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w") as f:
+            f.write(text)
+        if protoc.main(["grpc_tools.protoc", "-I" + standard_dir, "--python_out=" + out_dir,
+                        "--grpc_python_out=" + out_dir, path]) != 0:
+            raise RuntimeError("grpc_tools.protoc failed on " + relative)
     # google/protobuf/struct.proto: from libprotobuf-dev (/usr/include) on Debian.
     args = ["grpc_tools.protoc", "-I" + proto_dir, "-I/usr/include",
             "--python_out=" + out_dir, "--grpc_python_out=" + out_dir] + protos
@@ -58,6 +126,48 @@ def small_sweep(sweep_pb2):
     parameter = spec.parameters.add(path="precision.default.format")
     parameter.values.extend(["fp32", "mask:12"])
     return spec
+
+
+def check_health_and_reflection(channel):
+    """The standard services a load balancer, Kubernetes probe or grpcurl would use."""
+    import importlib
+    from standard_grpc.health.v1 import health_pb2, health_pb2_grpc
+
+    health = health_pb2_grpc.HealthStub(channel)
+    reply = health.Check(health_pb2.HealthCheckRequest(service=""), timeout=10)
+    assert reply.status == health_pb2.HealthCheckResponse.SERVING, reply
+
+    for version in REFLECTION_PACKAGES:
+        pb2 = importlib.import_module("standard_grpc.reflection.%s.reflection_pb2" % version)
+        pb2_grpc = importlib.import_module(
+            "standard_grpc.reflection.%s.reflection_pb2_grpc" % version)
+        stub = pb2_grpc.ServerReflectionStub(channel)
+        requests = [pb2.ServerReflectionRequest(list_services=""),
+                    pb2.ServerReflectionRequest(file_containing_symbol="bitsweep.v1.SweepService")]
+        try:
+            replies = list(stub.ServerReflectionInfo(iter(requests), timeout=10))
+        except grpc.RpcError as error:
+            if error.code() == grpc.StatusCode.UNIMPLEMENTED:
+                continue  # This server speaks the other version.
+            raise
+        assert len(replies) == 2, replies
+        services = sorted(s.name for s in replies[0].list_services_response.service)
+        for expected in ("bitsweep.v1.SweepService", "bitsweep.v1.WorkerService",
+                         "grpc.health.v1.Health"):
+            assert expected in services, services
+        files = replies[1].file_descriptor_response.file_descriptor_proto
+        assert files, replies[1]
+        # The descriptors are enough to call the API with no .proto at hand (what grpcurl does).
+        from google.protobuf import descriptor_pb2
+        names = []
+        for blob in files:
+            descriptor = descriptor_pb2.FileDescriptorProto()
+            descriptor.ParseFromString(blob)
+            names.append(descriptor.name)
+        assert "bitsweep/v1/sweep.proto" in names, names
+        print("python client: health SERVING; reflection (%s) lists %s" % (version, services))
+        return
+    raise AssertionError("the server offers no reflection service (v1alpha or v1)")
 
 
 def stop(process):
@@ -93,6 +203,7 @@ def main():
                  "--log-level", "warn"])
 
             channel = grpc.insecure_channel(address)
+            check_health_and_reflection(channel)
             stub = sweep_pb2_grpc.SweepServiceStub(channel)
             submitted = stub.SubmitSweep(sweep_pb2.SubmitSweepRequest(spec=small_sweep(sweep_pb2)),
                                          timeout=10)

@@ -208,8 +208,10 @@ std::vector<SweepFileCase> SweepFileCases() {
       {"NameTooLong", "name: " + std::string(1000, 'n') + "\n", Stage::kServer, kInvalid,
        "name: longer than"},
       // Method and seeds.
-      {"UnknownMethod", "name: x\nsweep: {method: random}\n", Stage::kServer, kInvalid,
-       "not supported yet"},
+      {"UnknownMethod", "name: x\nsweep: {method: annealing}\n", Stage::kServer, kInvalid,
+       "'annealing' is not supported (known: grid, random, bisect)"},
+      {"RandomWithoutSamples", "name: x\nsweep: {method: random}\n", Stage::kServer, kInvalid,
+       "sweep.samples: 0 must be at least 1"},
       {"NegativeSeeds", "name: x\nsweep: {seeds: -1}\n", Stage::kServer, kInvalid,
        "sweep.seeds: -1"},
       // Unknown paths and fields.
@@ -324,6 +326,35 @@ class RequestCaseTest : public BadInputTest, public ::testing::WithParamInterfac
   v1::WorkerService::Stub* workers() { return workers_.get(); }
   v1::SweepService::Stub* sweeps() { return sweeps_.get(); }
 };
+
+// A valid synthetic-dataset spec sweeping the default format over three values.
+v1::SweepSpec FormatSweep(const std::string& name) {
+  v1::SweepSpec spec;
+  spec.set_name(name);
+  (*spec.mutable_base()->mutable_fields())["dataset"]
+      .mutable_struct_value()
+      ->mutable_fields()
+      ->
+      operator[]("name")
+      .set_string_value("synthetic");
+  v1::SweepParameter* parameter = spec.add_parameters();
+  parameter->set_path("precision.default.format");
+  for (const char* format : {"mask:12", "mask:16", "mask:20"}) {
+    parameter->mutable_values()->add_values()->set_string_value(format);
+  }
+  return spec;
+}
+
+grpc::Status UploadCheckpoint(RequestCaseTest& t, const v1::TrialRef& ref, size_t bytes = 16) {
+  grpc::ClientContext context;
+  v1::UploadCheckpointRequest request;
+  request.set_worker_id("w1");
+  *request.mutable_ref() = ref;
+  request.set_iteration(1);
+  request.set_state(std::string(bytes, 's'));
+  v1::UploadCheckpointResponse response;
+  return t.workers()->UploadCheckpoint(&context, request, &response);
+}
 
 v1::TrialRef Ref(int64_t trial_id, int32_t attempt) {
   v1::TrialRef ref;
@@ -533,6 +564,129 @@ std::vector<RequestCase> RequestCases() {
          return t.sweeps()->GetSweep(&context, request, &response);
        },
        StatusCode::NOT_FOUND, "sweep 5 not found"},
+      // Search methods and pruning (issue 4): validated at submit, nothing stored.
+      {"BisectAxisNotSwept",
+       [](BadInputTest& base, DbCounts* expected) {
+         auto& t = static_cast<RequestCaseTest&>(base);
+         *expected = t.Counts();
+         v1::SweepSpec spec = FormatSweep("bisect");
+         spec.set_method("bisect");
+         spec.mutable_bisect()->set_axis("precision.weights.format");
+         return t.Submit(spec);
+       },
+       StatusCode::INVALID_ARGUMENT,
+       "sweep.bisect.axis: 'precision.weights.format' is not a swept parameter (swept: "
+       "precision.default.format)"},
+      {"BisectAxisNotAFormat",
+       [](BadInputTest& base, DbCounts* expected) {
+         auto& t = static_cast<RequestCaseTest&>(base);
+         *expected = t.Counts();
+         v1::SweepSpec spec = FormatSweep("bisect");
+         spec.set_method("bisect");
+         v1::SweepParameter* batch = spec.add_parameters();
+         batch->set_path("train.batch_size");
+         batch->mutable_values()->add_values()->set_number_value(32);
+         spec.mutable_bisect()->set_axis("train.batch_size");
+         return t.Submit(spec);
+       },
+       StatusCode::INVALID_ARGUMENT, "sweep.bisect.axis: 'train.batch_size' is not a precision"},
+      {"RandomSamplesNegative",
+       [](BadInputTest& base, DbCounts* expected) {
+         auto& t = static_cast<RequestCaseTest&>(base);
+         *expected = t.Counts();
+         v1::SweepSpec spec = FormatSweep("random");
+         spec.set_method("random");
+         spec.set_samples(-2);
+         return t.Submit(spec);
+       },
+       StatusCode::INVALID_ARGUMENT, "sweep.samples: -2 must be at least 1"},
+      {"RandomSamplesExceedGrid",
+       [](BadInputTest& base, DbCounts* expected) {
+         auto& t = static_cast<RequestCaseTest&>(base);
+         *expected = t.Counts();
+         v1::SweepSpec spec = FormatSweep("random");
+         spec.set_method("random");
+         spec.set_samples(4);
+         return t.Submit(spec);
+       },
+       StatusCode::INVALID_ARGUMENT, "sweep.samples: 4 exceeds the grid's 3 points"},
+      {"PruningRuleUnknown",
+       [](BadInputTest& base, DbCounts* expected) {
+         auto& t = static_cast<RequestCaseTest&>(base);
+         *expected = t.Counts();
+         v1::SweepSpec spec = FormatSweep("pruned");
+         spec.mutable_pruning()->set_rule("hyperband");
+         spec.mutable_pruning()->add_at_iterations(100);
+         return t.Submit(spec);
+       },
+       StatusCode::INVALID_ARGUMENT, "sweep.pruning.rule: 'hyperband' is unknown (known: median)"},
+      // Sweep and trial control.
+      {"RerunUnknownSweep",
+       [](BadInputTest& base, DbCounts* expected) {
+         auto& t = static_cast<RequestCaseTest&>(base);
+         *expected = t.Counts();
+         grpc::ClientContext context;
+         v1::RerunSweepRequest request;
+         request.set_sweep_id(77);
+         request.set_failed(true);
+         v1::RerunSweepResponse response;
+         return t.sweeps()->RerunSweep(&context, request, &response);
+       },
+       StatusCode::NOT_FOUND, "sweep 77 not found"},
+      {"PauseFinishedSweep",
+       [](BadInputTest& base, DbCounts* expected) {
+         auto& t = static_cast<RequestCaseTest&>(base);
+         int64_t sweep_id = t.SubmitValid(1);
+         t.Register();
+         EXPECT_TRUE(t.Complete(t.Lease()).ok());
+         *expected = t.Counts();
+         grpc::ClientContext context;
+         v1::PauseSweepRequest request;
+         request.set_sweep_id(sweep_id);
+         v1::Sweep response;
+         return t.sweeps()->PauseSweep(&context, request, &response);
+       },
+       StatusCode::FAILED_PRECONDITION, "is done: there is nothing to pause"},
+      // Checkpoints.
+      {"StaleCheckpointUpload",
+       [](BadInputTest& base, DbCounts* expected) {
+         auto& t = static_cast<RequestCaseTest&>(base);
+         t.SubmitValid(1);
+         t.Register();
+         v1::TrialRef ref = t.Lease();
+         *expected = t.Counts();
+         return UploadCheckpoint(t, Ref(ref.trial_id(), ref.attempt() - 1));
+       },
+       StatusCode::FAILED_PRECONDITION, "attempt 0 is stale (current attempt 1)"},
+      {"CheckpointForCancelledTrial",
+       [](BadInputTest& base, DbCounts* expected) {
+         auto& t = static_cast<RequestCaseTest&>(base);
+         int64_t sweep_id = t.SubmitValid(1);
+         t.Register();
+         v1::TrialRef ref = t.Lease();
+         EXPECT_TRUE(t.Cancel(sweep_id).ok());
+         *expected = t.Counts();
+         return UploadCheckpoint(t, ref);
+       },
+       StatusCode::FAILED_PRECONDITION, "is not running (state TRIAL_STATE_CANCELLED)"},
+      {"CheckpointForQueuedTrial",
+       [](BadInputTest& base, DbCounts* expected) {
+         auto& t = static_cast<RequestCaseTest&>(base);
+         t.SubmitValid(1);
+         *expected = t.Counts();
+         return UploadCheckpoint(t, Ref(1, 0));
+       },
+       StatusCode::FAILED_PRECONDITION, "is not leased to worker 'w1'"},
+      {"OversizedCheckpoint",
+       [](BadInputTest& base, DbCounts* expected) {
+         auto& t = static_cast<RequestCaseTest&>(base);
+         t.SubmitValid(1);
+         t.Register();
+         v1::TrialRef ref = t.Lease();
+         *expected = t.Counts();
+         return UploadCheckpoint(t, ref, kMaxMessageBytes + 1024);
+       },
+       StatusCode::RESOURCE_EXHAUSTED, "larger than max"},
   };
 }
 

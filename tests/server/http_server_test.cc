@@ -147,7 +147,17 @@ TEST_F(HttpServerTest, Dashboard_IsServedFromEmbeddedAssets) {
   auto script = client_->Get("/app.js");
   ASSERT_TRUE(script);
   EXPECT_EQ(script->status, 200);
-  EXPECT_THAT(script->body, HasSubstr("/api/sweeps"));
+  EXPECT_THAT(script->get_header_value("Content-Type"), HasSubstr("javascript"));
+  EXPECT_THAT(script->body, HasSubstr("./sweep_page.js"));
+  auto page = client_->Get("/sweeps_page.js");
+  ASSERT_TRUE(page);
+  EXPECT_THAT(page->body, HasSubstr("/api/sweeps"));
+  // The chart library comes from npm and is served by the server itself.
+  auto uplot = client_->Get("/uPlot.iife.min.js");
+  ASSERT_TRUE(uplot);
+  EXPECT_EQ(uplot->status, 200);
+  EXPECT_THAT(uplot->body, HasSubstr("uPlot"));
+  EXPECT_THAT(index->body, HasSubstr("/uPlot.iife.min.js"));
   auto style = client_->Get("/style.css");
   ASSERT_TRUE(style);
   EXPECT_EQ(style->status, 200);

@@ -123,7 +123,7 @@ TEST(SweepExpanderTest, UnknownBaseField_IsReportedWithPathAndKnownFields) {
   SetBase(&spec, "model", "convs", List({Num(8)}));
   EXPECT_EQ(ErrorOf(spec),
             "base.model.convs: unknown field (known: conv, kernel, pool, dense, activation, "
-            "init, init_scale)");
+            "init, init_scale, kernels, pools)");
 }
 
 TEST(SweepExpanderTest, UnknownParameterPath_IsReported) {
@@ -201,8 +201,9 @@ TEST(SweepExpanderTest, SpecShapeErrors) {
   spec.set_name(std::string(201, 'x'));
   EXPECT_THAT(ErrorOf(spec), StartsWith("name: longer than 200"));
   spec = Spec();
-  spec.set_method("random");
-  EXPECT_THAT(ErrorOf(spec), HasSubstr("not supported yet"));
+  spec.set_method("annealing");
+  EXPECT_EQ(ErrorOf(spec),
+            "sweep.method: 'annealing' is not supported (known: grid, random, bisect)");
   spec = Spec();
   spec.set_seeds(1001);
   EXPECT_THAT(ErrorOf(spec), StartsWith("sweep.seeds: "));
@@ -252,6 +253,109 @@ TEST(ConfigPatcherTest, NumericStrings_AreAcceptedForNumberFields) {
   ASSERT_TRUE(SetFieldAtPath("train.lr", Str("0.5"), "", &config).ok());
   EXPECT_DOUBLE_EQ(config.train().lr(), 0.5);
   EXPECT_FALSE(SetFieldAtPath("seed", Num(-1), "", &config).ok());  // uint64
+}
+
+TEST(SweepExpanderTest, SpecOverTheSizeLimit_IsRejectedBeforeExpansion) {
+  v1::SweepSpec spec;
+  spec.set_name("big");
+  v1::SweepParameter* parameter = spec.add_parameters();
+  parameter->set_path("train.batch_size");
+  parameter->mutable_values()->add_values()->set_number_value(32);
+  (*spec.mutable_base()->mutable_fields())["note"].set_string_value(
+      std::string(SweepExpander::kMaxSpecBytes, 'x'));
+  SweepExpander expander;
+  absl::StatusOr<int64_t> count = expander.CountTrials(spec);
+  ASSERT_FALSE(count.ok());
+  EXPECT_EQ(count.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(count.status().message()), StartsWith("sweep spec: "));
+  EXPECT_THAT(std::string(count.status().message()),
+              HasSubstr("bytes exceed the limit of 1048576"));
+  EXPECT_FALSE(expander.Expand(spec).ok());
+}
+
+TEST(SweepExpanderTest, Random_DrawsDistinctGridPointsDeterministicallyInGridOrder) {
+  v1::SweepSpec spec = Spec();
+  spec.set_method("random");
+  spec.set_samples(7);
+  spec.set_seeds(2);
+  AddParameter(&spec, "train.batch_size", {Num(8), Num(16), Num(32), Num(64)});
+  AddParameter(&spec, "train.lr", {Num(0.1), Num(0.01), Num(0.001), Num(0.2), Num(0.3)});
+  SweepExpander expander;
+  auto first = expander.Expand(spec);
+  ASSERT_TRUE(first.ok()) << first.status();
+  ASSERT_EQ(first->size(), 14u);  // 7 points x 2 seeds
+  std::set<std::string> points;
+  std::vector<std::string> order;
+  for (const PlannedTrial& trial : *first) {
+    std::string point = trial.params[0].value() + "/" + trial.params[1].value();
+    if (points.insert(point).second) order.push_back(point);
+  }
+  EXPECT_EQ(points.size(), 7u);
+  auto again = expander.Expand(spec);
+  ASSERT_TRUE(again.ok());
+  for (size_t i = 0; i < first->size(); ++i) {
+    EXPECT_EQ((*first)[i].config_hash, (*again)[i].config_hash);
+  }
+  // Another spec (another name) draws from another key: over several, the draws differ.
+  bool differs = false;
+  for (int k = 0; k < 5 && !differs; ++k) {
+    v1::SweepSpec other = spec;
+    other.set_name("other" + std::to_string(k));
+    auto drawn = expander.Expand(other);
+    ASSERT_TRUE(drawn.ok());
+    for (size_t i = 0; i < drawn->size(); ++i) {
+      if ((*drawn)[i].config_hash != (*first)[i].config_hash) differs = true;
+    }
+  }
+  EXPECT_TRUE(differs);
+  // All samples of the grid: the whole grid in grid order.
+  spec.set_samples(20);
+  auto all = expander.Expand(spec);
+  spec.set_method("grid");
+  spec.set_samples(0);
+  auto grid = expander.Expand(spec);
+  ASSERT_TRUE(all.ok() && grid.ok());
+  ASSERT_EQ(all->size(), grid->size());
+  for (size_t i = 0; i < all->size(); ++i) {
+    EXPECT_EQ((*all)[i].config_hash, (*grid)[i].config_hash);
+  }
+}
+
+TEST(SweepExpanderTest, Bisect_StartsWithBaselineAndMiddleProbePerCombination) {
+  v1::SweepSpec spec = Spec();
+  spec.set_method("bisect");
+  spec.mutable_bisect()->set_axis("precision.default.format");
+  AddParameter(&spec, "train.batch_size", {Num(16), Num(32)});
+  AddParameter(&spec, "precision.default.format",
+               {Str("mask:10"), Str("mask:12"), Str("mask:14"), Str("mask:16"), Str("mask:18")});
+  SweepExpander expander;
+  auto trials = expander.Expand(spec);
+  ASSERT_TRUE(trials.ok()) << trials.status();
+  ASSERT_EQ(trials->size(), 4u);
+  EXPECT_EQ((*trials)[0].params[1].value(), "fp32");
+  EXPECT_EQ((*trials)[0].config.precision().default_().format(), "fp32");
+  EXPECT_EQ((*trials)[1].params[1].value(), "mask:14");
+  EXPECT_EQ((*trials)[2].params[0].value(), "32");
+  EXPECT_EQ((*trials)[2].params[1].value(), "fp32");
+  auto count = expander.CountTrials(spec);
+  ASSERT_TRUE(count.ok());
+  EXPECT_EQ(*count, 4);
+  auto groups = expander.PlanBisect(spec);
+  ASSERT_TRUE(groups.ok());
+  ASSERT_EQ(groups->size(), 2u);
+  EXPECT_EQ((*groups)[1].probes.size(), 5u);
+}
+
+TEST(SweepExpanderTest, MethodOnlyFields_AreRejectedElsewhere) {
+  v1::SweepSpec spec = Spec();
+  spec.set_samples(3);
+  EXPECT_EQ(ErrorOf(spec), "sweep.samples: only for method random");
+  spec = Spec();
+  spec.mutable_bisect()->set_axis("x");
+  EXPECT_EQ(ErrorOf(spec), "sweep.bisect: only for method bisect");
+  spec = Spec();
+  spec.set_method("bisect");
+  EXPECT_EQ(ErrorOf(spec), "sweep.bisect.axis: missing (name a swept parameter)");
 }
 
 }  // namespace

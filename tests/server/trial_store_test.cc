@@ -1,9 +1,15 @@
 #include "server/trial_store.h"
 
+#include <SQLiteCpp/SQLiteCpp.h>
 #include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <memory>
+#include <set>
 
+#include "server/embedded_file.h"
 #include "tests/server/temp_dir.h"
 
 namespace bitsweep::server {
@@ -68,12 +74,15 @@ class TrialStoreTest : public ::testing::Test {
 };
 
 TEST_F(TrialStoreTest, Open_AppliesMigrationsOnceAndReopenIsIdempotent) {
-  EXPECT_EQ(store_->schema_version(), 1);
+  // Every embedded migration (0001, 0002, ...) is applied.
+  const int latest = static_cast<int>(EmbeddedMigrations().size());
+  EXPECT_GE(latest, 2);
+  EXPECT_EQ(store_->schema_version(), latest);
   ASSERT_TRUE(store_->CreateSweep(Spec("a"), MakeTrials(2), kNow).ok());
   store_.reset();
   auto reopened = TrialStore::Open(dir_.File("test.db"));
   ASSERT_TRUE(reopened.ok()) << reopened.status();
-  EXPECT_EQ((*reopened)->schema_version(), 1);
+  EXPECT_EQ((*reopened)->schema_version(), latest);
   auto sweeps = (*reopened)->ListSweeps();
   ASSERT_TRUE(sweeps.ok());
   EXPECT_EQ(sweeps->size(), 1u);
@@ -121,7 +130,8 @@ TEST_F(TrialStoreTest, UnknownIds_AreNotFound) {
   EXPECT_EQ(store_->CancelSweep(42, kNow).code(), absl::StatusCode::kNotFound);
 }
 
-TEST_F(TrialStoreTest, LeaseNext_PrefersPriorityThenOlderSweepThenIndex) {
+// Equal priorities share fairly: the sweep with fewer running trials first, then the older.
+TEST_F(TrialStoreTest, LeaseNext_PrefersPriorityThenFewestRunningThenOlderSweepThenIndex) {
   auto low = store_->CreateSweep(Spec("low", 0), MakeTrials(2), kNow);
   auto high = store_->CreateSweep(Spec("high", 5), MakeTrials(2), kNow);
   auto low2 = store_->CreateSweep(Spec("low2", 0), MakeTrials(1), kNow);
@@ -135,7 +145,7 @@ TEST_F(TrialStoreTest, LeaseNext_PrefersPriorityThenOlderSweepThenIndex) {
     EXPECT_EQ(leased.attempt, 1);
   }
   std::vector<std::pair<int64_t, int>> expected = {
-      {*high, 0}, {*high, 1}, {*low, 0}, {*low, 1}, {*low2, 0}};
+      {*high, 0}, {*high, 1}, {*low, 0}, {*low2, 0}, {*low, 1}};
   EXPECT_EQ(order, expected);
   auto none = store_->LeaseNext("w1", kNow, kNow + 1000);
   ASSERT_TRUE(none.ok());
@@ -173,7 +183,7 @@ TEST_F(TrialStoreTest, AppendPoints_ResentPointReplacesInsteadOfDoubling) {
   ASSERT_TRUE(store_->AppendPoints("w1", Ref(leased), {Point(100, 0.5), Point(200, 0.6)}).ok());
   auto stop = store_->AppendPoints("w1", Ref(leased), {Point(200, 0.7), Point(300, 0.8)});
   ASSERT_TRUE(stop.ok()) << stop.status();
-  EXPECT_FALSE(*stop);
+  EXPECT_FALSE(stop->stop);
   auto curve = store_->GetCurve(leased.trial_id);
   ASSERT_TRUE(curve.ok());
   ASSERT_EQ(curve->size(), 3u);
@@ -270,7 +280,8 @@ TEST_F(TrialStoreTest, CancelSweep_CancelsQueuedAndTellsRunningToStop) {
   EXPECT_EQ(sweep->counts().cancelled(), 3);
   auto stop = store_->AppendPoints("w1", Ref(leased), {Point(1, 0.1)});
   ASSERT_TRUE(stop.ok());
-  EXPECT_TRUE(*stop);
+  EXPECT_TRUE(stop->stop);
+  EXPECT_FALSE(stop->prune);
   auto refs = store_->Heartbeat("w1", "inc1", {Ref(leased)}, kNow, kNow + 100);
   ASSERT_EQ(refs->size(), 1u);
   EXPECT_FALSE(store_->LeaseNext("w1", kNow, kNow + 100)->has_value());
@@ -284,13 +295,13 @@ TEST_F(TrialStoreTest, RegisterWorker_NewIncarnationReleasesOldTrialsAtOnce) {
   LeasedTrial leased = MustLease("w1", kNow + 100'000);
   auto released = store_->RegisterWorker("w1", "inc2", "host", 2, kNow, kMaxAttempts);
   ASSERT_TRUE(released.ok());
-  EXPECT_EQ(*released, 1);
+  EXPECT_EQ(released->released, 1);
   EXPECT_EQ(store_->GetTrial(leased.trial_id)->state(), v1::TRIAL_STATE_QUEUED);
   LeasedTrial again = MustLease("w1");
   EXPECT_EQ(again.trial_id, leased.trial_id);
   EXPECT_EQ(again.attempt, 2);
   // The same incarnation registering again keeps its trials.
-  EXPECT_EQ(*store_->RegisterWorker("w1", "inc2", "host", 2, kNow, kMaxAttempts), 0);
+  EXPECT_EQ(store_->RegisterWorker("w1", "inc2", "host", 2, kNow, kMaxAttempts)->released, 0);
 }
 
 TEST_F(TrialStoreTest, ListTrialsChangedSince_ReturnsOnlyChangedTrials) {
@@ -305,6 +316,139 @@ TEST_F(TrialStoreTest, ListTrialsChangedSince_ReturnsOnlyChangedTrials) {
   ASSERT_EQ(changed->trials.size(), 1u);
   EXPECT_EQ(changed->trials[0].id(), leased.trial_id);
   EXPECT_TRUE(store_->ListTrialsChangedSince(*id, changed->last_seq, false)->trials.empty());
+}
+
+// --- Issue 4: identity, resume, checkpoints, crash safety -------------------------------------
+
+TEST_F(TrialStoreTest, SubmitSweep_IdenticalSpecReturnsExistingSweep_NoNewTrials) {
+  auto first = store_->SubmitSweep(Spec("s"), MakeTrials(3), /*resume=*/false, kNow);
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_FALSE(first->existing);
+  EXPECT_EQ(first->trial_count, 3);
+  auto again = store_->SubmitSweep(Spec("s"), MakeTrials(3), /*resume=*/false, kNow);
+  ASSERT_TRUE(again.ok());
+  EXPECT_TRUE(again->existing);
+  EXPECT_EQ(again->sweep_id, first->sweep_id);
+  EXPECT_EQ(again->trial_count, 3);
+  EXPECT_EQ(store_->ListSweeps()->size(), 1u);
+  // Any change of the spec is another sweep.
+  auto other = store_->SubmitSweep(Spec("s", /*priority=*/1), MakeTrials(3), false, kNow);
+  ASSERT_TRUE(other.ok());
+  EXPECT_FALSE(other->existing);
+  EXPECT_NE(other->sweep_id, first->sweep_id);
+}
+
+TEST_F(TrialStoreTest, SubmitSweepResume_RequeuesFailedAndCancelledOnly_ReusesFinished) {
+  auto submitted = store_->SubmitSweep(Spec("s"), MakeTrials(4), false, kNow);
+  ASSERT_TRUE(submitted.ok());
+  const int64_t sweep = submitted->sweep_id;
+  LeasedTrial done = MustLease();
+  LeasedTrial failed = MustLease();
+  LeasedTrial cancelled = MustLease();
+  v1::TrialResult result;
+  result.set_final_test_accuracy(0.9);
+  ASSERT_TRUE(store_->CompleteTrial("w1", Ref(done), &result, "", kNow).ok());
+  ASSERT_TRUE(store_->CompleteTrial("w1", Ref(failed), nullptr, "boom", kNow).ok());
+  ASSERT_TRUE(store_->AppendPoints("w1", Ref(cancelled), {Point(1, 0.1)}).ok());
+  ASSERT_TRUE(store_->StoreCheckpoint("w1", Ref(cancelled), 1, "state", kNow).ok());
+  ASSERT_TRUE(store_->CancelTrial(cancelled.trial_id, kNow).ok());
+  // The fourth trial is still queued.
+  auto resumed = store_->SubmitSweep(Spec("s"), MakeTrials(4), /*resume=*/true, kNow);
+  ASSERT_TRUE(resumed.ok()) << resumed.status();
+  EXPECT_TRUE(resumed->existing);
+  EXPECT_EQ(resumed->sweep_id, sweep);
+  EXPECT_EQ(resumed->requeued, 2);
+  EXPECT_EQ(resumed->reused, 1);
+  EXPECT_EQ(resumed->trial_count, 4);
+  v1::Sweep after = *store_->GetSweep(sweep);
+  EXPECT_EQ(after.counts().done(), 1);
+  EXPECT_EQ(after.counts().queued(), 3);
+  EXPECT_EQ(store_->GetTrial(done.trial_id)->result().final_test_accuracy(), 0.9);
+  // A rerun starts from scratch: no checkpoint, no old points; the attempt keeps growing.
+  std::set<int64_t> leased_ids;
+  for (int i = 0; i < 3; ++i) {
+    LeasedTrial next = MustLease();
+    leased_ids.insert(next.trial_id);
+    EXPECT_TRUE(next.checkpoint.empty());
+    if (next.trial_id == cancelled.trial_id) {
+      EXPECT_EQ(next.attempt, 2);
+    }
+  }
+  EXPECT_EQ(leased_ids.count(done.trial_id), 0u);
+  EXPECT_TRUE(store_->GetCurve(cancelled.trial_id)->empty());
+}
+
+TEST_F(TrialStoreTest, Checkpoint_LatestKept_DroppedWhenTrialCompletes) {
+  ASSERT_TRUE(store_->CreateSweep(Spec("s"), MakeTrials(1), kNow).ok());
+  LeasedTrial first = MustLease("w1", kNow + 100);
+  ASSERT_TRUE(
+      store_->AppendPoints("w1", Ref(first), {Point(1, 0.1), Point(2, 0.2), Point(3, 0.3)}).ok());
+  ASSERT_TRUE(store_->StoreCheckpoint("w1", Ref(first), 1, "at1", kNow).ok());
+  ASSERT_TRUE(store_->StoreCheckpoint("w1", Ref(first), 2, "at2", kNow).ok());
+  ASSERT_EQ(*store_->ExpireLeases(kNow + 101, kMaxAttempts), 1);
+  LeasedTrial second = MustLease("w1", kNow + 100'000);
+  EXPECT_EQ(second.checkpoint, "at2");
+  EXPECT_EQ(second.checkpoint_iteration, 2);
+  // Resumed points after the checkpoint: the curve is 1, 2, 3 exactly once each.
+  ASSERT_TRUE(store_->AppendPoints("w1", Ref(second), {Point(3, 0.3)}).ok());
+  auto curve = store_->GetCurve(second.trial_id);
+  ASSERT_EQ(curve->size(), 3u);
+  v1::TrialResult result;
+  ASSERT_TRUE(store_->CompleteTrial("w1", Ref(second), &result, "", kNow).ok());
+  SQLite::Database db(dir_.File("test.db"), SQLite::OPEN_READONLY);
+  EXPECT_EQ(db.execAndGet("SELECT COUNT(*) FROM checkpoints").getInt(), 0);
+}
+
+TEST_F(TrialStoreTest, KillDashNine_LosesNothingAcknowledged_IntegrityCheckOk) {
+  ASSERT_TRUE(store_->CreateSweep(Spec("s"), MakeTrials(1), kNow).ok());
+  LeasedTrial leased = MustLease("w1", kNow + 1'000'000);
+  store_.reset();  // the child is the only writer, as a server process would be
+  int acks[2];
+  ASSERT_EQ(pipe(acks), 0);
+  constexpr int kBatch = 200;
+  pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    close(acks[0]);
+    auto store = TrialStore::Open(dir_.File("test.db"));
+    if (!store.ok()) _exit(3);
+    // Writes until killed (bounded, in case the parent died): one ack byte per commit.
+    for (int64_t batch = 0; batch < 100'000; ++batch) {
+      std::vector<v1::CurvePoint> points;
+      for (int i = 0; i < kBatch; ++i) points.push_back(Point(batch * kBatch + i, 0.5));
+      if (!(*store)->AppendPoints("w1", Ref(leased), points).ok()) _exit(4);
+      char ack = 'a';
+      if (write(acks[1], &ack, 1) != 1) _exit(5);
+    }
+    _exit(0);
+  }
+  close(acks[1]);
+  int acknowledged = 0;
+  char buffer[64];
+  while (acknowledged < 25) {
+    ssize_t n = read(acks[0], buffer, sizeof(buffer));
+    ASSERT_GT(n, 0) << "the writer exited early";
+    acknowledged += static_cast<int>(n);
+  }
+  kill(child, SIGKILL);
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  EXPECT_TRUE(WIFSIGNALED(status));
+  // Acks that were in the pipe when the child died count too.
+  while (true) {
+    ssize_t n = read(acks[0], buffer, sizeof(buffer));
+    if (n <= 0) break;
+    acknowledged += static_cast<int>(n);
+  }
+  close(acks[0]);
+  auto reopened = TrialStore::Open(dir_.File("test.db"));
+  ASSERT_TRUE(reopened.ok()) << reopened.status();
+  auto curve = (*reopened)->GetCurve(leased.trial_id);
+  ASSERT_TRUE(curve.ok());
+  EXPECT_GE(static_cast<int64_t>(curve->size()), int64_t{acknowledged} * kBatch);
+  EXPECT_EQ(curve->size() % kBatch, 0u);  // whole transactions only
+  SQLite::Database db(dir_.File("test.db"), SQLite::OPEN_READONLY);
+  EXPECT_EQ(db.execAndGet("PRAGMA integrity_check").getString(), "ok");
 }
 
 }  // namespace

@@ -81,6 +81,38 @@ TEST(NetworkTest, DeepDenseGradientMatchesNumeric) {
   CheckNetworkGradient(Model({}, 0, 1, {6, 5, 4}), 1, 3, 3);
 }
 
+TEST(NetworkTest, PerLayerKernelsAndPoolsGradientMatchesNumeric) {
+  // Smooth activations: with relu, a 1e-2 weight step moves pre-activations across the kink
+  // (relu's own derivative is checked in ops/gradient_test.cc).
+  for (const char* activation : {"sigmoid", "tanh"}) {
+    v1::ModelConfig m = Model({3, 2}, 0, 0, {5}, activation);
+    m.add_kernels(3);  // 12x11 -> 10x9, no pool -> kernel 2 -> 9x8 -> pool 2 -> 4x4
+    m.add_kernels(2);
+    m.add_pools(1);
+    m.add_pools(2);
+    SCOPED_TRACE(activation);
+    CheckNetworkGradient(m, 2, 12, 11);
+  }
+}
+
+TEST(NetworkTest, PerLayerKernelsDecideTheShapes) {
+  v1::ModelConfig m = Model({4, 4}, 5, 2, {});
+  m.add_kernels(3);
+  m.add_kernels(3);
+  m.add_pools(2);
+  m.add_pools(1);
+  // 16 -> 14 -> 7 -> 5 (no pool): the output layer sees 4·5·5 inputs.
+  auto net = Network::Create(m, 1, 16, 16, 10, 2, 1);
+  ASSERT_TRUE(net.ok()) << net.status();
+  EXPECT_EQ((*net)->params()[4].value.size(), 10u * 4 * 5 * 5);
+  EXPECT_EQ((*net)->num_layers(), 3);
+  EXPECT_EQ((*net)->LayerName(0), "conv0");
+  EXPECT_EQ((*net)->LayerName(2), "output");
+  m.set_kernels(1, 9);  // 7x7 input < 9x9
+  auto bad = Network::Create(m, 1, 16, 16, 10, 2, 1);
+  EXPECT_THAT(std::string(bad.status().message()), HasSubstr("model.conv: conv layer 2"));
+}
+
 TEST(NetworkTest, ParameterCountsFollowTheModel) {
   // MNIST reference CNN: conv 32 (5x5) -> pool -> conv 32 -> pool -> 512 -> 256 -> 10.
   auto net = Network::Create(Model({32, 32}, 5, 2, {256}, "relu"), 1, 28, 28, 10, 2, 0);

@@ -38,9 +38,49 @@ TEST(TrialConfigTest, ErrorsStartWithTheFieldPath) {
        "precision.default.format: ", "B must be between 2 and 32"},
       {[](auto& c) { c.mutable_precision()->mutable_default_()->set_rounding("up"); },
        "precision.default.rounding: ", "unknown rounding"},
-      {[](auto& c) { c.mutable_precision()->add_sites("accumulator"); }, "precision.sites[3]: ",
-       "not supported yet; supported: weights, activations, errors, "
-       "gradients, optimizer"},
+      {[](auto& c) {
+         c.mutable_precision()->add_sites("accumulator");
+         c.mutable_precision()->mutable_accumulator()->set_format("int:8");
+       },
+       "precision.accumulator.format: ", "cannot be an accumulator format"},
+      {[](auto& c) { c.mutable_precision()->add_sites("bogus"); }, "precision.sites[3]: ",
+       "unknown site; supported: weights, activations, errors, gradients, optimizer, "
+       "accumulator"},
+      {[](auto& c) { c.set_kind("batch"); }, "kind: ", "supported: train, simulated"},
+      {[](auto& c) {
+         c.set_kind("simulated");
+         c.mutable_simulation()->set_points(0);
+       },
+       "simulation.points: ", "between 1 and 100000"},
+      {[](auto& c) {
+         c.set_kind("simulated");
+         c.mutable_simulation()->set_points(10);
+         c.mutable_simulation()->set_millis_per_point(60001);
+       },
+       "simulation.millis_per_point: ", "between 0 and 60000"},
+      {[](auto& c) { c.mutable_model()->add_kernels(3); },
+       "model.kernels: ", "1 entries but model.conv has 2 layers"},
+      {[](auto& c) {
+         for (int p : {2, 2, 2}) c.mutable_model()->add_pools(p);
+       },
+       "model.pools: ", "3 entries but model.conv has 2 layers"},
+      {[](auto& c) {
+         c.mutable_model()->add_kernels(3);
+         c.mutable_model()->add_kernels(33);
+       },
+       "model.kernels[1]: ", "between 1 and 32"},
+      {[](auto& c) {
+         c.mutable_model()->add_kernels(13);
+         c.mutable_model()->add_kernels(13);
+       },
+       "model.conv: ", "kernel"},
+      {[](auto& c) { c.mutable_train()->set_compute("fp16"); }, "train.compute: ", "unknown"},
+      {[](auto& c) {
+         for (int i = 0; i < 5; ++i) c.mutable_precision()->add_layers();
+       },
+       "precision.layers: ", "5 entries but the model has 4 parameter layers"},
+      {[](auto& c) { c.mutable_precision()->add_schedule()->set_after_iteration(-1); },
+       "precision.schedule[0].after_iteration: ", "negative"},
       {[](auto& c) { c.mutable_precision()->mutable_gradients()->set_format("fp16"); },
        "precision.gradients.format: ", "not listed in precision.sites"},
       {[](auto& c) {

@@ -58,9 +58,9 @@ TEST(RunningTrialsTest, Stop_MatchesTrialAndAttempt) {
   RunningTrials running;
   std::shared_ptr<StopFlag> flag = running.Add(Ref(1, 2));
   EXPECT_FALSE(running.Stop(Ref(1, 1)));  // an older attempt: not ours
-  EXPECT_FALSE(flag->stop);
+  EXPECT_FALSE(flag->raised());
   EXPECT_TRUE(running.Stop(Ref(1, 2)));
-  EXPECT_TRUE(flag->stop);
+  EXPECT_TRUE(flag->raised());
   running.Remove(Ref(1, 2));
   EXPECT_EQ(running.size(), 0u);
 }
@@ -70,8 +70,8 @@ TEST(RunningTrialsTest, StopAll_AlsoStopsTrialsAddedLater) {
   std::shared_ptr<StopFlag> before = running.Add(Ref(1, 1));
   running.StopAll();
   std::shared_ptr<StopFlag> after = running.Add(Ref(2, 1));
-  EXPECT_TRUE(before->stop);
-  EXPECT_TRUE(after->stop);
+  EXPECT_TRUE(before->raised());
+  EXPECT_TRUE(after->raised());
   EXPECT_EQ(running.List().size(), 2u);
 }
 

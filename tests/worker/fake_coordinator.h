@@ -7,6 +7,7 @@
 #include <deque>
 #include <functional>
 #include <mutex>
+#include <string>
 #include <vector>
 
 #include "worker/coordinator.h"
@@ -21,19 +22,31 @@ class FakeCoordinator final : public Coordinator {
   std::deque<absl::Status> heartbeat_errors;
   std::deque<absl::Status> progress_errors;
   std::deque<absl::Status> complete_errors;
+  std::deque<absl::Status> checkpoint_errors;
+  std::deque<absl::Status> release_errors;
   // ReportProgress answers stop=true once this many reports have succeeded (0 = never).
   int stop_after_reports = 0;
+  // ReportProgress answers prune=true (and stop) once this many reports have succeeded.
+  int prune_after_reports = 0;
+  // RegisterWorker answers these refs in `stop`.
+  std::vector<v1::TrialRef> register_stop;
   // Heartbeat answers list these refs in `stop`.
   std::vector<v1::TrialRef> heartbeat_stop;
   int64_t heartbeat_interval_ms = 20;
 
-  void AddAssignment(int64_t trial_id, int32_t attempt, const v1::TrialConfig& config) {
+  // Queues a lease; `checkpoint` (with its iteration) makes it a resumed attempt.
+  void AddAssignment(int64_t trial_id, int32_t attempt, const v1::TrialConfig& config,
+                     int32_t checkpoint_every = 0, const std::string& checkpoint = "",
+                     int64_t checkpoint_iteration = 0) {
     std::lock_guard<std::mutex> lock(mu);
     v1::LeaseTrialResponse response;
     response.set_has_trial(true);
     response.mutable_ref()->set_trial_id(trial_id);
     response.mutable_ref()->set_attempt(attempt);
     *response.mutable_config() = config;
+    response.set_checkpoint_every(checkpoint_every);
+    response.set_checkpoint(checkpoint);
+    response.set_checkpoint_iteration(checkpoint_iteration);
     assignments.push_back(response);
     cv.notify_all();
   }
@@ -47,6 +60,7 @@ class FakeCoordinator final : public Coordinator {
     v1::RegisterWorkerResponse response;
     response.set_lease_timeout_ms(1000);
     response.set_heartbeat_interval_ms(heartbeat_interval_ms);
+    for (const v1::TrialRef& ref : register_stop) *response.add_stop() = ref;
     return response;
   }
 
@@ -86,7 +100,33 @@ class FakeCoordinator final : public Coordinator {
     v1::ReportProgressResponse response;
     ++successful_reports;
     response.set_stop(stop_after_reports > 0 && successful_reports >= stop_after_reports);
+    if (prune_after_reports > 0 && successful_reports >= prune_after_reports) {
+      response.set_prune(true);
+      response.set_stop(true);
+    }
     return response;
+  }
+
+  absl::StatusOr<v1::UploadCheckpointResponse> UploadCheckpoint(
+      const v1::UploadCheckpointRequest& request) override {
+    std::lock_guard<std::mutex> lock(mu);
+    checkpoint_attempts.push_back(request);
+    cv.notify_all();
+    if (absl::Status s = Pop(checkpoint_errors); !s.ok()) return s;
+    checkpoints.push_back(request);
+    // What the server relies on: every point up to the checkpoint was delivered before it.
+    checkpoint_points_delivered.push_back(delivered_points.size());
+    return v1::UploadCheckpointResponse();
+  }
+
+  absl::StatusOr<v1::ReleaseTrialResponse> ReleaseTrial(
+      const v1::ReleaseTrialRequest& request) override {
+    std::lock_guard<std::mutex> lock(mu);
+    release_attempts.push_back(request);
+    cv.notify_all();
+    if (absl::Status s = Pop(release_errors); !s.ok()) return s;
+    releases.push_back(request);
+    return v1::ReleaseTrialResponse();
   }
 
   absl::StatusOr<v1::CompleteTrialResponse> CompleteTrial(
@@ -123,6 +163,12 @@ class FakeCoordinator final : public Coordinator {
   std::vector<v1::CurvePoint> delivered_points;
   std::vector<v1::CompleteTrialRequest> complete_attempts;
   std::vector<v1::CompleteTrialRequest> completions;
+  std::vector<v1::UploadCheckpointRequest> checkpoint_attempts;
+  std::vector<v1::UploadCheckpointRequest> checkpoints;
+  // delivered_points.size() when each accepted checkpoint arrived.
+  std::vector<size_t> checkpoint_points_delivered;
+  std::vector<v1::ReleaseTrialRequest> release_attempts;
+  std::vector<v1::ReleaseTrialRequest> releases;
   int successful_reports = 0;
   bool cancelled = false;
 

@@ -32,10 +32,10 @@ class FakeWorkerService final : public v1::WorkerService::Service {
     std::lock_guard<std::mutex> lock(mu_);
     registered_.insert(request->worker_id());
     auto authorization = context->client_metadata().find("authorization");
-    last_authorization_ = authorization == context->client_metadata().end()
-                              ? ""
-                              : std::string(authorization->second.data(),
-                                            authorization->second.size());
+    last_authorization_ =
+        authorization == context->client_metadata().end()
+            ? ""
+            : std::string(authorization->second.data(), authorization->second.size());
     response->set_lease_timeout_ms(1000);
     response->set_heartbeat_interval_ms(50);
     return grpc::Status::OK;
@@ -273,19 +273,19 @@ TEST(GrpcCoordinatorDeadServerTest, RegressionServerStartsLate_CallsGoThroughOnc
 TEST_F(GrpcCoordinatorTest, WorkerAgent_RunsATrialOverRealGrpc) {
   ShutdownNotifier shutdown;
   DatasetCache datasets("/nonexistent");
-  TrialRunner runner(
-      "w1", coordinator_.get(), &datasets, &shutdown,
-      [](const v1::TrialConfig&, const trainer::Dataset&,
-         const trainer::ProgressCallback& on_progress) -> absl::StatusOr<v1::TrialResult> {
-        for (int i = 1; i <= 3; ++i) {
-          v1::CurvePoint point;
-          point.set_iteration(i);
-          if (!on_progress(point)) return absl::CancelledError("stopped");
-        }
-        v1::TrialResult result;
-        result.set_num_classes(10);
-        return result;
-      });
+  TrialRunner runner("w1", coordinator_.get(), &datasets, &shutdown,
+                     [](const v1::TrialConfig&, const trainer::Dataset&,
+                        const trainer::ProgressCallback& on_progress,
+                        const trainer::TrainOptions&) -> absl::StatusOr<v1::TrialResult> {
+                       for (int i = 1; i <= 3; ++i) {
+                         v1::CurvePoint point;
+                         point.set_iteration(i);
+                         if (!on_progress(point)) return absl::CancelledError("stopped");
+                       }
+                       v1::TrialResult result;
+                       result.set_num_classes(10);
+                       return result;
+                     });
   WorkerOptions options;
   options.worker_id = "w1";
   options.slots = 1;

@@ -4,6 +4,7 @@
 
 #include "tests/worker/fake_coordinator.h"
 #include "tests/worker/test_configs.h"
+#include "worker/simulated_trial.h"
 
 namespace bitsweep::worker {
 namespace {
@@ -13,9 +14,9 @@ using testing::TinySyntheticConfig;
 
 // Reports `points` curve points at iterations 10, 20, ... unless told to stop, then a result.
 TrainFunction FakeTrain(int points, int* calls_seen = nullptr) {
-  return [points, calls_seen](
-             const v1::TrialConfig&, const trainer::Dataset&,
-             const trainer::ProgressCallback& on_progress) -> absl::StatusOr<v1::TrialResult> {
+  return [points, calls_seen](const v1::TrialConfig&, const trainer::Dataset&,
+                              const trainer::ProgressCallback& on_progress,
+                              const trainer::TrainOptions&) -> absl::StatusOr<v1::TrialResult> {
     for (int i = 1; i <= points; ++i) {
       if (calls_seen) *calls_seen = i;
       v1::CurvePoint point;
@@ -128,12 +129,16 @@ TEST_F(TrialRunnerTest, RealTraining_ServerAnswersStop_TrainerIsCancelled) {
 
 TEST_F(TrialRunnerTest, StopFlagRaised_StopsAtTheNextPoint) {
   TrialRunner runner = MakeRunner([this](const v1::TrialConfig& c, const trainer::Dataset& d,
-                                         const trainer::ProgressCallback& on_progress) {
+                                         const trainer::ProgressCallback& on_progress,
+                                         const trainer::TrainOptions& options) {
     // The heartbeat thread raises the flag while the trial trains.
-    return FakeTrain(10)(c, d, [&](const v1::CurvePoint& p) {
-      if (p.iteration() == 30) stop_.stop = true;
-      return on_progress(p);
-    });
+    return FakeTrain(10)(
+        c, d,
+        [&](const v1::CurvePoint& p) {
+          if (p.iteration() == 30) stop_.Raise();
+          return on_progress(p);
+        },
+        options);
   });
   EXPECT_EQ(runner.Run(Ref(1, 1), TinySyntheticConfig(), stop_), TrialDisposition::kStopped);
   EXPECT_TRUE(coordinator_.complete_attempts.empty());
@@ -190,6 +195,218 @@ TEST_F(TrialRunnerTest, ShutdownWhileServerUnreachable_GivesUpReporting) {
   TrialRunner runner = MakeRunner(FakeTrain(1));
   EXPECT_EQ(runner.Run(Ref(1, 1), TinySyntheticConfig(), stop_), TrialDisposition::kUnreported);
   EXPECT_EQ(coordinator_.complete_attempts.size(), 1u);
+}
+
+// --- checkpoints, resume, release, prune, simulated kind -----------------------------------
+
+v1::TrialConfig SimulatedConfig(int points) {
+  v1::TrialConfig config;
+  config.set_kind("simulated");
+  config.mutable_simulation()->set_points(points);
+  config.mutable_train()->set_eval_every(10);
+  config.mutable_precision()->mutable_default_()->set_format("mask:12");
+  config.mutable_precision()->mutable_default_()->set_rounding("stochastic");
+  return config;
+}
+
+v1::LeaseTrialResponse Lease(int64_t trial_id, int32_t attempt, const v1::TrialConfig& config,
+                             int32_t checkpoint_every = 0, const std::string& checkpoint = "",
+                             int64_t checkpoint_iteration = 0) {
+  v1::LeaseTrialResponse lease;
+  lease.set_has_trial(true);
+  *lease.mutable_ref() = Ref(trial_id, attempt);
+  *lease.mutable_config() = config;
+  lease.set_checkpoint_every(checkpoint_every);
+  lease.set_checkpoint(checkpoint);
+  lease.set_checkpoint_iteration(checkpoint_iteration);
+  return lease;
+}
+
+TEST_F(TrialRunnerTest, SimulatedTrial_NeedsNoDatasetAndCheckpointsAfterItsPoints) {
+  TrialRunner runner = MakeRunner(FakeTrain(1));  // never called for simulated trials
+  EXPECT_EQ(runner.Run(Lease(3, 1, SimulatedConfig(10), 4), stop_), TrialDisposition::kCompleted);
+  ASSERT_EQ(coordinator_.delivered_points.size(), 10u);
+  ASSERT_EQ(coordinator_.checkpoints.size(), 2u);  // after points 4 and 8
+  EXPECT_EQ(coordinator_.checkpoints[0].iteration(), 40);
+  EXPECT_EQ(coordinator_.checkpoints[0].state(), "4");
+  EXPECT_EQ(coordinator_.checkpoints[0].ref().attempt(), 1);
+  EXPECT_EQ(coordinator_.checkpoints[1].iteration(), 80);
+  // Every point up to the checkpoint's iteration was delivered before it.
+  EXPECT_EQ(coordinator_.checkpoint_points_delivered[0], 4u);
+  EXPECT_EQ(coordinator_.checkpoint_points_delivered[1], 8u);
+  ASSERT_EQ(coordinator_.completions.size(), 1u);
+  EXPECT_EQ(coordinator_.completions[0].result().outcome(), v1::TRIAL_OUTCOME_COMPLETED);
+  EXPECT_EQ(coordinator_.completions[0].result().iterations(), 100);
+}
+
+TEST_F(TrialRunnerTest, ResumedLease_ReportsOnlyPointsAfterTheCheckpointWithTheSameResult) {
+  TrialRunner runner = MakeRunner();
+  ASSERT_EQ(runner.Run(Lease(3, 1, SimulatedConfig(10)), stop_), TrialDisposition::kCompleted);
+  const v1::TrialResult whole = coordinator_.completions[0].result();
+  const std::vector<v1::CurvePoint> whole_points = coordinator_.delivered_points;
+  coordinator_.delivered_points.clear();
+
+  EXPECT_EQ(runner.Run(Lease(3, 2, SimulatedConfig(10), 4, "6", 60), stop_),
+            TrialDisposition::kCompleted);
+  ASSERT_EQ(coordinator_.delivered_points.size(), 4u);
+  EXPECT_EQ(coordinator_.delivered_points[0].iteration(), 70);
+  EXPECT_EQ(coordinator_.delivered_points[0].test_accuracy(), whole_points[6].test_accuracy());
+  ASSERT_EQ(coordinator_.checkpoints.size(), 1u);  // after point 8 only
+  EXPECT_EQ(coordinator_.checkpoints[0].ref().attempt(), 2);
+  ASSERT_EQ(coordinator_.completions.size(), 2u);
+  EXPECT_EQ(coordinator_.completions[1].result().final_test_accuracy(),
+            whole.final_test_accuracy());
+  EXPECT_EQ(coordinator_.completions[1].result().iterations_to_target(),
+            whole.iterations_to_target());
+}
+
+TEST_F(TrialRunnerTest, RealTraining_ResumedFromAnUploadedCheckpoint_EndsWithTheSameResult) {
+  TrialRunner runner = MakeRunner();
+  const v1::TrialConfig config = TinySyntheticConfig(60, 10);
+  ASSERT_EQ(runner.Run(Lease(1, 1, config, 2), stop_), TrialDisposition::kCompleted);
+  ASSERT_GE(coordinator_.checkpoints.size(), 2u);  // after evaluations 2, 4 (and 6) of 6
+  const v1::UploadCheckpointRequest checkpoint = coordinator_.checkpoints[0];
+  EXPECT_EQ(checkpoint.iteration(), 20);
+  EXPECT_EQ(trainer::CheckpointIteration(checkpoint.state()).value(), 20);
+  v1::TrialResult whole = coordinator_.completions[0].result();
+  const std::vector<v1::CurvePoint> whole_points = coordinator_.delivered_points;
+  coordinator_.delivered_points.clear();
+
+  ASSERT_EQ(runner.Run(Lease(1, 2, config, 2, checkpoint.state(), checkpoint.iteration()), stop_),
+            TrialDisposition::kCompleted);
+  ASSERT_EQ(coordinator_.delivered_points.size(), 4u);
+  for (size_t i = 0; i < 4; ++i) {
+    EXPECT_EQ(coordinator_.delivered_points[i].SerializeAsString(),
+              whole_points[i + 2].SerializeAsString())
+        << "point " << i;
+  }
+  v1::TrialResult resumed = coordinator_.completions[1].result();
+  for (v1::TrialResult* r : {&whole, &resumed}) {
+    r->clear_train_seconds();
+    r->clear_images_per_second();
+  }
+  EXPECT_EQ(resumed.SerializeAsString(), whole.SerializeAsString());
+}
+
+TEST_F(TrialRunnerTest, CheckpointWhilePointsUndelivered_WaitsForTheNextChance) {
+  // The 2nd report fails: the checkpoint after point 2 must not go before point 2 has.
+  coordinator_.progress_errors = {absl::OkStatus(), absl::UnavailableError("down"),
+                                  absl::UnavailableError("down")};
+  TrialRunner runner = MakeRunner();
+  EXPECT_EQ(runner.Run(Lease(3, 1, SimulatedConfig(6), 2), stop_), TrialDisposition::kCompleted);
+  ASSERT_FALSE(coordinator_.checkpoints.empty());
+  for (size_t i = 0; i < coordinator_.checkpoints.size(); ++i) {
+    EXPECT_GE(coordinator_.checkpoint_points_delivered[i] * 10,
+              static_cast<size_t>(coordinator_.checkpoints[i].iteration()));
+  }
+  EXPECT_EQ(coordinator_.delivered_points.size(), 6u);
+}
+
+TEST_F(TrialRunnerTest, CheckpointRefusedAsStale_StopsTheTrial) {
+  coordinator_.checkpoint_errors = {absl::FailedPreconditionError("stale attempt")};
+  TrialRunner runner = MakeRunner();
+  EXPECT_EQ(runner.Run(Lease(3, 1, SimulatedConfig(10), 2), stop_), TrialDisposition::kStopped);
+  EXPECT_EQ(coordinator_.delivered_points.size(), 2u);
+  EXPECT_TRUE(coordinator_.complete_attempts.empty());
+  EXPECT_TRUE(coordinator_.release_attempts.empty());
+}
+
+TEST_F(TrialRunnerTest, ShutdownStop_UploadsTheLatestCheckpointAndReleasesTheTrial) {
+  // The checkpoint after point 2 fails to upload; shutdown comes after point 3.
+  coordinator_.checkpoint_errors = {absl::UnavailableError("down")};
+  TrialRunner runner = MakeRunner([this](const v1::TrialConfig& c, const trainer::Dataset& d,
+                                         const trainer::ProgressCallback& on_progress,
+                                         const trainer::TrainOptions& options) {
+    v1::TrialConfig simulated = SimulatedConfig(10);
+    (void)c;
+    (void)d;
+    return RunSimulatedTrial(
+        simulated,
+        [&](const v1::CurvePoint& p) {
+          const bool go_on = on_progress(p);
+          if (p.iteration() == 30) {
+            shutdown_.Notify();
+            stop_.Raise();
+          }
+          return go_on;
+        },
+        options);
+  });
+  EXPECT_EQ(runner.Run(Lease(5, 2, TinySyntheticConfig(), 2), stop_), TrialDisposition::kReleased);
+  ASSERT_EQ(coordinator_.checkpoints.size(), 1u);
+  EXPECT_EQ(coordinator_.checkpoints[0].iteration(), 20);
+  EXPECT_EQ(coordinator_.checkpoints[0].ref().attempt(), 2);
+  ASSERT_EQ(coordinator_.releases.size(), 1u);
+  EXPECT_EQ(coordinator_.releases[0].ref().trial_id(), 5);
+  EXPECT_EQ(coordinator_.releases[0].ref().attempt(), 2);
+  EXPECT_FALSE(coordinator_.releases[0].reason().empty());
+  EXPECT_TRUE(coordinator_.complete_attempts.empty());
+}
+
+TEST_F(TrialRunnerTest, StopWithoutShutdown_ReleasesNothing) {
+  TrialRunner runner = MakeRunner();
+  stop_.Raise();
+  EXPECT_EQ(runner.Run(Lease(3, 1, SimulatedConfig(10), 2), stop_), TrialDisposition::kStopped);
+  EXPECT_TRUE(coordinator_.release_attempts.empty());
+  EXPECT_TRUE(coordinator_.complete_attempts.empty());
+}
+
+TEST_F(TrialRunnerTest, ServerAnswersPrune_CompletesAsPrunedWithThePointsSoFar) {
+  coordinator_.prune_after_reports = 3;
+  TrialRunner runner = MakeRunner();
+  v1::TrialConfig config = SimulatedConfig(10);
+  config.mutable_train()->set_target_accuracy(0.2);
+  EXPECT_EQ(runner.Run(Lease(3, 1, config), stop_), TrialDisposition::kCompleted);
+  ASSERT_EQ(coordinator_.delivered_points.size(), 3u);
+  ASSERT_EQ(coordinator_.completions.size(), 1u);
+  const v1::TrialResult& result = coordinator_.completions[0].result();
+  EXPECT_EQ(result.outcome(), v1::TRIAL_OUTCOME_PRUNED);
+  EXPECT_EQ(result.iterations(), 30);
+  EXPECT_EQ(result.final_test_accuracy(), coordinator_.delivered_points[2].test_accuracy());
+  EXPECT_EQ(result.best_test_accuracy(), coordinator_.delivered_points[2].test_accuracy());
+  EXPECT_GT(result.iterations_to_target(), 0);
+}
+
+TEST_F(TrialRunnerTest, MinReportInterval_CoalescesFastPointsAndDeliversEveryOneInOrder) {
+  TrialRunner runner("w1", &coordinator_, &datasets_, &shutdown_, nullptr, FastBackoff(), 1,
+                     std::chrono::seconds(60));
+  EXPECT_EQ(runner.Run(Lease(3, 1, SimulatedConfig(10), 4), stop_), TrialDisposition::kCompleted);
+  // The first point at once; 2-4 before the checkpoint after 4; 5-8 before the one after 8;
+  // 9-10 at the end.
+  ASSERT_EQ(coordinator_.progress_requests.size(), 4u);
+  EXPECT_EQ(coordinator_.progress_requests[0].points_size(), 1);
+  EXPECT_EQ(coordinator_.progress_requests[1].points_size(), 3);
+  ASSERT_EQ(coordinator_.delivered_points.size(), 10u);
+  for (size_t i = 0; i < 10; ++i) {
+    EXPECT_EQ(coordinator_.delivered_points[i].iteration(), 10 * static_cast<int64_t>(i + 1));
+  }
+  EXPECT_EQ(coordinator_.checkpoint_points_delivered, (std::vector<size_t>{4, 8}));
+  EXPECT_EQ(coordinator_.completions.size(), 1u);
+}
+
+TEST_F(TrialRunnerTest, UnknownKind_IsReportedAsTheTrialsError) {
+  TrialRunner runner = MakeRunner(FakeTrain(1));
+  v1::TrialConfig config = TinySyntheticConfig();
+  config.set_kind("quantum");
+  EXPECT_EQ(runner.Run(Lease(3, 1, config), stop_), TrialDisposition::kFailed);
+  ASSERT_EQ(coordinator_.completions.size(), 1u);
+  EXPECT_NE(coordinator_.completions[0].error().find("quantum"), std::string::npos);
+}
+
+TEST_F(TrialRunnerTest, ThreadsPerSlot_ReachTheTrainer) {
+  int threads_seen = 0;
+  TrialRunner runner(
+      "w1", &coordinator_, &datasets_, &shutdown_,
+      [&threads_seen](const v1::TrialConfig& c, const trainer::Dataset& d,
+                      const trainer::ProgressCallback& on_progress,
+                      const trainer::TrainOptions& options) {
+        threads_seen = options.threads;
+        return FakeTrain(1)(c, d, on_progress, options);
+      },
+      FastBackoff(), 3);
+  v1::TrialConfig config = TinySyntheticConfig();
+  EXPECT_EQ(runner.Run(Lease(3, 1, config), stop_), TrialDisposition::kCompleted);
+  EXPECT_EQ(threads_seen, 3);
 }
 
 }  // namespace

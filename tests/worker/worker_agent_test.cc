@@ -16,7 +16,8 @@ using testing::TinySyntheticConfig;
 // Emits points until stopped, or `points` of them (0 = until stopped), then a result.
 TrainFunction PointTrain(int points) {
   return [points](const v1::TrialConfig&, const trainer::Dataset&,
-                  const trainer::ProgressCallback& on_progress) -> absl::StatusOr<v1::TrialResult> {
+                  const trainer::ProgressCallback& on_progress,
+                  const trainer::TrainOptions&) -> absl::StatusOr<v1::TrialResult> {
     for (int i = 1; points == 0 || i <= points; ++i) {
       v1::CurvePoint point;
       point.set_iteration(i);
@@ -175,6 +176,47 @@ TEST_F(WorkerAgentTest, Shutdown_StopsRunningTrialsAndLongPollsPromptly) {
   run.join();
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5));
   EXPECT_TRUE(coordinator_.complete_attempts.empty());
+}
+
+TEST_F(WorkerAgentTest, ReregisterAfterServerRestart_ListsRunningTrialsAndStopsThoseNotReattached) {
+  MakeRunner(PointTrain(0));  // trains until stopped
+  coordinator_.AddAssignment(7, 2, TinySyntheticConfig());
+  WorkerOptions options = Options(1, 1);
+  options.threads_per_slot = 2;
+  WorkerAgent agent(options, &coordinator_, runner_.get(), &shutdown_);
+  absl::Status status;
+  std::thread run([&] { status = agent.Run(); });
+  ASSERT_TRUE(coordinator_.WaitUntil([&] {
+    return !coordinator_.heartbeats.empty() && coordinator_.heartbeats.back().running_size() == 1;
+  }));
+  {
+    // The server restarted and lost the lease: it no longer knows the worker and does not
+    // re-attach trial 7/2.
+    std::lock_guard<std::mutex> lock(coordinator_.mu);
+    v1::TrialRef ref;
+    ref.set_trial_id(7);
+    ref.set_attempt(2);
+    coordinator_.register_stop.push_back(ref);
+    coordinator_.heartbeat_errors.push_back(absl::NotFoundError("worker not registered"));
+  }
+  run.join();  // max_trials = 1: the stopped trial ends Run
+  EXPECT_TRUE(status.ok());
+  ASSERT_EQ(coordinator_.registers.size(), 2u);
+  EXPECT_EQ(coordinator_.registers[0].threads_per_slot(), 2);
+  EXPECT_EQ(coordinator_.registers[0].running_size(), 0);
+  ASSERT_EQ(coordinator_.registers[1].running_size(), 1);
+  EXPECT_EQ(coordinator_.registers[1].running(0).trial_id(), 7);
+  EXPECT_EQ(coordinator_.registers[1].running(0).attempt(), 2);
+  EXPECT_EQ(coordinator_.registers[1].incarnation(), coordinator_.registers[0].incarnation());
+  EXPECT_TRUE(coordinator_.complete_attempts.empty());
+}
+
+TEST_F(WorkerAgentTest, EachAgentHasItsOwnIncarnation) {
+  MakeRunner(PointTrain(1));
+  WorkerAgent first(Options(1, 1), &coordinator_, runner_.get(), &shutdown_);
+  WorkerAgent second(Options(1, 1), &coordinator_, runner_.get(), &shutdown_);
+  EXPECT_FALSE(first.incarnation().empty());
+  EXPECT_NE(first.incarnation(), second.incarnation());
 }
 
 TEST_F(WorkerAgentTest, ShutdownBeforeRegistering_ReturnsCancelled) {

@@ -1,5 +1,6 @@
 // Weight initialisation schemes (DESIGN §5): he, glorot, normal:STD, uniform:A, constant:C
-// (the positive initialisation of seeds/000_075f41563a3d4c76.txt), each multiplied by model.init_scale. Biases start at 0.
+// (the positive initialisation of seeds/000_075f41563a3d4c76.txt), each multiplied by
+// model.init_scale. Biases start at 0.
 #pragma once
 
 #include <cstdint>

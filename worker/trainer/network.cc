@@ -1,8 +1,12 @@
 #include "worker/trainer/network.h"
 
 #include <algorithm>
+#include <cmath>
 
 #include "absl/strings/str_cat.h"
+#include "oneapi/tbb/blocked_range.h"
+#include "oneapi/tbb/parallel_for.h"
+#include "oneapi/tbb/partitioner.h"
 #include "worker/trainer/init.h"
 #include "worker/trainer/ops/dense.h"
 #include "worker/trainer/quant/rng.h"
@@ -10,6 +14,18 @@
 
 namespace bitsweep::trainer {
 namespace {
+
+// fn(e) for every example, split between the threads of the current arena. Per-example work
+// is independent, so the split does not change any result.
+template <typename Fn>
+void ForEachExample(int n, const Fn& fn) {
+  oneapi::tbb::parallel_for(
+      oneapi::tbb::blocked_range<int>(0, n, 4),
+      [&](const oneapi::tbb::blocked_range<int>& r) {
+        for (int e = r.begin(); e < r.end(); ++e) fn(e);
+      },
+      oneapi::tbb::simple_partitioner());
+}
 
 // Stream-key tensor ids: conv block l is l, dense layer j (the output layer last) is 100 + j.
 constexpr uint64_t kDenseTensorBase = 100;
@@ -23,13 +39,29 @@ Param MakeParam(int64_t size) {
   return p;
 }
 
+AccumulatorRounding Accumulator(const SitePrecision& precision, int layer, uint64_t step_key) {
+  AccumulatorRounding r;
+  r.quantizer = precision.AccumulatorFor(layer);
+  r.chunk = precision.accumulator_chunk;
+  r.key = SiteKey(step_key, Site::kAccumulator, static_cast<uint64_t>(layer));
+  return r;
+}
+
 }  // namespace
+
+int ConvKernel(const v1::ModelConfig& model, int layer) {
+  return layer < model.kernels_size() ? model.kernels(layer) : model.kernel();
+}
+
+int ConvPool(const v1::ModelConfig& model, int layer) {
+  return std::max(layer < model.pools_size() ? model.pools(layer) : model.pool(), 1);
+}
 
 absl::Status CheckModelFits(const v1::ModelConfig& model, int height, int width) {
   int h = height, w = width;
-  const int k = model.kernel();
-  const int p = std::max(model.pool(), 1);
   for (int l = 0; l < model.conv_size(); ++l) {
+    const int k = ConvKernel(model, l);
+    const int p = ConvPool(model, l);
     if (h - k + 1 < 1 || w - k + 1 < 1) {
       return absl::InvalidArgumentError(absl::StrCat(
           "model.conv: conv layer ", l + 1, " gets a ", h, "x", w, " input, smaller than the ", k,
@@ -52,12 +84,12 @@ int64_t EstimateNetworkBytes(const v1::ModelConfig& model, int channels, int hei
                              int num_classes, int max_batch) {
   int64_t floats = 0;
   int c = channels, h = height, w = width;
-  const int p = std::max(model.pool(), 1);
   for (int l = 0; l < model.conv_size(); ++l) {
-    const ConvShape conv{c, h, w, model.conv(l), model.kernel()};
+    const int p = ConvPool(model, l);
+    const ConvShape conv{c, h, w, model.conv(l), ConvKernel(model, l)};
     if (conv.oh() < 1 || conv.ow() < 1) break;      // CheckModelFits reports it
     floats += 3 * conv.weight_size() + 3 * conv.f;  // value, grad, velocity
-    floats += (l > 0 ? 2 : 1) * ConvColSize(conv, max_batch) + ConvTmpSize(conv, max_batch);
+    floats += ConvGroupScratchSize(conv, max_batch) + 2 * ConvThreadScratchSize(conv);
     floats += 2 * conv.out_size() * max_batch;
     h = conv.oh();
     w = conv.ow();
@@ -118,15 +150,12 @@ absl::StatusOr<std::unique_ptr<Network>> Network::Create(const v1::ModelConfig& 
 
   int c = channels, h = height, w = width;
   for (int l = 0; l < model.conv_size(); ++l) {
-    const int k = model.kernel();
+    const int k = ConvKernel(model, l);
     ConvBlock b;
     b.conv = ConvShape{c, h, w, model.conv(l), k};
-    b.pool = PoolShape{b.conv.f, b.conv.oh(), b.conv.ow(), model.pool()};
+    b.pool = PoolShape{b.conv.f, b.conv.oh(), b.conv.ow(), ConvPool(model, l)};
     b.weights = add_param(b.conv.weight_size(), b.conv.ckk(), int64_t{b.conv.f} * k * k, false);
     b.bias = add_param(b.conv.f, 0, 0, true);
-    b.col.resize(ConvColSize(b.conv, max_batch));
-    b.tmp.resize(ConvTmpSize(b.conv, max_batch));
-    if (l > 0) b.dcol.resize(ConvColSize(b.conv, max_batch));
     b.act.resize(b.conv.out_size() * max_batch);
     b.dact.resize(b.conv.out_size() * max_batch);
     if (b.pool.p > 1) {
@@ -164,18 +193,23 @@ int64_t Network::num_weights() const {
 }
 
 const float* Network::Forward(const float* x, int n, SitePrecision& precision, uint64_t step_key) {
-  SiteQuantizer& qa = precision.activations;
   input_ = x;
   const float* in = x;
+  const int num_convs = static_cast<int>(convs_.size());
   for (size_t l = 0; l < convs_.size(); ++l) {
     ConvBlock& b = convs_[l];
+    SiteQuantizer& qa = precision.For(Site::kActivations, static_cast<int>(l));
+    const AccumulatorRounding acc = Accumulator(precision, static_cast<int>(l), step_key);
     ConvForward(b.conv, n, in, params_[b.weights].value.data(), params_[b.bias].value.data(),
-                b.col.data(), b.tmp.data(), b.act.data());
+                b.act.data(), &activation_, acc.quantizer != nullptr ? &acc : nullptr);
     const int64_t size = n * b.conv.out_size();
-    ActivationForward(activation_, b.act.data(), size);
     qa.Apply(static_cast<int>(l), b.act.data(), size, SiteKey(step_key, Site::kActivations, l));
     if (b.pool.p > 1) {
-      MaxPoolForward(b.pool, n, b.act.data(), b.pooled.data(), b.argmax.data());
+      const int64_t in_size = b.pool.in_size(), out_size = b.pool.out_size();
+      ForEachExample(n, [&](int e) {
+        MaxPoolForward(b.pool, 1, b.act.data() + e * in_size, b.pooled.data() + e * out_size,
+                       b.argmax.data() + e * out_size);
+      });
       in = b.pooled.data();
     } else {
       in = b.act.data();
@@ -183,8 +217,11 @@ const float* Network::Forward(const float* x, int n, SitePrecision& precision, u
   }
   for (size_t j = 0; j < dense_.size(); ++j) {
     DenseLayer& d = dense_[j];
+    const int layer = num_convs + static_cast<int>(j);
+    SiteQuantizer& qa = precision.For(Site::kActivations, layer);
+    const AccumulatorRounding acc = Accumulator(precision, layer, step_key);
     DenseForward(n, d.in, d.out, in, params_[d.weights].value.data(), params_[d.bias].value.data(),
-                 d.y.data());
+                 d.y.data(), acc.quantizer != nullptr ? &acc : nullptr);
     const int64_t size = int64_t{n} * d.out;
     if (j + 1 < dense_.size()) ActivationForward(activation_, d.y.data(), size);
     qa.Apply(static_cast<int>(kDenseTensorBase + j), d.y.data(), size,
@@ -195,11 +232,14 @@ const float* Network::Forward(const float* x, int n, SitePrecision& precision, u
 }
 
 void Network::Backward(float* dlogits, int n, SitePrecision& precision, uint64_t step_key) {
-  SiteQuantizer& qe = precision.errors;
   // dout: the gradient w.r.t. the current layer's output, quantised as it arrives.
   float* dout = dlogits;
+  const int num_convs = static_cast<int>(convs_.size());
   for (size_t jj = dense_.size(); jj-- > 0;) {
     DenseLayer& d = dense_[jj];
+    const int layer = num_convs + static_cast<int>(jj);
+    SiteQuantizer& qe = precision.For(Site::kErrors, layer);
+    const AccumulatorRounding acc = Accumulator(precision, layer, step_key);
     const int64_t size = int64_t{n} * d.out;
     qe.Apply(static_cast<int>(kDenseTensorBase + jj), dout, size,
              SiteKey(step_key, Site::kErrors, kDenseTensorBase + jj));
@@ -218,16 +258,24 @@ void Network::Backward(float* dlogits, int n, SitePrecision& precision, uint64_t
       din = nullptr;  // nobody needs the input's gradient
     }
     DenseBackward(n, d.in, d.out, dout, in, params_[d.weights].value.data(),
-                  params_[d.weights].grad.data(), params_[d.bias].grad.data(), din);
+                  params_[d.weights].grad.data(), params_[d.bias].grad.data(), din,
+                  acc.quantizer != nullptr ? &acc : nullptr);
     dout = din;
   }
   for (size_t l = convs_.size(); l-- > 0;) {
     ConvBlock& b = convs_[l];
+    SiteQuantizer& qe = precision.For(Site::kErrors, static_cast<int>(l));
+    const AccumulatorRounding acc = Accumulator(precision, static_cast<int>(l), step_key);
     qe.Apply(static_cast<int>(l), dout, n * b.out_size(), SiteKey(step_key, Site::kErrors, l));
-    if (b.pool.p > 1) {
-      MaxPoolBackward(b.pool, n, b.dpooled.data(), b.argmax.data(), b.dact.data());
-    }
-    ActivationBackward(activation_, b.act.data(), b.dact.data(), n * b.conv.out_size());
+    const int64_t in_size = b.pool.in_size(), out_size = b.pool.out_size();
+    ForEachExample(n, [&](int e) {
+      if (b.pool.p > 1) {
+        MaxPoolBackward(b.pool, 1, b.dpooled.data() + e * out_size, b.argmax.data() + e * out_size,
+                        b.dact.data() + e * in_size);
+      }
+      ActivationBackward(activation_, b.act.data() + e * in_size, b.dact.data() + e * in_size,
+                         in_size);
+    });
     // The first conv layer's input gradient is not needed.
     float* din = nullptr;
     if (l > 0) {
@@ -237,9 +285,9 @@ void Network::Backward(float* dlogits, int n, SitePrecision& precision, uint64_t
     const float* in = input_;
     if (l > 0)
       in = convs_[l - 1].pool.p > 1 ? convs_[l - 1].pooled.data() : convs_[l - 1].act.data();
-    ConvBackward(b.conv, n, b.dact.data(), in, params_[b.weights].value.data(), b.col.data(),
-                 b.tmp.data(), din == nullptr ? nullptr : b.dcol.data(),
-                 params_[b.weights].grad.data(), params_[b.bias].grad.data(), din);
+    ConvBackward(b.conv, n, b.dact.data(), in, params_[b.weights].value.data(),
+                 params_[b.weights].grad.data(), params_[b.bias].grad.data(), din,
+                 acc.quantizer != nullptr ? &acc : nullptr);
     dout = din;
   }
 }
@@ -259,6 +307,53 @@ void Network::QuantizeGradients(SiteQuantizer& quantizer, uint64_t step_key) {
     quantizer.Apply(static_cast<int>(i), params_[i].grad.data(),
                     static_cast<int64_t>(params_[i].grad.size()),
                     SiteKey(step_key, Site::kGradients, i));
+  }
+}
+
+void Network::QuantizeWeights(SitePrecision& precision, uint64_t key) {
+  for (size_t i = 0; i < params_.size(); ++i) {
+    Param& p = params_[i];
+    if (!p.master.empty()) p.value = p.master;
+    precision.For(Site::kWeights, static_cast<int>(i / 2))
+        .Apply(static_cast<int>(i), p.value.data(), static_cast<int64_t>(p.value.size()),
+               DeriveKey(key, i));
+  }
+}
+
+std::string Network::LayerName(int layer) const {
+  const int convs = static_cast<int>(convs_.size());
+  if (layer < convs) return absl::StrCat("conv", layer);
+  if (layer == num_layers() - 1) return "output";
+  return absl::StrCat("dense", layer - convs);
+}
+
+void Network::QuantizeGradients(SitePrecision& precision, uint64_t step_key,
+                                std::vector<LayerGradientStats>* stats) {
+  if (stats != nullptr) stats->clear();
+  std::vector<float> before;
+  for (size_t i = 0; i < params_.size(); ++i) {
+    std::vector<float>& g = params_[i].grad;
+    const bool weights = i % 2 == 0;  // each layer: weights, then bias
+    if (stats != nullptr && weights) before = g;
+    precision.For(Site::kGradients, static_cast<int>(i / 2))
+        .Apply(static_cast<int>(i), g.data(), static_cast<int64_t>(g.size()),
+               SiteKey(step_key, Site::kGradients, i));
+    if (stats != nullptr && weights) {
+      LayerGradientStats s;
+      s.layer = LayerName(static_cast<int>(i / 2));
+      double sum = 0;
+      int64_t nonzero = 0, flushed = 0;
+      for (size_t e = 0; e < before.size(); ++e) {
+        sum += double{before[e]} * before[e];
+        if (before[e] != 0.0f) {
+          ++nonzero;
+          flushed += g[e] == 0.0f;
+        }
+      }
+      s.gradient_norm = std::sqrt(sum);
+      s.flushed_to_zero = nonzero > 0 ? static_cast<double>(flushed) / nonzero : 0.0;
+      stats->push_back(std::move(s));
+    }
   }
 }
 

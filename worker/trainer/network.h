@@ -15,12 +15,17 @@
 //                backward pass (w.r.t. the logits, each hidden dense output, each conv block's
 //                output; for relu this equals rounding the pre-activation delta).
 //   weights:     by the trainer, through QuantizeWeights, at init and after every update.
+//   accumulator: inside every dense and conv GEMM of the forward and backward passes
+//                (ops/gemm.h AccumulatorGemm), stream SiteKey(step_key, kAccumulator, layer).
+// Every site uses the quantiser of the parameter layer it belongs to (SitePrecision::For):
+// conv block l is layer l, hidden dense j is layer C + j, the output layer C + D.
 //   gradients, optimizer: by the trainer (param gradients; optimiser state, optim/optimizer.h).
 // All buffers are allocated once for `max_batch` examples; Forward/Backward do not allocate.
 #pragma once
 
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -31,6 +36,11 @@
 #include "worker/trainer/quant/sites.h"
 
 namespace bitsweep::trainer {
+
+// Conv layer `layer`'s kernel size and pool window: model.kernels / model.pools when given,
+// else model.kernel / model.pool (a pool of 0 or 1 is no pooling: 1).
+int ConvKernel(const v1::ModelConfig& model, int layer);
+int ConvPool(const v1::ModelConfig& model, int layer);
 
 // Checks that every conv layer (and its pooling) of `model` keeps a spatial size >= 1 on
 // height × width inputs. Errors: InvalidArgument starting with "model.conv: " and naming
@@ -52,9 +62,6 @@ struct Param {
   // rmsprop's s; and adam's second moment v.
   std::vector<float> velocity;
   std::vector<float> second;
-  // Rounds every param's gradient (param i is its tensor i, stream SiteKey(step_key,
-  // kGradients, i)): the gradients site, between Backward and the optimiser step.
-  void QuantizeGradients(SiteQuantizer& quantizer, uint64_t step_key);
 
   // precision.master_weights fp32: the float32 copy the optimiser updates (value is its
   // quantised copy); empty otherwise.
@@ -88,10 +95,27 @@ class Network {
   // Rounds every weight and bias with `quantizer` (param i is its tensor i and uses stream
   // DeriveKey(key, i)); with master weights, value = round(master).
   void QuantizeWeights(SiteQuantizer& quantizer, uint64_t key);
+  // The same with each parameter layer's own weights quantiser (precision.layers).
+  void QuantizeWeights(SitePrecision& precision, uint64_t key);
 
   // Rounds every param's gradient (param i is its tensor i, stream SiteKey(step_key,
   // kGradients, i)): the gradients site, between Backward and the optimiser step.
   void QuantizeGradients(SiteQuantizer& quantizer, uint64_t step_key);
+
+  // What the gradients site did to one parameter layer's weight gradient (CurvePoint.layers).
+  struct LayerGradientStats {
+    std::string layer;           // conv0.., dense0.., output
+    double gradient_norm = 0;    // L2 norm of the float32 weight gradient, before rounding
+    double flushed_to_zero = 0;  // fraction of its non-zero values that rounding made zero
+  };
+  // QuantizeGradients with each layer's own quantiser; fills *stats (one per parameter layer)
+  // when not null.
+  void QuantizeGradients(SitePrecision& precision, uint64_t step_key,
+                         std::vector<LayerGradientStats>* stats);
+
+  // Parameter layers: conv layers, hidden dense layers, the output layer.
+  int num_layers() const { return static_cast<int>(convs_.size() + dense_.size()); }
+  std::string LayerName(int layer) const;
 
   // precision.master_weights fp32: from now on every Param keeps a float32 master copy
   // (initialised from the current values), which the optimiser updates.
@@ -108,7 +132,6 @@ class Network {
     ConvShape conv;
     PoolShape pool;                      // pool.p == 1: no pooling
     int weights = 0, bias = 0;           // indices into params_
-    std::vector<float> col, tmp, dcol;   // im2col scratch (one chunk)
     std::vector<float> act, dact;        // [N, F, OH, OW]
     std::vector<float> pooled, dpooled;  // [N, F, OH/p, OW/p] when pooling
     std::vector<int32_t> argmax;

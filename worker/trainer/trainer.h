@@ -3,7 +3,10 @@
 // evaluation through a callback. Knows nothing of gRPC, SQLite or HTTP.
 #pragma once
 
+#include <cstdint>
 #include <functional>
+#include <string>
+#include <string_view>
 
 #include "absl/status/statusor.h"
 #include "bitsweep/v1/config.pb.h"
@@ -41,5 +44,34 @@ using ProgressCallback = std::function<bool(const v1::CurvePoint&)>;
 // callback returned false).
 absl::StatusOr<v1::TrialResult> Train(const v1::TrialConfig& config, const Dataset& data,
                                       const ProgressCallback& on_progress);
+
+struct TrainOptions {
+  int threads = 1;  // oneTBB threads inside this trial; results bitwise identical for any value
+  int checkpoint_every = 0;  // evaluations between checkpoints (0 = none)
+  // Called right after the on_progress call of the evaluation that triggers it, with the
+  // iteration and the serialised trainer state (opaque bytes).
+  std::function<void(int64_t iteration, std::string state)> on_checkpoint;
+  std::string resume_from;  // a state from on_checkpoint; empty = start from scratch. Points up
+                            // to its iteration are not reported again.
+  std::function<bool()> should_stop;  // polled every iteration; true -> Cancelled (fast cancel)
+};
+
+// Train with options. Threads split the work of each iteration into pieces fixed by the shapes
+// alone and sum them in a fixed order, so curve and result do not depend on `threads`.
+// A checkpoint holds the weights (and master copy), optimiser state, precision state (DPS
+// IL/FL, dynfixed FL per tensor), the data order position, the iteration, the best accuracy
+// and iterations-to-target so far, the running train-loss sums and a hash of the config and
+// dataset shape. A run resumed from it reports the points after its iteration and ends with
+// bitwise the same result and curve as the uninterrupted run (all but images_per_second and
+// train_seconds).
+// Errors: as Train above; also InvalidArgument when resume_from is not a checkpoint, is
+// corrupt, or was taken with another config or dataset, or options.threads < 1;
+// Cancelled when should_stop returned true.
+absl::StatusOr<v1::TrialResult> Train(const v1::TrialConfig& config, const Dataset& data,
+                                      const ProgressCallback& on_progress,
+                                      const TrainOptions& options);
+
+// The iteration a checkpoint was taken after. Errors: InvalidArgument (not a checkpoint / corrupt).
+absl::StatusOr<int64_t> CheckpointIteration(std::string_view state);
 
 }  // namespace bitsweep::trainer

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <string>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
@@ -90,6 +91,20 @@ v1::TrialConfig DefaultTrialConfig() {
 }
 
 absl::Status ValidateTrialConfig(const v1::TrialConfig& config) {
+  if (!config.kind().empty() && config.kind() != "train" && config.kind() != "simulated") {
+    return Invalid("kind", absl::StrCat("'", config.kind(),
+                                        "': unknown; supported: train, "
+                                        "simulated"));
+  }
+  if (config.kind() == "simulated") {
+    const v1::SimulationConfig& sim = config.simulation();
+    if (sim.points() < 1 || sim.points() > 100000) {
+      return Invalid("simulation.points", "must be between 1 and 100000");
+    }
+    if (sim.millis_per_point() < 0 || sim.millis_per_point() > 60000) {
+      return Invalid("simulation.millis_per_point", "must be between 0 and 60000");
+    }
+  }
   const v1::DatasetConfig& d = config.dataset();
   if (d.name() != "mnist" && d.name() != "fashion-mnist" && d.name() != "cifar10" &&
       d.name() != "synthetic") {
@@ -110,10 +125,29 @@ absl::Status ValidateTrialConfig(const v1::TrialConfig& config) {
                      absl::StrCat("filters must be between 1 and ", kMaxFilters));
     }
   }
-  if (m.conv_size() > 0 && (m.kernel() < 1 || m.kernel() > kMaxKernel)) {
+  for (const auto& [list, name] : {std::pair{&m.kernels(), "kernels"}, {&m.pools(), "pools"}}) {
+    if (list->size() > 0 && list->size() != m.conv_size()) {
+      return Invalid(
+          absl::StrCat("model.", name),
+          absl::StrCat(list->size(), " entries but model.conv has ", m.conv_size(), " layers"));
+    }
+  }
+  for (int i = 0; i < m.kernels_size(); ++i) {
+    if (m.kernels(i) < 1 || m.kernels(i) > kMaxKernel) {
+      return Invalid(absl::StrCat("model.kernels[", i, "]"),
+                     absl::StrCat("must be between 1 and ", kMaxKernel));
+    }
+  }
+  for (int i = 0; i < m.pools_size(); ++i) {
+    if (m.pools(i) < 1 || m.pools(i) > kMaxPool) {
+      return Invalid(absl::StrCat("model.pools[", i, "]"),
+                     absl::StrCat("must be between 1 (no pooling) and ", kMaxPool));
+    }
+  }
+  if (m.conv_size() > 0 && m.kernels_size() == 0 && (m.kernel() < 1 || m.kernel() > kMaxKernel)) {
     return Invalid("model.kernel", absl::StrCat("must be between 1 and ", kMaxKernel));
   }
-  if (m.conv_size() > 0 && (m.pool() < 1 || m.pool() > kMaxPool)) {
+  if (m.conv_size() > 0 && m.pools_size() == 0 && (m.pool() < 1 || m.pool() > kMaxPool)) {
     return Invalid("model.pool", absl::StrCat("must be between 1 (no pooling) and ", kMaxPool));
   }
   if (m.dense_size() > kMaxDenseLayers) {
@@ -187,7 +221,14 @@ absl::Status ValidateTrialConfig(const v1::TrialConfig& config) {
   }
   if (auto l = ParseLoss(t.loss()); !l.ok()) return AtPath("train.loss", l.status());
 
-  if (auto s = MakeSitePrecision(config.precision()); !s.ok()) return s.status();
+  if (!t.compute().empty() && t.compute() != "fp32") {
+    return Invalid("train.compute",
+                   t.compute() == "fp64"
+                       ? std::string("'fp64' is not supported by this build yet; use fp32")
+                       : absl::StrCat("'", t.compute(), "': unknown; supported: fp32"));
+  }
+  const int num_layers = m.conv_size() + m.dense_size() + 1;
+  if (auto s = PrecisionSchedule(config.precision(), num_layers); !s.ok()) return s.status();
   const std::string& master = config.precision().master_weights();
   if (!master.empty() && master != "none" && master != "fp32") {
     return Invalid("precision.master_weights",

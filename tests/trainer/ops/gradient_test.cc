@@ -54,35 +54,30 @@ TEST(ConvGradientTest, MatchesNumericGradient) {
   std::vector<float> w = Random(s.weight_size(), 2, 0.5);
   std::vector<float> b = Random(s.f, 3);
   const std::vector<float> r = Random(n * s.out_size(), 4);
-  std::vector<float> col(ConvColSize(s, n)), tmp(ConvTmpSize(s, n)), dcol(ConvColSize(s, n));
   std::vector<float> out(n * s.out_size());
   auto objective = [&] {
-    ConvForward(s, n, in.data(), w.data(), b.data(), col.data(), tmp.data(), out.data());
+    ConvForward(s, n, in.data(), w.data(), b.data(), out.data());
     return Dot(out, r);
   };
   objective();
   std::vector<float> dw(w.size()), db(b.size()), din(in.size());
-  ConvBackward(s, n, r.data(), in.data(), w.data(), col.data(), tmp.data(), dcol.data(), dw.data(),
-               db.data(), din.data());
+  ConvBackward(s, n, r.data(), in.data(), w.data(), dw.data(), db.data(), din.data());
   CheckGradient("dweights", w, dw, objective);
   CheckGradient("dbias", b, db, objective);
   CheckGradient("dinput", in, din, objective);
 }
 
-// Batches larger than one chunk (ConvChunk) against direct loops over the definition.
-TEST(ConvGradientTest, ChunkedBatchMatchesDirectConvolution) {
-  const ConvShape s{8, 20, 20, 3, 5};  // CKK·P = 200·256: two examples per chunk
-  const int n = 5;
-  ASSERT_LT(ConvChunk(s), n);
+// Batches of several gradient groups (kConvGroup) against direct loops over the definition.
+TEST(ConvGradientTest, GroupedBatchMatchesDirectConvolution) {
+  const ConvShape s{8, 20, 20, 3, 5};
+  const int n = 2 * kConvGroup + 3;
   const std::vector<float> in = Random(n * s.in_size(), 21);
   const std::vector<float> w = Random(s.weight_size(), 22, 0.2);
   const std::vector<float> b = Random(s.f, 23);
   const std::vector<float> dout = Random(n * s.out_size(), 24);
-  std::vector<float> col(ConvColSize(s, n)), tmp(ConvTmpSize(s, n)), dcol(ConvColSize(s, n));
   std::vector<float> out(n * s.out_size()), dw(w.size()), db(s.f), din(in.size());
-  ConvForward(s, n, in.data(), w.data(), b.data(), col.data(), tmp.data(), out.data());
-  ConvBackward(s, n, dout.data(), in.data(), w.data(), col.data(), tmp.data(), dcol.data(),
-               dw.data(), db.data(), din.data());
+  ConvForward(s, n, in.data(), w.data(), b.data(), out.data());
+  ConvBackward(s, n, dout.data(), in.data(), w.data(), dw.data(), db.data(), din.data());
   std::vector<double> want_out(out.size()), want_dw(dw.size(), 0), want_db(s.f, 0),
       want_din(in.size(), 0);
   for (int e = 0; e < n; ++e) {
@@ -119,8 +114,8 @@ TEST(ConvGradientTest, OneByOneKernelIsAPerPixelDenseLayer) {
   const std::vector<float> in = Random(s.in_size(), 5);
   const std::vector<float> w = {0.5f, -2.0f};
   const std::vector<float> b = {0.25f};
-  std::vector<float> col(ConvColSize(s, 1)), tmp(ConvTmpSize(s, 1)), out(s.out_size());
-  ConvForward(s, 1, in.data(), w.data(), b.data(), col.data(), tmp.data(), out.data());
+  std::vector<float> out(s.out_size());
+  ConvForward(s, 1, in.data(), w.data(), b.data(), out.data());
   for (int i = 0; i < 9; ++i) EXPECT_FLOAT_EQ(out[i], 0.5f * in[i] - 2.0f * in[9 + i] + 0.25f);
 }
 

@@ -202,12 +202,90 @@ TEST(SitePrecisionTest, OverridesReplaceTheDefaultPerSite) {
   EXPECT_THAT(std::string(bad.status().message()), HasSubstr("not listed in precision.sites"));
 }
 
-TEST(SitePrecisionTest, AccumulatorIsNotSupportedYet) {
+TEST(SitePrecisionTest, AccumulatorTakesStaticFormatsOnly) {
   v1::PrecisionConfig p = DefaultTrialConfig().precision();
   p.add_sites("accumulator");
+  p.mutable_accumulator()->set_format("fp16");
+  p.set_accumulator_chunk(64);
   auto s = MakeSitePrecision(p);
+  ASSERT_TRUE(s.ok()) << s.status();
+  ASSERT_NE(s->AccumulatorFor(0), nullptr);
+  EXPECT_EQ(s->AccumulatorFor(0)->format().ToString(), "float:5,10");
+  EXPECT_EQ(s->accumulator_chunk, 64);
+  p.mutable_accumulator()->set_format("dps:8,8");
+  s = MakeSitePrecision(p);
   ASSERT_FALSE(s.ok());
-  EXPECT_THAT(std::string(s.status().message()), HasSubstr("not supported yet"));
+  EXPECT_THAT(std::string(s.status().message()),
+              HasSubstr("precision.accumulator.format: 'dps:8,8' cannot be an accumulator"));
+  p.mutable_accumulator()->set_format("fp32");
+  s = MakeSitePrecision(p);
+  ASSERT_TRUE(s.ok());
+  EXPECT_EQ(s->AccumulatorFor(0), nullptr);  // fp32: the plain GEMM
+  p.set_accumulator_chunk(-1);
+  EXPECT_THAT(std::string(MakeSitePrecision(p).status().message()),
+              HasSubstr("precision.accumulator_chunk"));
+}
+
+TEST(SitePrecisionTest, LayerOverridesReplaceTheSiteFormatOfThatLayerOnly) {
+  v1::PrecisionConfig p = DefaultTrialConfig().precision();  // weights, activations, errors
+  p.mutable_default_()->set_format("fixed:16,8");
+  p.add_layers();                                             // layer 0: inherits
+  p.add_layers()->mutable_default_()->set_format("mask:12");  // layer 1: every listed site
+  v1::LayerPrecision* l2 = p.add_layers();
+  l2->mutable_default_()->set_format("mask:16");
+  l2->mutable_weights()->set_format("fp16");  // the site's own beats the layer default
+  l2->mutable_weights()->set_rounding("stochastic");
+  auto s = MakeSitePrecision(p, 3);
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_EQ(s->For(Site::kWeights, 0).format().ToString(), "fixed:16,8");
+  EXPECT_EQ(s->For(Site::kActivations, 1).format().ToString(), "mask:12");
+  EXPECT_EQ(s->For(Site::kErrors, 2).format().ToString(), "mask:16");
+  EXPECT_EQ(s->For(Site::kWeights, 2).format().ToString(), "float:5,10");
+  EXPECT_EQ(s->For(Site::kWeights, 2).format().ToString(), "float:5,10");
+  EXPECT_EQ(s->For(Site::kWeights, 7).format().ToString(), "fixed:16,8");  // beyond: site-wide
+  EXPECT_EQ(s->all().size(), 5u + 3 + 3);  // the sites, then layer 1's and layer 2's three
+
+  auto too_many = MakeSitePrecision(p, 2);
+  EXPECT_THAT(std::string(too_many.status().message()),
+              HasSubstr("precision.layers: 3 entries but the model has 2 parameter layers"));
+  l2->mutable_gradients()->set_format("fp16");
+  EXPECT_THAT(std::string(MakeSitePrecision(p, 3).status().message()),
+              HasSubstr("precision.layers[2].gradients: set, but 'gradients' is not listed"));
+  l2->mutable_gradients()->clear_format();
+  l2->mutable_errors()->set_format("mask:40");
+  EXPECT_THAT(std::string(MakeSitePrecision(p, 3).status().message()),
+              HasSubstr("precision.layers[2].errors.format: "));
+}
+
+TEST(SitePrecisionTest, ScheduleMergesSwitchesInOrderAndChecksThem) {
+  v1::PrecisionConfig p = DefaultTrialConfig().precision();
+  p.mutable_default_()->set_format("mask:12");
+  v1::PrecisionSwitch* up = p.add_schedule();
+  up->set_after_iteration(100);
+  up->mutable_precision()->mutable_default_()->set_format("fp32");
+  v1::PrecisionSwitch* down = p.add_schedule();
+  down->set_after_iteration(200);
+  down->mutable_precision()->mutable_default_()->set_format("mask:10");
+  down->mutable_precision()->mutable_default_()->set_rounding("stochastic");
+  auto schedule = PrecisionSchedule(p);
+  ASSERT_TRUE(schedule.ok()) << schedule.status();
+  ASSERT_EQ(schedule->size(), 3u);
+  EXPECT_EQ((*schedule)[0].from_iteration, 0);
+  EXPECT_EQ((*schedule)[0].config.default_().format(), "mask:12");
+  EXPECT_EQ((*schedule)[1].from_iteration, 100);
+  EXPECT_EQ((*schedule)[1].config.default_().format(), "fp32");
+  EXPECT_EQ((*schedule)[1].config.default_().rounding(), "nearest");
+  EXPECT_EQ((*schedule)[2].config.default_().format(), "mask:10");
+  EXPECT_EQ((*schedule)[2].config.default_().rounding(), "stochastic");
+  EXPECT_EQ((*schedule)[2].config.sites_size(), 3);  // unset fields are kept
+
+  down->set_after_iteration(100);
+  EXPECT_THAT(std::string(PrecisionSchedule(p).status().message()),
+              HasSubstr("precision.schedule[1].after_iteration: 100 must be greater"));
+  down->set_after_iteration(200);
+  down->mutable_precision()->mutable_default_()->set_format("mask:99");
+  EXPECT_THAT(std::string(PrecisionSchedule(p).status().message()),
+              HasSubstr("precision.schedule[1]: precision.default.format"));
 }
 
 }  // namespace

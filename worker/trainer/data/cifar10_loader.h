@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <string_view>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -19,9 +20,16 @@ inline constexpr int kCifarChannels = 3;
 inline constexpr int64_t kCifarImageBytes = int64_t{kCifarChannels} * kCifarSide * kCifarSide;
 inline constexpr int64_t kCifarRecordBytes = 1 + kCifarImageBytes;
 
-// Appends the records of one batch file: pixels as byte / 255, labels as they are.
-// Errors: NotFound (no such file), DataLoss naming the file (unreadable, empty, a size that is
-// not a whole number of records, a label above 9).
+// Appends the records of one batch held in memory: pixels as byte / 255, labels as they are.
+// `name` (a path) starts every error message. On error nothing is appended.
+// Errors: DataLoss "NAME: what is wrong" (empty, a size that is not a whole number of records,
+// a label above 9, naming the record).
+absl::Status ParseCifar10Batch(std::string_view bytes, std::string_view name,
+                               std::vector<float>* images, std::vector<uint8_t>* labels);
+
+// Reads one batch file and appends its records (ParseCifar10Batch).
+// Errors: NotFound (no such file), DataLoss naming the file (unreadable, larger than a
+// plausible batch, or as ParseCifar10Batch).
 absl::Status ReadCifarBatch(const std::filesystem::path& path, std::vector<float>* images,
                             std::vector<uint8_t>* labels);
 

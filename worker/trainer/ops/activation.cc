@@ -20,7 +20,9 @@ void ActivationForward(Activation act, float* x, int64_t n) {
   Eigen::Map<Eigen::ArrayXf> a(x, n);
   switch (act) {
     case Activation::kRelu:
-      a = (a < 0.0f).select(0.0f, a);  // keeps NaN, so the divergence check sees it
+      // Branch-free (Eigen's select is a scalar loop with unpredictable branches); keeps NaN,
+      // so the divergence check sees it.
+      for (int64_t i = 0; i < n; ++i) x[i] = x[i] < 0.0f ? 0.0f : x[i];
       break;
     case Activation::kSigmoid:
       a = a.logistic();
@@ -36,7 +38,7 @@ void ActivationBackward(Activation act, const float* y, float* dy, int64_t n) {
   Eigen::Map<Eigen::ArrayXf> d(dy, n);
   switch (act) {
     case Activation::kRelu:
-      d = (out > 0.0f).select(d, 0.0f);
+      for (int64_t i = 0; i < n; ++i) dy[i] = y[i] > 0.0f ? dy[i] : 0.0f;
       break;
     case Activation::kSigmoid:
       d *= out * (1.0f - out);

@@ -2,117 +2,187 @@
 
 #include <algorithm>
 #include <cstring>
+#include <vector>
 
-#include "worker/trainer/tensor.h"
+#include "oneapi/tbb/blocked_range.h"
+#include "oneapi/tbb/parallel_for.h"
+#include "oneapi/tbb/partitioner.h"
+#include "worker/trainer/ops/gemm.h"
+#include "worker/trainer/quant/quantizer.h"
+#include "worker/trainer/quant/rng.h"
 
 namespace bitsweep::trainer {
 namespace {
 
-// col row r = (c, ki, kj) holds, for every example and output position, in[n][c][oy+ki][ox+kj]:
-// each output row is a contiguous run of the input row (Caffe's im2col layout).
-void Im2Col(const ConvShape& s, int n, const float* in, float* col) {
+// col [CKK, P] for one example: row r = (c, ki, kj) holds in[c][oy+ki][ox+kj] for every output
+// position; each output row is a contiguous run of the input row (Caffe's im2col layout).
+// Rows are short (8-24 floats in the reference CNN): a vectorised copy loop, not a memmove call
+// per row (which GCC's loop distribution would otherwise emit).
+__attribute__((optimize("no-tree-loop-distribute-patterns"))) void Im2Col(const ConvShape& s,
+                                                                          const float* in,
+                                                                          float* col) {
   const int oh = s.oh(), ow = s.ow();
-  const int64_t np = n * s.p();
   for (int c = 0; c < s.c; ++c) {
+    const float* plane = in + int64_t{c} * s.h * s.w;
     for (int ki = 0; ki < s.k; ++ki) {
       for (int kj = 0; kj < s.k; ++kj) {
-        float* row = col + ((int64_t{c} * s.k + ki) * s.k + kj) * np;
-        for (int e = 0; e < n; ++e) {
-          const float* plane = in + e * s.in_size() + int64_t{c} * s.h * s.w;
-          float* dst = row + e * s.p();
-          for (int oy = 0; oy < oh; ++oy) {
-            std::memcpy(dst + int64_t{oy} * ow, plane + int64_t{oy + ki} * s.w + kj,
-                        sizeof(float) * ow);
-          }
+        float* dst = col + ((int64_t{c} * s.k + ki) * s.k + kj) * s.p();
+        for (int oy = 0; oy < oh; ++oy) {
+          std::memcpy(dst + int64_t{oy} * ow, plane + int64_t{oy + ki} * s.w + kj,
+                      sizeof(float) * ow);
         }
       }
     }
   }
 }
 
-// The adjoint of Im2Col: din += scatter(dcol). din must be zeroed by the caller.
-void Col2Im(const ConvShape& s, int n, const float* dcol, float* din) {
+// The adjoint of Im2Col for one example: din = scatter-add(dcol), din overwritten.
+void Col2Im(const ConvShape& s, const float* dcol, float* din) {
   const int oh = s.oh(), ow = s.ow();
-  const int64_t np = n * s.p();
+  std::fill(din, din + s.in_size(), 0.0f);
   for (int c = 0; c < s.c; ++c) {
+    float* plane = din + int64_t{c} * s.h * s.w;
     for (int ki = 0; ki < s.k; ++ki) {
       for (int kj = 0; kj < s.k; ++kj) {
-        const float* row = dcol + ((int64_t{c} * s.k + ki) * s.k + kj) * np;
-        for (int e = 0; e < n; ++e) {
-          float* plane = din + e * s.in_size() + int64_t{c} * s.h * s.w;
-          const float* src = row + e * s.p();
-          for (int oy = 0; oy < oh; ++oy) {
-            float* d = plane + int64_t{oy + ki} * s.w + kj;
-            const float* r = src + int64_t{oy} * ow;
-            for (int ox = 0; ox < ow; ++ox) d[ox] += r[ox];
-          }
+        const float* row = dcol + ((int64_t{c} * s.k + ki) * s.k + kj) * s.p();
+        for (int oy = 0; oy < oh; ++oy) {
+          float* d = plane + int64_t{oy + ki} * s.w + kj;
+          const float* r = row + int64_t{oy} * ow;
+          for (int ox = 0; ox < ow; ++ox) d[ox] += r[ox];
         }
       }
     }
   }
+}
+
+// Per-thread im2col scratch, allocated once per thread at its largest size.
+float* ThreadScratch(int64_t floats) {
+  thread_local std::vector<float> scratch;
+  if (static_cast<int64_t>(scratch.size()) < floats) scratch.resize(floats);
+  return scratch.data();
 }
 
 }  // namespace
 
-int ConvChunk(const ConvShape& s) {
-  constexpr int64_t kColBudget = 128 * 1024;  // floats
-  return static_cast<int>(std::clamp<int64_t>(kColBudget / (s.ckk() * s.p()), 1, 1 << 16));
+int64_t ConvGroupScratchSize(const ConvShape& s, int n) {
+  const int64_t groups = (n + kConvGroup - 1) / kConvGroup;
+  return groups * (s.weight_size() + s.f);
 }
 
 void ConvForward(const ConvShape& s, int n, const float* in, const float* weights,
-                 const float* bias, float* col, float* tmp, float* out) {
-  const int chunk = ConvChunk(s);
-  ConstMatrixMap w(weights, s.f, s.ckk());
-  for (int e0 = 0; e0 < n; e0 += chunk) {
-    const int m = std::min(chunk, n - e0);
-    const int64_t mp = m * s.p();
-    Im2Col(s, m, in + e0 * s.in_size(), col);
-    ConstMatrixMap c(col, s.ckk(), mp);
-    MatrixMap t(tmp, s.f, mp);
-    t.noalias() = w * c;
-    // [F, M, P] -> [M, F, P], adding the bias.
-    for (int e = 0; e < m; ++e) {
-      for (int f = 0; f < s.f; ++f) {
-        const float* src = tmp + int64_t{f} * mp + e * s.p();
-        float* dst = out + (e0 + e) * s.out_size() + f * s.p();
-        const float b = bias[f];
-        for (int64_t i = 0; i < s.p(); ++i) dst[i] = src[i] + b;
-      }
-    }
-  }
+                 const float* bias, float* out, const Activation* act,
+                 const AccumulatorRounding* accumulator) {
+  const MatrixView w{weights, s.ckk(), 1};
+  thread_local PackedMatrix packed_w;
+  if (accumulator == nullptr) packed_w.Pack(s.f, s.ckk(), w);
+  const PackedMatrix& pw = packed_w;  // the caller's, shared read-only with the tasks
+  oneapi::tbb::parallel_for(
+      oneapi::tbb::blocked_range<int>(0, n, 1),
+      [&](const oneapi::tbb::blocked_range<int>& r) {
+        float* col = ThreadScratch(s.ckk() * s.p());
+        for (int e = r.begin(); e < r.end(); ++e) {
+          Im2Col(s, in + e * s.in_size(), col);
+          float* o = out + e * s.out_size();
+          if (accumulator != nullptr) {
+            AccumulatorRounding rounding = *accumulator;
+            rounding.key = DeriveKey(DeriveKey(accumulator->key, 0), static_cast<uint64_t>(e));
+            AccumulatorGemm(s.f, s.p(), s.ckk(), w, MatrixView{col, s.p(), 1}, o, s.p(), false,
+                            rounding, false);
+          } else {
+            GemmPacked(pw, s.p(), MatrixView{col, s.p(), 1}, o, s.p(), false);
+          }
+          for (int f = 0; f < s.f; ++f) {
+            const float b = bias[f];
+            float* row = o + f * s.p();
+            for (int64_t i = 0; i < s.p(); ++i) row[i] += b;
+          }
+          if (act != nullptr) ActivationForward(*act, o, s.out_size());
+        }
+      },
+      oneapi::tbb::simple_partitioner());
 }
 
 void ConvBackward(const ConvShape& s, int n, const float* dout, const float* in,
-                  const float* weights, float* col, float* tmp, float* dcol, float* dweights,
-                  float* dbias, float* din) {
-  const int chunk = ConvChunk(s);
-  ConstMatrixMap w(weights, s.f, s.ckk());
-  MatrixMap dw(dweights, s.f, s.ckk());
-  VectorMap db(dbias, s.f);
-  dw.setZero();
-  db.setZero();
-  for (int e0 = 0; e0 < n; e0 += chunk) {
-    const int m = std::min(chunk, n - e0);
-    const int64_t mp = m * s.p();
-    // [M, F, P] -> [F, M, P].
-    for (int e = 0; e < m; ++e) {
-      for (int f = 0; f < s.f; ++f) {
-        std::memcpy(tmp + int64_t{f} * mp + e * s.p(), dout + (e0 + e) * s.out_size() + f * s.p(),
-                    sizeof(float) * s.p());
-      }
-    }
-    Im2Col(s, m, in + e0 * s.in_size(), col);
-    ConstMatrixMap t(tmp, s.f, mp);
-    ConstMatrixMap c(col, s.ckk(), mp);
-    dw.noalias() += t * c.transpose();
-    db += t.rowwise().sum();
-    if (din != nullptr) {
-      MatrixMap dc(dcol, s.ckk(), mp);
-      dc.noalias() = w.transpose() * t;
-      float* din_chunk = din + e0 * s.in_size();
-      std::fill(din_chunk, din_chunk + m * s.in_size(), 0.0f);
-      Col2Im(s, m, dcol, din_chunk);
-    }
+                  const float* weights, float* dweights, float* dbias, float* din,
+                  const AccumulatorRounding* accumulator) {
+  const int groups = (n + kConvGroup - 1) / kConvGroup;
+  const int64_t wsize = s.weight_size();
+  thread_local std::vector<float> partials;
+  if (static_cast<int64_t>(partials.size()) < ConvGroupScratchSize(s, n)) {
+    partials.resize(ConvGroupScratchSize(s, n));
+  }
+  float* dw_groups = partials.data();             // [groups, F, CKK]
+  float* db_groups = dw_groups + groups * wsize;  // [groups, F]
+  const MatrixView wt{weights, 1, s.ckk()};       // Wᵀ [CKK, F]
+  thread_local PackedMatrix packed_wt;
+  if (accumulator == nullptr && din != nullptr) packed_wt.Pack(s.ckk(), s.f, wt);
+  const PackedMatrix& pwt = packed_wt;
+  oneapi::tbb::parallel_for(
+      oneapi::tbb::blocked_range<int>(0, groups, 1),
+      [&](const oneapi::tbb::blocked_range<int>& r) {
+        float* col = ThreadScratch(2 * s.ckk() * s.p());
+        float* dcol = col + s.ckk() * s.p();
+        for (int g = r.begin(); g < r.end(); ++g) {
+          float* dw = dw_groups + g * wsize;
+          float* db = db_groups + int64_t{g} * s.f;
+          std::fill(db, db + s.f, 0.0f);
+          const int e_end = std::min(n, (g + 1) * kConvGroup);
+          for (int e = g * kConvGroup; e < e_end; ++e) {
+            const float* d = dout + e * s.out_size();
+            Im2Col(s, in + e * s.in_size(), col);
+            // dw (+)= d_e [F, P] · col_eᵀ [P, CKK].
+            if (accumulator != nullptr) {
+              AccumulatorRounding rounding = *accumulator;
+              rounding.key = DeriveKey(DeriveKey(accumulator->key, 2), static_cast<uint64_t>(e));
+              AccumulatorGemm(s.f, s.ckk(), s.p(), MatrixView{d, s.p(), 1},
+                              MatrixView{col, 1, s.p()}, dw, s.ckk(), e > g * kConvGroup, rounding,
+                              false);
+            } else {
+              Gemm(s.f, s.ckk(), s.p(), MatrixView{d, s.p(), 1}, MatrixView{col, 1, s.p()}, dw,
+                   s.ckk(), e > g * kConvGroup);
+            }
+            for (int f = 0; f < s.f; ++f) {
+              const float* row = d + f * s.p();
+              float sum = db[f];
+              for (int64_t i = 0; i < s.p(); ++i) sum += row[i];
+              db[f] = sum;
+            }
+            if (din != nullptr) {
+              if (accumulator != nullptr) {
+                AccumulatorRounding rounding = *accumulator;
+                rounding.key = DeriveKey(DeriveKey(accumulator->key, 1), static_cast<uint64_t>(e));
+                AccumulatorGemm(s.ckk(), s.p(), s.f, wt, MatrixView{d, s.p(), 1}, dcol, s.p(),
+                                false, rounding, false);
+              } else {
+                GemmPacked(pwt, s.p(), MatrixView{d, s.p(), 1}, dcol, s.p(), false);
+              }
+              Col2Im(s, dcol, din + e * s.in_size());
+            }
+          }
+        }
+      },
+      oneapi::tbb::simple_partitioner());
+  // The groups' sums, added in group order (element-wise, so split freely).
+  oneapi::tbb::parallel_for(
+      oneapi::tbb::blocked_range<int64_t>(0, wsize, 4096),
+      [&](const oneapi::tbb::blocked_range<int64_t>& r) {
+        for (int64_t i = r.begin(); i < r.end(); ++i) {
+          float sum = dw_groups[i];
+          for (int g = 1; g < groups; ++g) {
+            sum += dw_groups[g * wsize + i];
+            if (accumulator != nullptr) {
+              const uint64_t key = DeriveKey(DeriveKey(accumulator->key, 3), g);
+              sum = accumulator->quantizer->QuantizeOne(sum, ElementRandom(key, i));
+            }
+          }
+          dweights[i] = sum;
+        }
+      },
+      oneapi::tbb::simple_partitioner());
+  for (int f = 0; f < s.f; ++f) {
+    float sum = db_groups[f];
+    for (int g = 1; g < groups; ++g) sum += db_groups[int64_t{g} * s.f + f];
+    dbias[f] = sum;
   }
 }
 

@@ -9,6 +9,9 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "worker/trainer/ops/activation.h"
+#include "worker/trainer/ops/gemm.h"
+
 namespace bitsweep::trainer {
 
 struct ConvShape {
@@ -23,30 +26,32 @@ struct ConvShape {
   int64_t weight_size() const { return f * ckk(); }
 };
 
-// The batch is processed in chunks of examples whose im2col matrix stays cache-resident
-// (about 512 KiB): one big GEMM over the whole batch is memory-bound on the col matrix.
-int ConvChunk(const ConvShape& s);
+// Examples are independent in the forward pass and in the input gradient: both run one example
+// per task on the current oneTBB arena. The weight and bias gradients sum over the batch:
+// each group of kConvGroup consecutive examples sums its own (in example order, gemm.h's fma
+// chain over the output positions), and the groups' sums are then added in group order. The
+// grouping depends only on n, so the result does not depend on the thread count.
+inline constexpr int kConvGroup = 8;
 
-// Scratch a conv layer needs for up to n examples (floats each).
-inline int64_t ConvColSize(const ConvShape& s, int n) {
-  return s.ckk() * std::min(n, ConvChunk(s)) * s.p();
-}
-inline int64_t ConvTmpSize(const ConvShape& s, int n) {
-  return int64_t{s.f} * std::min(n, ConvChunk(s)) * s.p();
-}
+// Floats of scratch ConvBackward keeps (per-group gradient sums), for memory estimates; and
+// the per-thread im2col scratch of either pass.
+int64_t ConvGroupScratchSize(const ConvShape& s, int n);
+inline int64_t ConvThreadScratchSize(const ConvShape& s) { return 2 * s.ckk() * s.p(); }
 
-// Per chunk of M examples: col [CKK, M*P] = im2col(in); tmp [F, M*P] = W col;
-// out = tmp + b, permuted to [M,F,P].
+// out [N,F,OH,OW] = act(conv(in, W) + b), per example: out_e [F, P] = W · im2col(in_e) + b,
+// then the activation while the example is in cache (none when `act` is null).
 void ConvForward(const ConvShape& s, int n, const float* in, const float* weights,
-                 const float* bias, float* col, float* tmp, float* out);
+                 const float* bias, float* out, const Activation* act = nullptr,
+                 const AccumulatorRounding* accumulator = nullptr);
 
-// Given dout [N,F,OH,OW] and the forward input `in`: dweights = Σ_chunks dout·colᵀ and
-// dbias = Σ dout (both overwritten; chunks are summed in order, so the result does not depend
-// on anything but the shapes), and, when din is not null, din [N,C,H,W] = col2im(Wᵀ dout)
-// (overwritten). col is recomputed from `in`; `col`, `tmp` and `dcol` are scratch of
-// ConvColSize / ConvTmpSize / ConvColSize floats (dcol unused when din is null).
+// Given dout [N,F,OH,OW] and the forward input `in`: dweights = Σ dout_e · im2col(in_e)ᵀ and
+// dbias = Σ dout (both overwritten; summed as above), and, when din is not null,
+// din [N,C,H,W] = col2im(Wᵀ dout_e) per example (overwritten).
+// With an accumulator (ops/gemm.h), every GEMM is an AccumulatorGemm (key: DeriveKey of the
+// accumulator's key with the pass, 0 forward, 1 input gradient, 2 weight gradient, then with
+// the example; the weight gradient's groups are added with the same rounding).
 void ConvBackward(const ConvShape& s, int n, const float* dout, const float* in,
-                  const float* weights, float* col, float* tmp, float* dcol, float* dweights,
-                  float* dbias, float* din);
+                  const float* weights, float* dweights, float* dbias, float* din,
+                  const AccumulatorRounding* accumulator = nullptr);
 
 }  // namespace bitsweep::trainer

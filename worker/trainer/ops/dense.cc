@@ -1,29 +1,53 @@
 #include "worker/trainer/ops/dense.h"
 
-#include "worker/trainer/tensor.h"
+#include "oneapi/tbb/blocked_range.h"
+#include "oneapi/tbb/parallel_for.h"
+#include "oneapi/tbb/partitioner.h"
+#include "worker/trainer/ops/gemm.h"
+#include "worker/trainer/quant/rng.h"
 
 namespace bitsweep::trainer {
+namespace {
+
+void AnyGemm(int64_t m, int64_t n, int64_t k, MatrixView a, MatrixView b, float* c, int64_t ldc,
+             const AccumulatorRounding* accumulator, uint64_t pass) {
+  if (accumulator == nullptr) {
+    ParallelGemm(m, n, k, a, b, c, ldc, false);
+    return;
+  }
+  AccumulatorRounding r = *accumulator;
+  r.key = DeriveKey(accumulator->key, pass);
+  AccumulatorGemm(m, n, k, a, b, c, ldc, false, r, true);
+}
+
+}  // namespace
 
 void DenseForward(int n, int in_dim, int out_dim, const float* in, const float* weights,
-                  const float* bias, float* out) {
-  ConstMatrixMap x(in, n, in_dim);
-  ConstMatrixMap w(weights, out_dim, in_dim);
-  MatrixMap y(out, n, out_dim);
-  y.noalias() = x * w.transpose();
-  y.rowwise() += ConstVectorMap(bias, out_dim).transpose();
+                  const float* bias, float* out, const AccumulatorRounding* accumulator) {
+  // out [N, O] = in [N, I] · Wᵀ [I, O]; each element its own chain (gemm.h), then + b.
+  AnyGemm(n, out_dim, in_dim, MatrixView{in, in_dim, 1}, MatrixView{weights, 1, in_dim}, out,
+          out_dim, accumulator, 0);
+  for (int e = 0; e < n; ++e) {
+    float* row = out + int64_t{e} * out_dim;
+    for (int o = 0; o < out_dim; ++o) row[o] += bias[o];
+  }
 }
 
 void DenseBackward(int n, int in_dim, int out_dim, const float* dout, const float* in,
-                   const float* weights, float* dweights, float* dbias, float* din) {
-  ConstMatrixMap dy(dout, n, out_dim);
-  ConstMatrixMap x(in, n, in_dim);
-  MatrixMap dw(dweights, out_dim, in_dim);
-  dw.noalias() = dy.transpose() * x;
-  VectorMap(dbias, out_dim) = dy.colwise().sum().transpose();
+                   const float* weights, float* dweights, float* dbias, float* din,
+                   const AccumulatorRounding* accumulator) {
+  // dW [O, I] = doutᵀ [O, N] · in [N, I]: one chain over the batch per element.
+  AnyGemm(out_dim, in_dim, n, MatrixView{dout, 1, out_dim}, MatrixView{in, in_dim, 1}, dweights,
+          in_dim, accumulator, 2);
+  for (int o = 0; o < out_dim; ++o) dbias[o] = 0.0f;
+  for (int e = 0; e < n; ++e) {
+    const float* row = dout + int64_t{e} * out_dim;
+    for (int o = 0; o < out_dim; ++o) dbias[o] += row[o];
+  }
   if (din != nullptr) {
-    ConstMatrixMap w(weights, out_dim, in_dim);
-    MatrixMap dx(din, n, in_dim);
-    dx.noalias() = dy * w;
+    // din [N, I] = dout [N, O] · W [O, I].
+    ParallelGemm(n, in_dim, out_dim, MatrixView{dout, out_dim, 1}, MatrixView{weights, in_dim, 1},
+                 din, in_dim, false);
   }
 }
 

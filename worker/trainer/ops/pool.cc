@@ -10,6 +10,31 @@ void MaxPoolForward(const PoolShape& s, int n, const float* in, float* out, int3
     const float* x = in + e * s.in_size();
     float* y = out + e * s.out_size();
     int32_t* a = argmax + e * s.out_size();
+    if (s.p == 2) {
+      // The common 2x2 window, unrolled; the same visiting order (row, then column) and the
+      // same first-maximum-on-ties rule as the general loop below.
+      for (int c = 0; c < s.c; ++c) {
+        for (int oy = 0; oy < oh; ++oy) {
+          const int32_t row0 = (c * s.h + 2 * oy) * s.w;
+          const int32_t row1 = row0 + s.w;
+          float* yo = y + (int64_t{c} * oh + oy) * ow;
+          int32_t* ao = a + (int64_t{c} * oh + oy) * ow;
+          for (int ox = 0; ox < ow; ++ox) {
+            int32_t best = row0 + 2 * ox;
+            float v = x[best];
+            const int32_t candidates[3] = {row0 + 2 * ox + 1, row1 + 2 * ox, row1 + 2 * ox + 1};
+            for (int32_t i : candidates) {
+              const bool better = x[i] > v;
+              v = better ? x[i] : v;
+              best = better ? i : best;
+            }
+            yo[ox] = v;
+            ao[ox] = best;
+          }
+        }
+      }
+      continue;
+    }
     for (int c = 0; c < s.c; ++c) {
       for (int oy = 0; oy < oh; ++oy) {
         for (int ox = 0; ox < ow; ++ox) {
@@ -18,10 +43,10 @@ void MaxPoolForward(const PoolShape& s, int n, const float* in, float* out, int3
           for (int dy = 0; dy < s.p; ++dy) {
             for (int dx = 0; dx < s.p; ++dx) {
               const int32_t i = (c * s.h + oy * s.p + dy) * s.w + ox * s.p + dx;
-              if (x[i] > best_value) {
-                best_value = x[i];
-                best = i;
-              }
+              // Branch-free: the winner is unpredictable.
+              const bool better = x[i] > best_value;
+              best_value = better ? x[i] : best_value;
+              best = better ? i : best;
             }
           }
           const int64_t o = (int64_t{c} * oh + oy) * ow + ox;

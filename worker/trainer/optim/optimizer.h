@@ -52,6 +52,8 @@ class Optimizer {
   void Step(std::vector<Param>& params, double lr, const StateRounder& round_state = {});
 
   int64_t steps() const { return steps_; }
+  // Checkpoint restore: the number of steps taken so far (adam's t).
+  void set_steps(int64_t steps) { steps_ = steps; }
 
  private:
   OptimizerOptions options_;

@@ -118,7 +118,11 @@ void Quantizer::ApplyInt(float* data, int64_t n, uint64_t key, QuantStats* stats
   for (int64_t i = 0; i < n; ++i) {
     const float x = data[i];
     if (std::isnan(x)) continue;
-    const double y = static_cast<double>(x) / max * hi_;
+    double y = static_cast<double>(x) / max * hi_;
+    // A value already on the grid (as stored in float32) stays there: without this, the
+    // float32 rounding of k·step (relative error 2^-24) could put y just below k, and truncate
+    // or stochastic rounding would move an already quantised tensor down a step.
+    if (const double k = std::nearbyint(y); static_cast<float>(k * step) == x) y = k;
     const uint64_t r = R == Rounding::kStochastic ? ElementRandom(key, i) : 0;
     const double q =
         std::isinf(x) ? std::copysign(hi_, y) : std::clamp(RoundSteps<R>(y, r), lo_, hi_);
@@ -174,8 +178,30 @@ inline float Quantizer::FixedOne(float x, uint64_t random_bits) const {
 
 template <Rounding R>
 void Quantizer::ApplyFloat(float* data, int64_t n, uint64_t key) const {
+  if (min_normal_bits_ != 0 && R != Rounding::kStochastic) {
+    // Narrow exponent, deterministic: branch-free. Below 2^emin the grid is uniform with step
+    // 2^(emin-M); adding 2^(emin-M+23) makes float32's own round-to-nearest-even round at that
+    // step (the sum stays in one binade as M <= 23), and subtracting it again is exact. This
+    // gives bitwise what SubnormalOne's floor/nearbyint give.
+    const float magic = std::ldexp(1.0f, emin_ - mantissa_bits_ + 23);
+    const float step = std::ldexp(1.0f, emin_ - mantissa_bits_);
+    for (int64_t i = 0; i < n; ++i) {
+      const uint32_t u = std::bit_cast<uint32_t>(data[i]);
+      const uint32_t sign = u & kSignBit;
+      const uint32_t mag = u ^ sign;
+      uint32_t inc = 0;
+      if constexpr (R == Rounding::kNearest) inc = half_minus_one_ + ((mag >> drop_) & lsb_enable_);
+      const uint32_t normal = std::min((mag + inc) & keep_mask_, max_bits_);
+      const float a = std::bit_cast<float>(mag);
+      float sub = (a + magic) - magic;
+      if constexpr (R == Rounding::kTruncate) sub = sub > a ? sub - step : sub;
+      const uint32_t rounded = mag < min_normal_bits_ ? std::bit_cast<uint32_t>(sub) : normal;
+      data[i] = std::bit_cast<float>(mag >= kInfBits ? u : (sign | rounded));
+    }
+    return;
+  }
   if (min_normal_bits_ != 0) {
-    // Narrow exponent: some values take the subnormal path.
+    // Narrow exponent, stochastic: some values take the subnormal path.
     for (int64_t i = 0; i < n; ++i) {
       const uint64_t r = R == Rounding::kStochastic ? ElementRandom(key, i) : 0;
       data[i] = FloatOne<R>(data[i], r);
@@ -216,6 +242,25 @@ void Quantizer::ApplyFloat(float* data, int64_t n, uint64_t key) const {
 
 template <Rounding R>
 void Quantizer::ApplyFixed(float* data, int64_t n, uint64_t key) const {
+  if constexpr (R != Rounding::kStochastic) {
+    // Branch-free, without libm calls: y = x·2^FL has at most 24 significant bits, so it is an
+    // integer when |y| >= 2^24, and below 2^51 adding and subtracting 1.5·2^52 rounds it to
+    // the nearest integer, ties to even, exactly as nearbyint does; floor steps down from
+    // there. copysign keeps nearbyint's / floor's sign of a zero result.
+    const double lo = lo_, hi = hi_, scale = scale_, inv = inv_scale_;
+    for (int64_t i = 0; i < n; ++i) {
+      const float x = data[i];
+      const double y = static_cast<double>(x) * scale;
+      double r = std::fabs(y) < 0x1p51 ? (y + 0x1.8p52) - 0x1.8p52 : y;
+      if constexpr (R == Rounding::kTruncate) r = r > y ? r - 1.0 : r;
+      r = std::copysign(r, y);
+      r = r < lo ? lo : r;
+      r = r > hi ? hi : r;
+      const float q = static_cast<float>(r * inv);
+      data[i] = (std::isnan(x) || x == 0.0f) ? x : q;
+    }
+    return;
+  }
   for (int64_t i = 0; i < n; ++i) {
     const uint64_t r = R == Rounding::kStochastic ? ElementRandom(key, i) : 0;
     data[i] = FixedOne<R>(data[i], r);

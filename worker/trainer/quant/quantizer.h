@@ -20,8 +20,9 @@
 //   * mask:B is exactly float:8,(B-9) (same grid, same saturation), computed on the bit pattern.
 //   * int:B is symmetric: q = round(x / s) clamped to ±(2^(B-1)-1), s = max|x| / (2^(B-1)-1)
 //     over the finite values of the tensor (one Apply call); truncate is floor (as for fixed),
-//     +-Inf saturates to ±max|x|, an all-zero tensor is unchanged. QuantizeOne of int:B sees a
-//     one-element tensor (returns x).
+//     +-Inf saturates to ±max|x|, an all-zero tensor is unchanged, and a value already on the
+//     grid (k·s as stored in float32) stays there, so quantising twice is quantising once.
+//     QuantizeOne of int:B sees a one-element tensor (returns x).
 //   * dynfixed:WL and dps:IL,FL are applied as fixed point with the format's current
 //     word_bits/frac_bits (dynfixed: WL, frac_bits; dps: int_bits + frac_bits, frac_bits); FL
 //     may be any integer here, negative or >= WL. quant/sites.h adapts them.

@@ -16,8 +16,11 @@
 // R_max and E_max default to seed 002's 0.01%.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <map>
+#include <optional>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -32,9 +35,10 @@ enum class Site : uint64_t {
   kActivations = 2,
   kErrors = 3,
   kGradients = 4,
-  kOptimizer = 5
+  kOptimizer = 5,
+  kAccumulator = 6  // not a SiteQuantizer: SitePrecision::accumulator below
 };
-inline constexpr int kNumSites = 5;
+inline constexpr int kNumSites = 5;  // the SiteQuantizer sites, weights..optimizer
 
 // "weights", "activations", ...
 const char* SiteName(Site site);
@@ -78,6 +82,15 @@ class SiteQuantizer {
   int dps_frac_bits() const { return dps_fl_; }
   int dynfixed_frac_bits(int tensor) const;
 
+  // What a checkpoint keeps between iterations (the per-iteration statistics are empty then).
+  struct State {
+    int dps_integer_bits = 0, dps_frac_bits = 0;
+    std::vector<std::pair<int, int>> dynfixed_frac_bits;  // (tensor, FL), ascending tensor
+    QuantStats last;
+  };
+  State state() const;
+  void set_state(const State& state);
+
  private:
   struct TensorState {
     int frac_bits = 0;
@@ -95,23 +108,63 @@ class SiteQuantizer {
 
 // The quantisers of one trial. A site not listed in precision.sites gets a disabled (fp32)
 // quantiser.
+//
+// Per-layer overrides (precision.layers[i], seeds/001): parameter layer i (conv layers, then
+// hidden dense layers, then the output layer) uses, for each listed site, the format of
+// layers[i].<site> if set, else of layers[i].default if set, else the site's own (rounding
+// likewise); an overridden layer has its own quantiser (and dynamic state).
+//
+// The accumulator site: when listed with a format other than fp32, every product and every
+// partial sum inside the dense and conv dot products is rounded to that format (ops/gemm.h,
+// AccumulatorGemm). Static formats only (fp32, float, mask, fixed, int is rejected: its scale
+// is per tensor).
 struct SitePrecision {
   SiteQuantizer weights;
   SiteQuantizer activations;
   SiteQuantizer errors;
   SiteQuantizer gradients;
   SiteQuantizer optimizer;
-  std::vector<Site> listed;  // precision.sites, in order
+  std::vector<Site> listed;  // precision.sites, in order (the accumulator included)
+
+  Quantizer accumulator;  // disabled (fp32) unless listed
+  int accumulator_chunk = 0;
+  // [layer][site index 0..kNumSites-1]: the layer's own quantiser, if overridden.
+  std::vector<std::array<std::optional<SiteQuantizer>, kNumSites>> layer_sites;
+  std::vector<std::optional<Quantizer>> layer_accumulator;
 
   SiteQuantizer& at(Site site);
+  // The quantiser of `site` for parameter layer `layer`.
+  SiteQuantizer& For(Site site, int layer);
+  // The accumulator format of `layer`, or null when its dot products run in plain float32.
+  const Quantizer* AccumulatorFor(int layer) const;
+  // Every SiteQuantizer, in a fixed order (the sites, then the per-layer ones).
+  std::vector<SiteQuantizer*> all();
   void EndIteration();
   void set_measure(bool measure);
 };
 
 // Errors: InvalidArgument naming the field path (precision.default.format, ...rounding,
-// precision.sites[i], precision.<site>.format, precision.dynamic.*) for unknown or
-// not-yet-supported values.
-absl::StatusOr<SitePrecision> MakeSitePrecision(const v1::PrecisionConfig& config);
+// precision.sites[i], precision.<site>.format, precision.dynamic.*, precision.layers[i].*,
+// precision.accumulator_chunk) for unknown or unsupported values. `num_layers` (> 0 when
+// known) bounds precision.layers. Ignores precision.schedule (see PrecisionSchedule).
+absl::StatusOr<SitePrecision> MakeSitePrecision(const v1::PrecisionConfig& config,
+                                                int num_layers = -1);
+
+// The PrecisionConfig in force after a switch: the switch's set fields replace the base's
+// (default format/rounding, per-site formats/roundings, accumulator, sites, layers,
+// accumulator_chunk when > 0).
+v1::PrecisionConfig ApplySwitch(const v1::PrecisionConfig& base, const v1::PrecisionConfig& sw);
+
+// precision.schedule resolved: entry 0 is the initial precision (from iteration 0), then one
+// per switch, with the iteration (0-based, inclusive) it applies from.
+struct ScheduledPrecision {
+  int64_t from_iteration = 0;
+  v1::PrecisionConfig config;
+};
+// Errors: InvalidArgument naming precision.schedule[i] (after_iteration not increasing or
+// negative, or an invalid merged precision).
+absl::StatusOr<std::vector<ScheduledPrecision>> PrecisionSchedule(const v1::PrecisionConfig& config,
+                                                                  int num_layers = -1);
 
 // The stream key for tensor `tensor` of site `site` under the step key `step_key` (which the
 // trainer derives from the seed, the phase and the iteration).

@@ -1,0 +1,411 @@
+#include "worker/trainer/ops/gemm.h"
+
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "oneapi/tbb/blocked_range.h"
+#include "oneapi/tbb/parallel_for.h"
+#include "oneapi/tbb/partitioner.h"
+#include "worker/trainer/quant/quantizer.h"
+#include "worker/trainer/quant/rng.h"
+
+namespace bitsweep::trainer {
+namespace {
+
+// A micro-kernel: C[mr×nr] (row stride ldc) = (load ? C : 0) + Apanel·Bpanel over kc, where
+// Apanel holds, for each k, mr values of A's column k, and Bpanel, for each k, nr values of
+// B's row k. Each C element is the fma chain of gemm.h.
+using MicroKernel = void (*)(int64_t kc, const float* a, const float* b, float* c, int64_t ldc,
+                             bool load);
+
+struct Kernel {
+  const char* name;
+  int mr, nr;
+  MicroKernel fn;
+};
+
+// Cache blocking: an A block (kMc × kKc) stays in L2, a B micro-panel (kKc × nr) in L1.
+constexpr int64_t kKc = 256;
+constexpr int64_t kMc = 96;
+constexpr int64_t kNc = 512;
+
+__attribute__((target("avx512f"))) void MicroAvx512(int64_t kc, const float* a, const float* b,
+                                                    float* c, int64_t ldc, bool load) {
+  // 8 rows × 32 columns: 16 accumulators.
+  __m512 c0a, c0b, c1a, c1b, c2a, c2b, c3a, c3b, c4a, c4b, c5a, c5b, c6a, c6b, c7a, c7b;
+  if (load) {
+#define BS_LOAD(r)                        \
+  c##r##a = _mm512_loadu_ps(c + r * ldc); \
+  c##r##b = _mm512_loadu_ps(c + r * ldc + 16);
+    BS_LOAD(0) BS_LOAD(1) BS_LOAD(2) BS_LOAD(3) BS_LOAD(4) BS_LOAD(5) BS_LOAD(6) BS_LOAD(7)
+#undef BS_LOAD
+  } else {
+    c0a = c0b = c1a = c1b = c2a = c2b = c3a = c3b = _mm512_setzero_ps();
+    c4a = c4b = c5a = c5b = c6a = c6b = c7a = c7b = _mm512_setzero_ps();
+  }
+  for (int64_t p = 0; p < kc; ++p) {
+    const __m512 ba = _mm512_loadu_ps(b);
+    const __m512 bb = _mm512_loadu_ps(b + 16);
+#define BS_FMA(r)                               \
+  {                                             \
+    const __m512 ar = _mm512_set1_ps(a[r]);     \
+    c##r##a = _mm512_fmadd_ps(ar, ba, c##r##a); \
+    c##r##b = _mm512_fmadd_ps(ar, bb, c##r##b); \
+  }
+    BS_FMA(0)
+    BS_FMA(1)
+    BS_FMA(2)
+    BS_FMA(3)
+    BS_FMA(4)
+    BS_FMA(5)
+    BS_FMA(6)
+    BS_FMA(7)
+#undef BS_FMA
+    a += 8;
+    b += 32;
+  }
+#define BS_STORE(r)                       \
+  _mm512_storeu_ps(c + r * ldc, c##r##a); \
+  _mm512_storeu_ps(c + r * ldc + 16, c##r##b);
+  BS_STORE(0) BS_STORE(1) BS_STORE(2) BS_STORE(3) BS_STORE(4) BS_STORE(5) BS_STORE(6) BS_STORE(7)
+#undef BS_STORE
+}
+
+__attribute__((target("avx2,fma"))) void MicroAvx2(int64_t kc, const float* a, const float* b,
+                                                   float* c, int64_t ldc, bool load) {
+  // 6 rows × 16 columns: 12 accumulators.
+  __m256 c0a, c0b, c1a, c1b, c2a, c2b, c3a, c3b, c4a, c4b, c5a, c5b;
+  if (load) {
+#define BS_LOAD(r)                        \
+  c##r##a = _mm256_loadu_ps(c + r * ldc); \
+  c##r##b = _mm256_loadu_ps(c + r * ldc + 8);
+    BS_LOAD(0) BS_LOAD(1) BS_LOAD(2) BS_LOAD(3) BS_LOAD(4) BS_LOAD(5)
+#undef BS_LOAD
+  } else {
+    c0a = c0b = c1a = c1b = c2a = c2b = _mm256_setzero_ps();
+    c3a = c3b = c4a = c4b = c5a = c5b = _mm256_setzero_ps();
+  }
+  for (int64_t p = 0; p < kc; ++p) {
+    const __m256 ba = _mm256_loadu_ps(b);
+    const __m256 bb = _mm256_loadu_ps(b + 8);
+#define BS_FMA(r)                                 \
+  {                                               \
+    const __m256 ar = _mm256_broadcast_ss(a + r); \
+    c##r##a = _mm256_fmadd_ps(ar, ba, c##r##a);   \
+    c##r##b = _mm256_fmadd_ps(ar, bb, c##r##b);   \
+  }
+    BS_FMA(0)
+    BS_FMA(1)
+    BS_FMA(2)
+    BS_FMA(3)
+    BS_FMA(4)
+    BS_FMA(5)
+#undef BS_FMA
+    a += 6;
+    b += 16;
+  }
+#define BS_STORE(r)                       \
+  _mm256_storeu_ps(c + r * ldc, c##r##a); \
+  _mm256_storeu_ps(c + r * ldc + 8, c##r##b);
+  BS_STORE(0) BS_STORE(1) BS_STORE(2) BS_STORE(3) BS_STORE(4) BS_STORE(5)
+#undef BS_STORE
+}
+
+// Any machine: std::fma is the correctly rounded fused multiply-add, whatever the hardware.
+void MicroPortable(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, bool load) {
+  constexpr int kMr = 4, kNr = 16;
+  float acc[kMr][kNr];
+  for (int r = 0; r < kMr; ++r) {
+    for (int j = 0; j < kNr; ++j) acc[r][j] = load ? c[r * ldc + j] : 0.0f;
+  }
+  for (int64_t p = 0; p < kc; ++p) {
+    for (int r = 0; r < kMr; ++r) {
+      for (int j = 0; j < kNr; ++j) acc[r][j] = std::fma(a[r], b[j], acc[r][j]);
+    }
+    a += kMr;
+    b += kNr;
+  }
+  for (int r = 0; r < kMr; ++r) {
+    for (int j = 0; j < kNr; ++j) c[r * ldc + j] = acc[r][j];
+  }
+}
+
+constexpr Kernel kAvx512{"avx512", 8, 32, MicroAvx512};
+constexpr Kernel kAvx2{"avx2", 6, 16, MicroAvx2};
+constexpr Kernel kPortable{"portable", 4, 16, MicroPortable};
+
+bool Supported(const Kernel& k) {
+  if (k.fn == MicroAvx512) return __builtin_cpu_supports("avx512f");
+  if (k.fn == MicroAvx2) return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  return true;
+}
+
+const Kernel& BestKernel() {
+  static const Kernel& best = Supported(kAvx512) ? kAvx512 : Supported(kAvx2) ? kAvx2 : kPortable;
+  return best;
+}
+
+// Per-thread packing buffers: allocated once per thread, at their largest size.
+struct PackBuffers {
+  std::vector<float> a, b;
+};
+
+void PackA(const Kernel& kr, int64_t mc, int64_t kc, const MatrixView& a, int64_t i0, int64_t p0,
+           float* out) {
+  const int mr = kr.mr;
+  for (int64_t ir = 0; ir < mc; ir += mr) {
+    const int rows = static_cast<int>(std::min<int64_t>(mr, mc - ir));
+    const float* base = a.data + (i0 + ir) * a.row_stride + p0 * a.col_stride;
+    if (a.col_stride == 1) {
+      // Rows of A are contiguous: read them in order, write with stride mr.
+      for (int r = 0; r < rows; ++r) {
+        const float* src = base + r * a.row_stride;
+        for (int64_t p = 0; p < kc; ++p) out[p * mr + r] = src[p];
+      }
+      for (int r = rows; r < mr; ++r) {
+        for (int64_t p = 0; p < kc; ++p) out[p * mr + r] = 0.0f;
+      }
+      out += kc * mr;
+      continue;
+    }
+    for (int64_t p = 0; p < kc; ++p) {
+      const float* src = base + p * a.col_stride;
+      int r = 0;
+      for (; r < rows; ++r) out[r] = src[r * a.row_stride];
+      for (; r < mr; ++r) out[r] = 0.0f;
+      out += mr;
+    }
+  }
+}
+
+__attribute__((optimize("no-tree-loop-distribute-patterns"))) void PackB(const Kernel& kr,
+                                                                         int64_t nc, int64_t kc,
+                                                                         const MatrixView& b,
+                                                                         int64_t p0, int64_t j0,
+                                                                         float* out) {
+  const int nr = kr.nr;
+  for (int64_t jr = 0; jr < nc; jr += nr) {
+    const int cols = static_cast<int>(std::min<int64_t>(nr, nc - jr));
+    const float* base = b.data + p0 * b.row_stride + (j0 + jr) * b.col_stride;
+    if (b.row_stride == 1) {
+      // Columns of B are contiguous (a transposed operand): read them in order.
+      for (int j = 0; j < cols; ++j) {
+        const float* src = base + j * b.col_stride;
+        for (int64_t p = 0; p < kc; ++p) out[p * nr + j] = src[p];
+      }
+      for (int j = cols; j < nr; ++j) {
+        for (int64_t p = 0; p < kc; ++p) out[p * nr + j] = 0.0f;
+      }
+      out += kc * nr;
+      continue;
+    }
+    for (int64_t p = 0; p < kc; ++p) {
+      const float* src = base + p * b.row_stride;
+      int j = 0;
+      if (b.col_stride == 1) {
+        for (; j < cols; ++j) out[j] = src[j];  // short rows: a vector copy, not a call
+      } else {
+        for (; j < cols; ++j) out[j] = src[j * b.col_stride];
+      }
+      for (; j < nr; ++j) out[j] = 0.0f;
+      out += nr;
+    }
+  }
+}
+
+// prepacked_a: A packed by PackedMatrix::Pack (block (pc, ic) at pc·m_pad + ic·kc), or null.
+void GemmImpl(const Kernel& kr, int64_t m, int64_t n, int64_t k, const MatrixView& a,
+              const MatrixView& b, float* c, int64_t ldc, bool accumulate,
+              const float* prepacked_a = nullptr) {
+  if (m <= 0 || n <= 0) return;
+  if (k <= 0) {
+    if (!accumulate) {
+      for (int64_t i = 0; i < m; ++i) std::fill(c + i * ldc, c + i * ldc + n, 0.0f);
+    }
+    return;
+  }
+  const int mr = kr.mr, nr = kr.nr;
+  thread_local PackBuffers buffers;
+  const int64_t mc_max = (std::min(m, kMc) + mr - 1) / mr * mr;
+  const int64_t nc_max = (std::min(n, kNc) + nr - 1) / nr * nr;
+  const int64_t kc_max = std::min(k, kKc);
+  if (static_cast<int64_t>(buffers.a.size()) < mc_max * kc_max) buffers.a.resize(mc_max * kc_max);
+  if (static_cast<int64_t>(buffers.b.size()) < nc_max * kc_max) buffers.b.resize(nc_max * kc_max);
+  float* pa = buffers.a.data();
+  float* pb = buffers.b.data();
+  alignas(64) float tile[8 * 32];
+  for (int64_t jc = 0; jc < n; jc += kNc) {
+    const int64_t nc = std::min(kNc, n - jc);
+    for (int64_t pc = 0; pc < k; pc += kKc) {
+      const int64_t kc = std::min(kKc, k - pc);
+      const bool load = accumulate || pc > 0;
+      PackB(kr, nc, kc, b, pc, jc, pb);
+      for (int64_t ic = 0; ic < m; ic += kMc) {
+        const int64_t mc = std::min(kMc, m - ic);
+        if (prepacked_a != nullptr) {
+          const int64_t m_pad = (m + mr - 1) / mr * mr;
+          pa = const_cast<float*>(prepacked_a) + pc * m_pad + ic * kc;
+        } else {
+          PackA(kr, mc, kc, a, ic, pc, pa);
+        }
+        for (int64_t jr = 0; jr < nc; jr += nr) {
+          const int cols = static_cast<int>(std::min<int64_t>(nr, nc - jr));
+          const float* bp = pb + jr * kc;
+          for (int64_t ir = 0; ir < mc; ir += mr) {
+            const int rows = static_cast<int>(std::min<int64_t>(mr, mc - ir));
+            const float* ap = pa + ir * kc;
+            float* cp = c + (ic + ir) * ldc + jc + jr;
+            if (rows == mr && cols == nr) {
+              kr.fn(kc, ap, bp, cp, ldc, load);
+              continue;
+            }
+            // An edge tile: through a full-size tile (the padding lanes are discarded).
+            for (int r = 0; r < mr; ++r) {
+              for (int j = 0; j < nr; ++j) {
+                tile[r * nr + j] = load && r < rows && j < cols ? cp[r * ldc + j] : 0.0f;
+              }
+            }
+            kr.fn(kc, ap, bp, tile, nr, true);
+            for (int r = 0; r < rows; ++r) {
+              std::memcpy(cp + r * ldc, tile + r * nr, sizeof(float) * cols);
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+
+void PackedMatrix::Pack(int64_t m, int64_t k, MatrixView a) {
+  const Kernel& kr = BestKernel();
+  m_ = m;
+  k_ = k;
+  const int64_t m_pad = (m + kr.mr - 1) / kr.mr * kr.mr;
+  if (static_cast<int64_t>(data_.size()) < m_pad * k) data_.resize(m_pad * k);
+  for (int64_t pc = 0; pc < k; pc += kKc) {
+    const int64_t kc = std::min(kKc, k - pc);
+    for (int64_t ic = 0; ic < m; ic += kMc) {
+      PackA(kr, std::min(kMc, m - ic), kc, a, ic, pc, data_.data() + pc * m_pad + ic * kc);
+    }
+  }
+}
+
+void GemmPacked(const PackedMatrix& a, int64_t n, MatrixView b, float* c, int64_t ldc,
+                bool accumulate) {
+  GemmImpl(BestKernel(), a.rows(), n, a.depth(), MatrixView{nullptr, 0, 0}, b, c, ldc, accumulate,
+           a.data());
+}
+
+void Gemm(int64_t m, int64_t n, int64_t k, MatrixView a, MatrixView b, float* c, int64_t ldc,
+          bool accumulate) {
+  GemmImpl(BestKernel(), m, n, k, a, b, c, ldc, accumulate);
+}
+
+void ParallelGemm(int64_t m, int64_t n, int64_t k, MatrixView a, MatrixView b, float* c,
+                  int64_t ldc, bool accumulate) {
+  const Kernel& kr = BestKernel();
+  // Every element's chain is the same however C is split: split the longer side into blocks of
+  // whole micro-tiles, enough of them to balance a few threads.
+  if (m >= n) {
+    const int64_t block = std::max<int64_t>(kr.mr, (m / 8 + kr.mr - 1) / kr.mr * kr.mr);
+    oneapi::tbb::parallel_for(
+        oneapi::tbb::blocked_range<int64_t>(0, (m + block - 1) / block),
+        [&](const oneapi::tbb::blocked_range<int64_t>& r) {
+          for (int64_t t = r.begin(); t < r.end(); ++t) {
+            const int64_t i0 = t * block;
+            const MatrixView at{a.data + i0 * a.row_stride, a.row_stride, a.col_stride};
+            GemmImpl(kr, std::min(block, m - i0), n, k, at, b, c + i0 * ldc, ldc, accumulate);
+          }
+        },
+        oneapi::tbb::simple_partitioner());
+  } else {
+    const int64_t block = std::max<int64_t>(kr.nr, (n / 8 + kr.nr - 1) / kr.nr * kr.nr);
+    oneapi::tbb::parallel_for(
+        oneapi::tbb::blocked_range<int64_t>(0, (n + block - 1) / block),
+        [&](const oneapi::tbb::blocked_range<int64_t>& r) {
+          for (int64_t t = r.begin(); t < r.end(); ++t) {
+            const int64_t j0 = t * block;
+            const MatrixView bt{b.data + j0 * b.col_stride, b.row_stride, b.col_stride};
+            GemmImpl(kr, m, std::min(block, n - j0), k, a, bt, c + j0, ldc, accumulate);
+          }
+        },
+        oneapi::tbb::simple_partitioner());
+  }
+}
+
+void AccumulatorGemm(int64_t m, int64_t n, int64_t k, MatrixView a, MatrixView b, float* c,
+                     int64_t ldc, bool accumulate, const AccumulatorRounding& rounding,
+                     bool parallel) {
+  if (m <= 0 || n <= 0) return;
+  const Quantizer& q = *rounding.quantizer;
+  // B with contiguous rows: the inner loops run over j.
+  thread_local std::vector<float> packed_b;
+  const float* bp = b.data;
+  int64_t b_rs = b.row_stride;
+  if (b.col_stride != 1) {
+    if (static_cast<int64_t>(packed_b.size()) < k * n) packed_b.resize(k * n);
+    for (int64_t p = 0; p < k; ++p) {
+      for (int64_t j = 0; j < n; ++j)
+        packed_b[p * n + j] = b.data[p * b.row_stride + j * b.col_stride];
+    }
+    bp = packed_b.data();
+    b_rs = n;
+  }
+  auto row = [&](int64_t i) {
+    thread_local std::vector<float> buffers;
+    if (static_cast<int64_t>(buffers.size()) < 3 * n) buffers.resize(3 * n);
+    float* s = buffers.data();
+    float* t = s + n;
+    float* prod = t + n;
+    const uint64_t row_key = DeriveKey(rounding.key, static_cast<uint64_t>(i));
+    for (int64_t j = 0; j < n; ++j) s[j] = accumulate ? c[i * ldc + j] : 0.0f;
+    std::fill(t, t + n, 0.0f);
+    float* target = rounding.chunk > 0 ? t : s;
+    for (int64_t p = 0; p < k; ++p) {
+      const float av = a.data[i * a.row_stride + p * a.col_stride];
+      const float* brow = bp + p * b_rs;
+      for (int64_t j = 0; j < n; ++j) prod[j] = av * brow[j];
+      q.Apply(prod, n, DeriveKey(row_key, 3 * static_cast<uint64_t>(p)));
+      for (int64_t j = 0; j < n; ++j) target[j] += prod[j];
+      q.Apply(target, n, DeriveKey(row_key, 3 * static_cast<uint64_t>(p) + 1));
+      if (rounding.chunk > 0 && ((p + 1) % rounding.chunk == 0 || p + 1 == k)) {
+        for (int64_t j = 0; j < n; ++j) s[j] += t[j];
+        q.Apply(s, n, DeriveKey(row_key, 3 * static_cast<uint64_t>(p) + 2));
+        std::fill(t, t + n, 0.0f);
+      }
+    }
+    std::memcpy(c + i * ldc, s, sizeof(float) * n);
+  };
+  if (!parallel) {
+    for (int64_t i = 0; i < m; ++i) row(i);
+    return;
+  }
+  oneapi::tbb::parallel_for(
+      oneapi::tbb::blocked_range<int64_t>(0, m, 1),
+      [&](const oneapi::tbb::blocked_range<int64_t>& r) {
+        for (int64_t i = r.begin(); i < r.end(); ++i) row(i);
+      },
+      oneapi::tbb::simple_partitioner());
+}
+
+const char* GemmKernelName() { return BestKernel().name; }
+
+bool GemmWithKernel(const char* kernel, int64_t m, int64_t n, int64_t k, MatrixView a, MatrixView b,
+                    float* c, int64_t ldc, bool accumulate) {
+  for (const Kernel* kr : {&kAvx512, &kAvx2, &kPortable}) {
+    if (std::strcmp(kernel, kr->name) == 0) {
+      if (!Supported(*kr)) return false;
+      GemmImpl(*kr, m, n, k, a, b, c, ldc, accumulate);
+      return true;
+    }
+  }
+  return false;
+}
+
+}  // namespace bitsweep::trainer

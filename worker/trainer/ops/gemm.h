@@ -1,0 +1,86 @@
+// The trainer's matrix product, with one fixed summation order so results are bitwise the same
+// on every x86-64 machine, for every vector width and every thread count:
+//
+//   C[i][j] = fma(A[i][K-1], B[K-1][j], ... fma(A[i][1], B[1][j], fma(A[i][0], B[0][j], c0)))
+//
+// with c0 = 0, or the incoming C[i][j] when accumulating: one fused multiply-add per product,
+// in increasing k, each rounded to float32. Blocking over k reloads the stored float32 partial
+// sum, which is exact, so cache blocking does not change the chain; nor does splitting the
+// rows or columns of C between threads. The kernels (AVX-512F, AVX2+FMA, or portable std::fma
+// when neither is present) are chosen once at run time; they differ only in speed.
+//
+// Operands are strided views: element (i, k) of A is a[i * a_rs + k * a_cs], element (k, j) of
+// B is b[k * b_rs + j * b_cs], element (i, j) of C is c[i * ldc + j]; a transpose is a swap of
+// the strides. Packing copies each block into contiguous panels first.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+namespace bitsweep::trainer {
+
+class Quantizer;
+
+struct MatrixView {
+  const float* data;
+  int64_t row_stride;
+  int64_t col_stride;
+};
+
+// C[m×n] = (accumulate ? C : 0) + A[m×k]·B[k×n], in the calling thread. k == 0 leaves C (or
+// zeroes it when not accumulating).
+void Gemm(int64_t m, int64_t n, int64_t k, MatrixView a, MatrixView b, float* c, int64_t ldc,
+          bool accumulate);
+
+// The same result, with the rows (or columns) of C split between the threads of the current
+// oneTBB arena.
+void ParallelGemm(int64_t m, int64_t n, int64_t k, MatrixView a, MatrixView b, float* c,
+                  int64_t ldc, bool accumulate);
+
+// An A operand packed once for many products with it (a layer's weights, used by every example
+// of a batch): GemmPacked gives exactly Gemm's result without repacking A on every call.
+class PackedMatrix {
+ public:
+  // Packs A [m×k] (reusing this object's buffer).
+  void Pack(int64_t m, int64_t k, MatrixView a);
+  int64_t rows() const { return m_; }
+  int64_t depth() const { return k_; }
+  const float* data() const { return data_.data(); }
+
+ private:
+  int64_t m_ = 0, k_ = 0;
+  std::vector<float> data_;
+};
+
+// C[m×n] = (accumulate ? C : 0) + A·B with a packed A, in the calling thread.
+void GemmPacked(const PackedMatrix& a, int64_t n, MatrixView b, float* c, int64_t ldc,
+                bool accumulate);
+
+// The accumulator site (quant/sites.h; seeds/000 "truncation by operation", seeds/003's
+// accumulation width): a slow, exact emulation of a dot-product unit whose multiplier and
+// adder round to `quantizer`'s format. Per element of C, with q the rounding:
+//   chunk == 0:  s = c0; for p in 0..K-1: s = q(s + q(A[i][p]·B[p][j]))
+//   chunk > 0:   the products are summed as above in partial sums of `chunk` products each
+//                (starting from 0), and each partial sum is added to s as s = q(s + t).
+// c0 as in Gemm (chunks restart at every call). Products are formed in float32 first. The
+// stochastic stream of row i is DeriveKey(key, i); the rounding of step p uses
+// DeriveKey(row key, 3p + {0: product, 1: sum, 2: chunk sum}) and element j of it, so the rows
+// may be split between threads freely.
+struct AccumulatorRounding {
+  const Quantizer* quantizer = nullptr;
+  int chunk = 0;
+  uint64_t key = 0;
+};
+void AccumulatorGemm(int64_t m, int64_t n, int64_t k, MatrixView a, MatrixView b, float* c,
+                     int64_t ldc, bool accumulate, const AccumulatorRounding& rounding,
+                     bool parallel);
+
+// Which kernel Gemm uses on this machine: "avx512", "avx2" or "portable".
+const char* GemmKernelName();
+
+// Testing: runs Gemm with a given kernel ("avx512", "avx2" or "portable"); returns false (and
+// does nothing) when this machine cannot run it.
+bool GemmWithKernel(const char* kernel, int64_t m, int64_t n, int64_t k, MatrixView a, MatrixView b,
+                    float* c, int64_t ldc, bool accumulate);
+
+}  // namespace bitsweep::trainer
