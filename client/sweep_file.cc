@@ -1,5 +1,6 @@
 #include "client/sweep_file.h"
 
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -288,27 +289,61 @@ class SweepSpecReader {
   std::string source_;
 };
 
+// Consumes parser events without building nodes: counts a file's documents.
+class DocumentCounter : public YAML::EventHandler {
+ public:
+  void OnDocumentStart(const YAML::Mark&) override {}
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnAlias(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                const std::string&) override {}
+  void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                       YAML::EmitterStyle::value) override {}
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                  YAML::EmitterStyle::value) override {}
+  void OnMapEnd() override {}
+};
+
 }  // namespace
 
 absl::StatusOr<v1::SweepSpec> ParseSweepYaml(absl::string_view text,
                                              absl::string_view source_name) {
+  // yaml-cpp 0.7's LoadAll never returns on some malformed input (e.g. `"""",9`: the parser
+  // keeps reporting an empty document without consuming a token, jbeder/yaml-cpp#1319, found
+  // by fuzz/sweep_file_fuzzer), so documents are counted with a bound and only the first is
+  // loaded.
+  constexpr int kMaxDocuments = 16;
   std::vector<YAML::Node> documents;
+  int document_count = 0;
   // yaml-cpp reports syntax errors by throwing; this is the boundary where they become values.
   try {
-    documents = YAML::LoadAll(std::string(text));
+    std::istringstream stream{std::string(text)};
+    YAML::Parser parser(stream);
+    DocumentCounter counter;
+    while (document_count <= kMaxDocuments && parser.HandleNextDocument(counter)) {
+      ++document_count;
+    }
+    if (document_count > kMaxDocuments) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(source_name, ": malformed YAML: more than ", kMaxDocuments,
+                       " documents (is a quote or a bracket unbalanced?)"));
+    }
+    if (document_count > 0) documents.push_back(YAML::Load(std::string(text)));
   } catch (const YAML::Exception& e) {
     if (e.mark.is_null()) return absl::InvalidArgumentError(absl::StrCat(source_name, ": ", e.msg));
     return absl::InvalidArgumentError(
         absl::StrCat(source_name, ":", e.mark.line + 1, ":", e.mark.column + 1, ": ", e.msg));
   }
-  if (documents.empty() || (documents.size() == 1 && documents[0].IsNull())) {
+  if (documents.empty() || (document_count == 1 && documents[0].IsNull())) {
     return absl::InvalidArgumentError(
         absl::StrCat(source_name, ": empty sweep file (expected a map with name, base and sweep)"));
   }
-  if (documents.size() > 1) {
+  if (document_count > 1) {
     return absl::InvalidArgumentError(absl::StrCat(source_name,
                                                    ": expected one YAML document, found ",
-                                                   documents.size(), " (separated by ---)"));
+                                                   document_count, " (separated by ---)"));
   }
   try {
     return SweepSpecReader(source_name).Read(documents[0]);

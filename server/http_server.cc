@@ -235,16 +235,24 @@ void HttpServer::RegisterRoutes() {
                if (!trial.ok()) return SendError(response, trial.status());
                absl::StatusOr<std::vector<v1::CurvePoint>> curve = store_->GetCurve(*id);
                if (!curve.ok()) return SendError(response, curve.status());
+               // Sites and layers go out columnar (site_series, layer_series), not per point.
+               nlohmann::json stats = CurveStatsColumns(*curve);
                v1::GetTrialResponse body;
                *body.mutable_trial() = *std::move(trial);
-               for (v1::CurvePoint& point : *curve) *body.add_curve() = std::move(point);
-               if (read_model_ == nullptr) return SendProto(response, body);
+               for (v1::CurvePoint& point : *curve) {
+                 point.clear_sites();
+                 point.clear_layers();
+                 *body.add_curve() = std::move(point);
+               }
                absl::StatusOr<std::string> text = ProtoJson(body);
                if (!text.ok()) return SendError(response, text.status());
-               absl::StatusOr<nlohmann::json> history = read_model_->TrialHistory(*id);
-               if (!history.ok()) return SendError(response, history.status());
                nlohmann::json json = nlohmann::json::parse(*text);
-               json["history"] = *std::move(history);
+               json.update(stats);
+               if (read_model_ != nullptr) {
+                 absl::StatusOr<nlohmann::json> history = read_model_->TrialHistory(*id);
+                 if (!history.ok()) return SendError(response, history.status());
+                 json["history"] = *std::move(history);
+               }
                response.set_content(json.dump(), kJson);
              });
 

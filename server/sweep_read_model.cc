@@ -161,6 +161,74 @@ const char* const kTableColumns[] = {"id",
 
 }  // namespace
 
+namespace {
+
+// One columnar series per name (site or layer) over the points that recorded entries of `Entry`:
+// `entries(point)` gives a point's entries, `name(entry)` the series it belongs to and `fields`
+// the (key, getter) pairs copied into the series.
+template <typename Entries, typename Name, typename Fields>
+nlohmann::json EntrySeries(const std::vector<v1::CurvePoint>& curve, const char* list_key,
+                           const char* name_key, Entries entries, Name name, const Fields& fields) {
+  nlohmann::json iterations = nlohmann::json::array();
+  nlohmann::json series = nlohmann::json::array();
+  std::map<std::string, size_t> index;  // name -> position in series
+  for (const v1::CurvePoint& point : curve) {
+    const auto& list = entries(point);
+    if (list.empty()) continue;
+    const size_t column = iterations.size();
+    iterations.push_back(point.iteration());
+    for (const auto& entry : list) {
+      auto [found, added] = index.emplace(name(entry), series.size());
+      if (added) {
+        nlohmann::json one = {{name_key, name(entry)}};
+        for (const auto& [key, get] : fields) {
+          one[key] = nlohmann::json(std::vector<std::nullptr_t>(column, nullptr));
+        }
+        series.push_back(std::move(one));
+      }
+      nlohmann::json& target = series[found->second];
+      for (const auto& [key, get] : fields) {
+        nlohmann::json& values = target[key];
+        while (values.size() < column) values.push_back(nullptr);
+        if (values.size() == column) values.push_back(get(entry));
+      }
+    }
+  }
+  // Pad the series that the last points did not mention.
+  for (nlohmann::json& one : series) {
+    for (const auto& [key, get] : fields) {
+      while (one[key].size() < iterations.size()) one[key].push_back(nullptr);
+    }
+  }
+  if (iterations.empty()) return nullptr;
+  return {{"iteration", std::move(iterations)}, {list_key, std::move(series)}};
+}
+
+}  // namespace
+
+nlohmann::json CurveStatsColumns(const std::vector<v1::CurvePoint>& curve) {
+  using SiteGetter = double (*)(const v1::SiteStats&);
+  using LayerGetter = double (*)(const v1::LayerStats&);
+  const std::vector<std::pair<const char*, SiteGetter>> site_fields = {
+      {"effective_bits", [](const v1::SiteStats& s) { return s.effective_bits(); }},
+      {"quantization_error_percent",
+       [](const v1::SiteStats& s) { return s.quantization_error_percent(); }},
+      {"overflow_percent", [](const v1::SiteStats& s) { return s.overflow_percent(); }}};
+  const std::vector<std::pair<const char*, LayerGetter>> layer_fields = {
+      {"gradient_norm", [](const v1::LayerStats& l) { return l.gradient_norm(); }},
+      {"flushed_to_zero", [](const v1::LayerStats& l) { return l.flushed_to_zero(); }}};
+  nlohmann::json out = nlohmann::json::object();
+  nlohmann::json sites = EntrySeries(
+      curve, "sites", "site", [](const v1::CurvePoint& p) -> const auto& { return p.sites(); },
+      [](const v1::SiteStats& s) { return s.site(); }, site_fields);
+  if (!sites.is_null()) out["site_series"] = std::move(sites);
+  nlohmann::json layers = EntrySeries(
+      curve, "layers", "layer", [](const v1::CurvePoint& p) -> const auto& { return p.layers(); },
+      [](const v1::LayerStats& l) { return l.layer(); }, layer_fields);
+  if (!layers.is_null()) out["layer_series"] = std::move(layers);
+  return out;
+}
+
 int CurveMetricIndex(const std::string& metric) {
   for (int i = 0; i < kMetricCount; ++i) {
     if (metric == kMetricNames[i]) return i;

@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "bitsweep/v1/config.pb.h"
 #include "common/clock.h"
 #include "nlohmann/json.hpp"
 
@@ -112,6 +113,14 @@ class SweepReadModel {
   std::map<int64_t, SweepProgress> timings_;
   int64_t timings_data_version_ = -1;
 };
+
+// The per-site and per-layer statistics of a trial's curve (CurvePoint.sites / .layers),
+// columnar (see docs/api.md): {"site_series": {"iteration": [...], "sites": [{"site",
+// "effective_bits": [...], "quantization_error_percent": [...], "overflow_percent": [...]}]},
+// "layer_series": {"iteration": [...], "layers": [{"layer", "gradient_norm": [...],
+// "flushed_to_zero": [...]}]}}. Only the points that recorded statistics count; a site or layer
+// missing from one of them is null there. A key is absent when no point recorded that kind.
+nlohmann::json CurveStatsColumns(const std::vector<v1::CurvePoint>& curve);
 
 // "test_accuracy" etc. -> column index in the cached curve; -1 if unknown.
 int CurveMetricIndex(const std::string& metric);

@@ -57,8 +57,8 @@ grpc::Status SweepService::SubmitSweep(grpc::ServerContext* context,
     spdlog::info("sweep {} '{}' resubmitted: {} requeued, {} results reused", outcome->sweep_id,
                  request->spec().name(), outcome->requeued, outcome->reused);
   } else {
-    spdlog::info("sweep {} '{}' submitted: {} trials", outcome->sweep_id, request->spec().name(),
-                 trials->size());
+    spdlog::info("sweep {} '{}' submitted: {} trials, {} results reused from other sweeps",
+                 outcome->sweep_id, request->spec().name(), outcome->trial_count, outcome->reused);
   }
   return grpc::Status::OK;
 }

@@ -8,6 +8,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
 #include "nlohmann/json.hpp"
 #include "server/embedded_file.h"
 #include "server/sweep_expander.h"
@@ -280,15 +281,16 @@ absl::StatusOr<int64_t> TrialStore::CreateSweep(const v1::SweepSpec& spec,
   std::lock_guard<std::mutex> lock(write_mu_);
   return Guarded("create sweep", [&]() -> absl::StatusOr<int64_t> {
     SQLite::Transaction transaction(*writer_, SQLite::TransactionBehavior::IMMEDIATE);
-    int64_t sweep_id = InsertSweep(spec, SpecHash(spec), trials, now_ms);
+    ASSIGN_OR_RETURN(InsertedSweep inserted, InsertSweep(spec, SpecHash(spec), trials, now_ms));
     transaction.commit();
     changes_.Notify();
-    return sweep_id;
+    return inserted.sweep_id;
   });
 }
 
-int64_t TrialStore::InsertSweep(const v1::SweepSpec& spec, const std::string& spec_hash,
-                                const std::vector<PlannedTrial>& trials, int64_t now_ms) {
+absl::StatusOr<TrialStore::InsertedSweep> TrialStore::InsertSweep(
+    const v1::SweepSpec& spec, const std::string& spec_hash,
+    const std::vector<PlannedTrial>& trials, int64_t now_ms) {
   std::string spec_blob = spec.SerializeAsString();
   SQLite::Statement insert_sweep(
       *writer_,
@@ -302,9 +304,79 @@ int64_t TrialStore::InsertSweep(const v1::SweepSpec& spec, const std::string& sp
   insert_sweep.bind(6, now_ms);
   insert_sweep.bind(7, spec_hash);
   insert_sweep.exec();
-  int64_t sweep_id = writer_->getLastInsertRowid();
-  InsertTrials(sweep_id, trials, 0);
-  return sweep_id;
+  InsertedSweep inserted;
+  inserted.sweep_id = writer_->getLastInsertRowid();
+  InsertTrials(inserted.sweep_id, trials, 0);
+  inserted.reused = ReuseFinishedTrials(inserted.sweep_id, 0, now_ms);
+  if (inserted.reused > 0) {
+    // No completion will plan the next bisect probes if the first ones are all reused.
+    ASSIGN_OR_RETURN(int follow_ups_reused, PlanFollowUp(inserted.sweep_id, now_ms));
+    inserted.reused += follow_ups_reused;
+    UpdateSweepState(inserted.sweep_id, now_ms);
+  }
+  return inserted;
+}
+
+int TrialStore::ReuseFinishedTrials(int64_t sweep_id, int64_t first_idx, int64_t now_ms) {
+  // Same config_hash = same config and seed = the same deterministic run (the trainer is
+  // bitwise deterministic): the oldest finished one of another sweep is the source. Failed and
+  // cancelled runs have no result to reuse, and a pruned one was cut short by its own sweep's
+  // rule, which the new sweep may not have. One index probe per trial (trials_by_config_hash).
+  SQLite::Statement matches(
+      *writer_,
+      "SELECT id, source FROM (SELECT t.id AS id, t.idx AS idx, "
+      "(SELECT s.id FROM trials s WHERE s.config_hash = t.config_hash AND s.state = ?3 "
+      "AND s.outcome IN (?4, ?5) AND s.sweep_id != t.sweep_id ORDER BY s.id LIMIT 1) "
+      "AS source FROM trials t WHERE t.sweep_id = ?1 AND t.idx >= ?2 "
+      "AND t.state = ?6) WHERE source IS NOT NULL ORDER BY idx");
+  matches.bind(1, sweep_id);
+  matches.bind(2, first_idx);
+  matches.bind(3, static_cast<int>(v1::TRIAL_STATE_DONE));
+  matches.bind(4, static_cast<int>(v1::TRIAL_OUTCOME_COMPLETED));
+  matches.bind(5, static_cast<int>(v1::TRIAL_OUTCOME_DIVERGED));
+  matches.bind(6, static_cast<int>(v1::TRIAL_STATE_QUEUED));
+  std::vector<std::pair<int64_t, int64_t>> reuses;  // (trial, source trial)
+  while (matches.executeStep()) {
+    reuses.emplace_back(matches.getColumn(0).getInt64(), matches.getColumn(1).getInt64());
+  }
+  if (reuses.empty()) return 0;
+  // The source's times and worker stay: they describe the run that produced the result.
+  SQLite::Statement copy_result(
+      *writer_,
+      "UPDATE trials SET state = ?1, (result, outcome, worker_id, started_ms, finished_ms) = "
+      "(SELECT result, outcome, worker_id, started_ms, finished_ms FROM trials WHERE id = ?2), "
+      "error = '', change_seq = ?3 WHERE id = ?4");
+  // Every column of the point is copied, including ones later migrations add.
+  std::string point_columns;
+  SQLite::Statement columns(*writer_, "SELECT name FROM pragma_table_info('curve_points')");
+  while (columns.executeStep()) {
+    std::string column = columns.getColumn(0).getString();
+    if (column != "trial_id") absl::StrAppend(&point_columns, ", ", column);
+  }
+  SQLite::Statement copy_points(
+      *writer_, absl::StrCat("INSERT INTO curve_points (trial_id", point_columns, ") SELECT ?1",
+                             point_columns, " FROM curve_points WHERE trial_id = ?2"));
+  SQLite::Statement source_sweep(*writer_, "SELECT sweep_id FROM trials WHERE id = ?");
+  for (const auto& [trial_id, source_id] : reuses) {
+    copy_result.reset();
+    copy_result.bind(1, static_cast<int>(v1::TRIAL_STATE_DONE));
+    copy_result.bind(2, source_id);
+    copy_result.bind(3, NextSeq());
+    copy_result.bind(4, trial_id);
+    copy_result.exec();
+    copy_points.reset();
+    copy_points.bind(1, trial_id);
+    copy_points.bind(2, source_id);
+    copy_points.exec();
+    source_sweep.reset();
+    source_sweep.bind(1, source_id);
+    source_sweep.executeStep();
+    RecordEvent(
+        *writer_, now_ms, sweep_id, trial_id, "", "trial_reused",
+        absl::StrCat("result and curve of trial ", source_id, " (sweep ",
+                     source_sweep.getColumn(0).getInt64(), ") reused: same config and seed"));
+  }
+  return static_cast<int>(reuses.size());
 }
 
 void TrialStore::InsertTrials(int64_t sweep_id, const std::vector<PlannedTrial>& trials,
@@ -345,8 +417,14 @@ absl::StatusOr<SubmitOutcome> TrialStore::SubmitSweep(const v1::SweepSpec& spec,
     existing.bind(1, spec_hash);
     SubmitOutcome outcome;
     if (!existing.executeStep()) {
-      outcome.sweep_id = InsertSweep(spec, spec_hash, trials, now_ms);
-      outcome.trial_count = static_cast<int32_t>(trials.size());
+      ASSIGN_OR_RETURN(InsertedSweep inserted, InsertSweep(spec, spec_hash, trials, now_ms));
+      outcome.sweep_id = inserted.sweep_id;
+      outcome.reused = inserted.reused;
+      // Bisect follow-ups planned at once (reused probes) count too.
+      SQLite::Statement count(*writer_, "SELECT trial_count FROM sweeps WHERE id = ?");
+      count.bind(1, inserted.sweep_id);
+      count.executeStep();
+      outcome.trial_count = count.getColumn(0).getInt();
       transaction.commit();
       changes_.Notify();
       return outcome;
@@ -637,11 +715,20 @@ absl::StatusOr<std::vector<v1::CurvePoint>> TrialStore::GetCurve(int64_t trial_i
     SQLite::Statement query(
         *reader_,
         "SELECT iteration, epoch, train_loss, train_accuracy, test_loss, test_accuracy, "
-        "learning_rate FROM curve_points WHERE trial_id = ? ORDER BY iteration");
+        "learning_rate, stats FROM curve_points WHERE trial_id = ? ORDER BY iteration");
     query.bind(1, trial_id);
     std::vector<v1::CurvePoint> curve;
     while (query.executeStep()) {
       v1::CurvePoint& point = curve.emplace_back();
+      // The sites/layers blob first: parsing merges into the point, the columns then set the rest.
+      const SQLite::Column stats = query.getColumn(7);
+      if (!stats.isNull() &&
+          !point.ParseFromArray(stats.getBlob(), static_cast<int>(stats.getBytes()))) {
+        return absl::DataLossError(absl::StrCat("trial ", trial_id,
+                                                ": curve point statistics of "
+                                                "iteration ",
+                                                query.getColumn(0).getInt64(), " are corrupt"));
+      }
       point.set_iteration(query.getColumn(0).getInt64());
       point.set_epoch(query.getColumn(1).getDouble());
       point.set_train_loss(query.getColumn(2).getDouble());
@@ -892,10 +979,21 @@ absl::StatusOr<ProgressVerdict> TrialStore::AppendPoints(
     SQLite::Statement insert(
         *writer_,
         "INSERT OR REPLACE INTO curve_points (trial_id, iteration, attempt, epoch, train_loss, "
-        "train_accuracy, test_loss, test_accuracy, learning_rate) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)");
+        "train_accuracy, test_loss, test_accuracy, learning_rate, stats) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+    v1::CurvePoint stats;
+    std::string stats_bytes;
     for (const v1::CurvePoint& point : points) {
       insert.reset();
+      // sites/layers go into one blob, only when recorded: most points carry none.
+      if (point.sites_size() > 0 || point.layers_size() > 0) {
+        *stats.mutable_sites() = point.sites();
+        *stats.mutable_layers() = point.layers();
+        stats.SerializeToString(&stats_bytes);
+        insert.bind(10, stats_bytes.data(), static_cast<int>(stats_bytes.size()));
+      } else {
+        insert.bind(10);
+      }
       insert.bind(1, ref.trial_id());
       insert.bind(2, point.iteration());
       insert.bind(3, ref.attempt());
@@ -1063,8 +1161,8 @@ absl::Status TrialStore::CompleteTrial(const std::string& worker_id, const v1::T
     SQLite::Statement drop_checkpoint(*writer_, "DELETE FROM checkpoints WHERE trial_id = ?");
     drop_checkpoint.bind(1, ref.trial_id());
     drop_checkpoint.exec();
-    absl::Status planned = PlanFollowUp(lease->sweep_id);
-    if (!planned.ok()) return planned;
+    absl::StatusOr<int> planned = PlanFollowUp(lease->sweep_id, now_ms);
+    if (!planned.ok()) return planned.status();
     UpdateSweepState(lease->sweep_id, now_ms);
     transaction.commit();
     changes_.Notify();
@@ -1170,7 +1268,7 @@ void TrialStore::ReleaseTrials(const std::vector<RunningTrial>& trials, int64_t 
   }
   for (int64_t sweep_id : sweeps) {
     // A failed bisect probe still lets the search go on; planning errors only log here.
-    (void)PlanFollowUp(sweep_id);
+    (void)PlanFollowUp(sweep_id, now_ms);
     UpdateSweepState(sweep_id, now_ms);
   }
 }
@@ -1226,30 +1324,38 @@ const PruningRule& TrialStore::PruningOf(int64_t sweep_id) {
   return pruning_rules_.emplace(sweep_id, std::move(rule)).first->second;
 }
 
-absl::Status TrialStore::PlanFollowUp(int64_t sweep_id) {
-  if (!follow_up_planner_) return absl::OkStatus();
+absl::StatusOr<int> TrialStore::PlanFollowUp(int64_t sweep_id, int64_t now_ms) {
+  if (!follow_up_planner_) return 0;
   SQLite::Statement query(*writer_, "SELECT spec, state FROM sweeps WHERE id = ?");
   query.bind(1, sweep_id);
-  if (!query.executeStep()) return absl::OkStatus();
+  if (!query.executeStep()) return 0;
   // A cancelled search plans nothing more.
-  if (query.getColumn(1).getInt() == v1::SWEEP_STATE_CANCELLED) return absl::OkStatus();
+  if (query.getColumn(1).getInt() == v1::SWEEP_STATE_CANCELLED) return 0;
   v1::SweepSpec spec;
   spec.ParseFromString(BlobOf(query.getColumn(0)));
-  if (spec.method() != "bisect") return absl::OkStatus();
-  SQLite::Statement rows(*writer_, absl::StrCat("SELECT ", kTrialColumns,
-                                                " FROM trials WHERE sweep_id = ? ORDER BY idx"));
-  rows.bind(1, sweep_id);
-  std::vector<v1::Trial> trials;
-  while (rows.executeStep()) trials.push_back(TrialFromRow(rows, /*with_config=*/false));
-  absl::StatusOr<std::vector<PlannedTrial>> planned = follow_up_planner_(spec, trials);
-  if (!planned.ok()) return planned.status();
-  if (planned->empty()) return absl::OkStatus();
-  InsertTrials(sweep_id, *planned, static_cast<int64_t>(trials.size()));
-  SQLite::Statement count(*writer_, "UPDATE sweeps SET trial_count = ? WHERE id = ?");
-  count.bind(1, static_cast<int64_t>(trials.size() + planned->size()));
-  count.bind(2, sweep_id);
-  count.exec();
-  return absl::OkStatus();
+  if (spec.method() != "bisect") return 0;
+  int reused = 0;
+  // Reused probes finish at once and may call for the next ones. The planner only returns
+  // configs the sweep does not hold yet, so this ends.
+  while (true) {
+    SQLite::Statement rows(*writer_, absl::StrCat("SELECT ", kTrialColumns,
+                                                  " FROM trials WHERE sweep_id = ? ORDER BY idx"));
+    rows.bind(1, sweep_id);
+    std::vector<v1::Trial> trials;
+    while (rows.executeStep()) trials.push_back(TrialFromRow(rows, /*with_config=*/false));
+    absl::StatusOr<std::vector<PlannedTrial>> planned = follow_up_planner_(spec, trials);
+    if (!planned.ok()) return planned.status();
+    if (planned->empty()) return reused;
+    const auto first_idx = static_cast<int64_t>(trials.size());
+    InsertTrials(sweep_id, *planned, first_idx);
+    SQLite::Statement count(*writer_, "UPDATE sweeps SET trial_count = ? WHERE id = ?");
+    count.bind(1, static_cast<int64_t>(trials.size() + planned->size()));
+    count.bind(2, sweep_id);
+    count.exec();
+    const int reused_now = ReuseFinishedTrials(sweep_id, first_idx, now_ms);
+    if (reused_now == 0) return reused;
+    reused += reused_now;
+  }
 }
 
 }  // namespace bitsweep::server

@@ -93,7 +93,9 @@ class TrialStore {
 
   // --- Sweeps -----------------------------------------------------------------------------
 
-  // Stores the sweep and all its trials (QUEUED) in one transaction. Returns the sweep id.
+  // Stores the sweep and all its trials in one transaction. Returns the sweep id. A trial whose
+  // config_hash (config and seed) matches a DONE trial of another sweep is stored DONE with a
+  // copy of that result and curve (event "trial_reused"); the others are QUEUED.
   // Errors: Internal (database error; nothing is stored).
   absl::StatusOr<int64_t> CreateSweep(const v1::SweepSpec& spec,
                                       const std::vector<PlannedTrial>& trials, int64_t now_ms);
@@ -101,7 +103,8 @@ class TrialStore {
   // Idempotent submit: if a sweep with the same spec (SpecHash) exists, returns it (existing)
   // and stores nothing, unless `resume`, which requeues its failed and cancelled trials with a
   // fresh attempt budget (their checkpoints and points dropped) and keeps its finished results.
-  // Otherwise as CreateSweep. One transaction: two identical submits cannot both create.
+  // Otherwise as CreateSweep (reused: the trials whose results were copied from other sweeps).
+  // One transaction: two identical submits cannot both create.
   // Errors: Internal.
   absl::StatusOr<SubmitOutcome> SubmitSweep(const v1::SweepSpec& spec,
                                             const std::vector<PlannedTrial>& trials, bool resume,
@@ -267,15 +270,25 @@ class TrialStore {
   int64_t NextSeq() { return ++last_seq_; }
   // The sweep's parsed pruning rule (cached: specs never change). Caller holds write_mu_.
   const PruningRule& PruningOf(int64_t sweep_id);
-  // Adds the trials the follow-up planner asks for (bisect sweeps). Caller holds write_mu_
-  // inside a transaction.
-  absl::Status PlanFollowUp(int64_t sweep_id);
+  // Adds the trials the follow-up planner asks for (bisect sweeps), reusing finished results
+  // of other sweeps for them; returns how many were reused. Caller holds write_mu_ inside a
+  // transaction.
+  absl::StatusOr<int> PlanFollowUp(int64_t sweep_id, int64_t now_ms);
+  // Every QUEUED trial of the sweep from `first_idx` on whose config_hash matches a DONE trial
+  // of another sweep becomes DONE with a copy of that trial's result and curve points. Returns
+  // how many. Caller holds write_mu_ inside a transaction.
+  int ReuseFinishedTrials(int64_t sweep_id, int64_t first_idx, int64_t now_ms);
   // Inserts queued trials with idx from `first_idx`. Caller holds write_mu_.
   void InsertTrials(int64_t sweep_id, const std::vector<PlannedTrial>& trials, int64_t first_idx);
-  // Inserts the sweep row and its trials; returns the id. Caller holds write_mu_ inside a
-  // transaction.
-  int64_t InsertSweep(const v1::SweepSpec& spec, const std::string& spec_hash,
-                      const std::vector<PlannedTrial>& trials, int64_t now_ms);
+  // Inserts the sweep row and its trials, reusing finished results of other sweeps (see
+  // CreateSweep), and sets the sweep's state. Caller holds write_mu_ inside a transaction.
+  struct InsertedSweep {
+    int64_t sweep_id = 0;
+    int32_t reused = 0;
+  };
+  absl::StatusOr<InsertedSweep> InsertSweep(const v1::SweepSpec& spec, const std::string& spec_hash,
+                                            const std::vector<PlannedTrial>& trials,
+                                            int64_t now_ms);
   // A done or cancelled sweep whose trials were requeued becomes active again. Caller holds
   // write_mu_ inside a transaction.
   void ReactivateSweep(int64_t sweep_id, int64_t now_ms);

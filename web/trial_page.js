@@ -55,20 +55,20 @@ export async function renderTrial(app, trialId) {
   chart(app, 'loss', 'Loss', x, [
     {label: 'test', values: col('test_loss'), color: colour(0), width: 2},
     {label: 'train', values: col('train_loss'), color: colour(1)}], 'loss');
-  // Per quantised site and per layer, when the worker recorded them.
-  const sites = [...new Set(curve.flatMap((p) => (p.sites || []).map((s) => s.site)))];
-  const siteSeries = (field) => sites.map((name, i) => ({label: name, color: colour(i),
-    values: curve.map((p) => { const s = (p.sites || []).find((q) => q.site === name); return s ? Number(s[field] || 0) : null; })}));
-  if (sites.length) {
-    chart(app, 'site-bits', 'Effective bits per site', x, siteSeries('effective_bits'), 'bits');
-    chart(app, 'site-error', 'Quantisation error per site (%)', x, siteSeries('quantization_error_percent'), '%');
-    chart(app, 'site-overflow', 'Overflow rate per site (%)', x, siteSeries('overflow_percent'), '%');
+  // Per quantised site and per layer, when the worker recorded them (columnar, see docs/api.md).
+  const seriesOf = (block, list, key, field) => block[list].map((e, i) => ({label: e[key], color: colour(i),
+    values: e[field].map((v) => (v === null || v === undefined ? null : Number(v)))}));
+  const sites = body.site_series;
+  if (sites && sites.sites.length) {
+    const sx = sites.iteration.map(num);
+    chart(app, 'site-bits', 'Effective bits per site', sx, seriesOf(sites, 'sites', 'site', 'effective_bits'), 'bits');
+    chart(app, 'site-error', 'Quantisation error per site (%)', sx, seriesOf(sites, 'sites', 'site', 'quantization_error_percent'), '%');
+    chart(app, 'site-overflow', 'Overflow rate per site (%)', sx, seriesOf(sites, 'sites', 'site', 'overflow_percent'), '%');
   }
-  const layers = [...new Set(curve.flatMap((p) => (p.layers || []).map((s) => s.layer)))];
-  const layerSeries = (field) => layers.map((name, i) => ({label: name, color: colour(i),
-    values: curve.map((p) => { const s = (p.layers || []).find((q) => q.layer === name); return s ? Number(s[field] || 0) : null; })}));
-  if (layers.length) {
-    chart(app, 'layer-grad', 'Weight-gradient norm per layer', x, layerSeries('gradient_norm'), 'L2 norm');
-    chart(app, 'layer-flush', 'Gradients flushed to zero per layer', x, layerSeries('flushed_to_zero'), 'fraction');
+  const layers = body.layer_series;
+  if (layers && layers.layers.length) {
+    const lx = layers.iteration.map(num);
+    chart(app, 'layer-grad', 'Weight-gradient norm per layer', lx, seriesOf(layers, 'layers', 'layer', 'gradient_norm'), 'L2 norm');
+    chart(app, 'layer-flush', 'Gradients flushed to zero per layer', lx, seriesOf(layers, 'layers', 'layer', 'flushed_to_zero'), 'fraction');
   }
 }

@@ -366,6 +366,17 @@ TEST(SweepFileTest, EmptyOrCommentOnlyText_IsAnError) {
   }
 }
 
+// Regression: yaml-cpp 0.7's LoadAll loops forever, allocating, on this input (found by
+// fuzz/sweep_file_fuzzer); the parser must answer with an error instead.
+TEST(SweepFileTest, InputThatHangsYamlCppLoadAll_IsAnErrorNotAHang) {
+  for (const char* text : {"\"\"\"\",9", ",", "a: 1\n\"\"\"\",9\n"}) {
+    absl::StatusOr<v1::SweepSpec> spec = ParseSweepYaml(text, "hang.yaml");
+    ASSERT_FALSE(spec.ok()) << text;
+    EXPECT_EQ(spec.status().code(), absl::StatusCode::kInvalidArgument) << text;
+    EXPECT_THAT(std::string(spec.status().message()), StartsWith("hang.yaml")) << text;
+  }
+}
+
 TEST(SweepFileTest, SeveralDocuments_IsAnError) {
   absl::StatusOr<v1::SweepSpec> spec = ParseSweepYaml("name: a\n---\nname: b\n", "s.yaml");
   ASSERT_FALSE(spec.ok());

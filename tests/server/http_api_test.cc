@@ -77,6 +77,23 @@ class HttpApiTest : public ::testing::Test {
                                    0.01 * static_cast<double>(i));
         curve[k].set_test_loss(1.0 / static_cast<double>(k + 1));
       }
+      if (i == 0 && !last) {
+        // Trial 1 records statistics: both sites at 100, only weights at 300, a layer at 200.
+        for (size_t k : {0u, 2u}) {
+          v1::SiteStats* weights = curve[k].add_sites();
+          weights->set_site("weights");
+          weights->set_effective_bits(8.0 + static_cast<double>(k));
+          weights->set_quantization_error_percent(0.5);
+          weights->set_overflow_percent(2.0);
+        }
+        v1::SiteStats* activations = curve[0].add_sites();
+        activations->set_site("activations");
+        activations->set_effective_bits(16);
+        v1::LayerStats* conv0 = curve[1].add_layers();
+        conv0->set_layer("conv0");
+        conv0->set_gradient_norm(0.25);
+        conv0->set_flushed_to_zero(0.125);
+      }
       EXPECT_TRUE(store_->AppendPoints(kWorker, ref, curve).ok());
       if (last) {
         running_ = ref;
@@ -270,6 +287,36 @@ TEST_F(HttpApiTest, Trial_HasConfigCurveConfusionAndHistory) {
   ASSERT_EQ(body["history"]["curve_attempts"].size(), 1u);
   EXPECT_EQ(body["history"]["curve_attempts"][0]["attempt"], 1);
   EXPECT_EQ(body["history"]["curve_attempts"][0]["points"], 3);
+}
+
+TEST_F(HttpApiTest, Trial_HasSiteAndLayerSeriesColumnar_WhenRecorded) {
+  auto [status, body] = Get("/api/trials/1");
+  ASSERT_EQ(status, 200);
+  const json& sites = body["site_series"];
+  EXPECT_EQ(sites["iteration"], json({100, 300}));
+  ASSERT_EQ(sites["sites"].size(), 2u);
+  EXPECT_EQ(sites["sites"][0]["site"], "weights");
+  EXPECT_EQ(sites["sites"][0]["effective_bits"], json({8.0, 10.0}));
+  EXPECT_EQ(sites["sites"][0]["quantization_error_percent"], json({0.5, 0.5}));
+  EXPECT_EQ(sites["sites"][0]["overflow_percent"], json({2.0, 2.0}));
+  EXPECT_EQ(sites["sites"][1]["site"], "activations");
+  EXPECT_EQ(sites["sites"][1]["effective_bits"], json({16.0, nullptr}));
+  const json& layers = body["layer_series"];
+  EXPECT_EQ(layers["iteration"], json({200}));
+  ASSERT_EQ(layers["layers"].size(), 1u);
+  EXPECT_EQ(layers["layers"][0]["layer"], "conv0");
+  EXPECT_EQ(layers["layers"][0]["gradient_norm"], json({0.25}));
+  EXPECT_EQ(layers["layers"][0]["flushed_to_zero"], json({0.125}));
+  // Columnar only: the curve's points do not repeat them.
+  for (const json& point : body["curve"]) {
+    EXPECT_TRUE(point.value("sites", json::array()).empty());
+    EXPECT_TRUE(point.value("layers", json::array()).empty());
+  }
+
+  auto [other_status, other] = Get("/api/trials/2");
+  ASSERT_EQ(other_status, 200);
+  EXPECT_FALSE(other.contains("site_series"));
+  EXPECT_FALSE(other.contains("layer_series"));
 }
 
 TEST_F(HttpApiTest, Workers_HaveHostSlotsRunningAndThroughput) {

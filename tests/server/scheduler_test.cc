@@ -406,9 +406,9 @@ class BisectSchedulerTest : public SchedulerTest {
   SweepExpander expander_;
 };
 
-TEST_F(BisectSchedulerTest, Bisect_ProbesLogarithmicallyAndFindsFewestBitsPerCombination) {
+v1::SweepSpec BisectSpec(const std::string& name) {
   v1::SweepSpec spec;
-  spec.set_name("bisect");
+  spec.set_name(name);
   spec.set_method("bisect");
   spec.set_seeds(2);
   spec.mutable_bisect()->set_axis("precision.default.format");
@@ -428,45 +428,87 @@ TEST_F(BisectSchedulerTest, Bisect_ProbesLogarithmicallyAndFindsFewestBitsPerCom
   rounding->set_path("precision.default.rounding");
   rounding->mutable_values()->add_values()->set_string_value("truncate");
   rounding->mutable_values()->add_values()->set_string_value("stochastic");
+  return spec;
+}
+
+// Accuracy 0.95 from mask:14 on with truncate, from mask:11 on with stochastic; fp32 0.955.
+double BisectAccuracy(const v1::TrialConfig& config) {
+  const std::string& format = config.precision().default_().format();
+  if (format == "fp32") return 0.955;
+  int bits = std::stoi(format.substr(5));
+  int needed = config.precision().default_().rounding() == "truncate" ? 14 : 11;
+  return bits >= needed ? 0.95 : 0.3;
+}
+
+// Runs every trial the scheduler hands out to completion; returns how many ran.
+int RunAll(Scheduler& scheduler) {
+  int leased_count = 0;
+  while (true) {
+    auto leased = scheduler.LeaseTrial("w1", "inc1");
+    EXPECT_TRUE(leased.ok()) << leased.status();
+    if (!leased.ok() || !leased->has_value()) break;
+    ++leased_count;
+    v1::TrialResult result;
+    result.set_outcome(v1::TRIAL_OUTCOME_COMPLETED);
+    result.set_final_test_accuracy(BisectAccuracy((*leased)->config));
+    v1::TrialRef ref;
+    ref.set_trial_id((*leased)->trial_id);
+    ref.set_attempt((*leased)->attempt);
+    EXPECT_TRUE(scheduler.CompleteTrial("w1", ref, &result, "").ok());
+  }
+  return leased_count;
+}
+
+std::set<std::string> ProbedCells(const std::vector<v1::Trial>& trials) {
+  std::set<std::string> probed;
+  for (const v1::Trial& trial : trials) {
+    probed.insert(trial.params(0).value() + "/" + trial.params(1).value());
+  }
+  return probed;
+}
+
+TEST_F(BisectSchedulerTest, Bisect_ProbesLogarithmicallyAndFindsFewestBitsPerCombination) {
+  const v1::SweepSpec spec = BisectSpec("bisect");
   auto trials = expander_.Expand(spec);
   ASSERT_TRUE(trials.ok()) << trials.status();
   ASSERT_EQ(trials->size(), 2u * 2 * 2);  // 2 roundings x (baseline + first probe) x 2 seeds
   auto sweep = store_->CreateSweep(spec, *trials, clock_.NowUnixMs());
   ASSERT_TRUE(sweep.ok());
-  // Accuracy 0.95 from mask:14 on with truncate, from mask:11 on with stochastic; fp32 0.955.
-  auto accuracy = [](const v1::TrialConfig& config) {
-    const std::string& format = config.precision().default_().format();
-    if (format == "fp32") return 0.955;
-    int bits = std::stoi(format.substr(5));
-    int needed = config.precision().default_().rounding() == "truncate" ? 14 : 11;
-    return bits >= needed ? 0.95 : 0.3;
-  };
-  int leased_count = 0;
-  while (true) {
-    auto leased = scheduler_->LeaseTrial("w1", "inc1");
-    ASSERT_TRUE(leased.ok()) << leased.status();
-    if (!leased->has_value()) break;
-    ++leased_count;
-    v1::TrialResult result;
-    result.set_final_test_accuracy(accuracy((*leased)->config));
-    ASSERT_TRUE(scheduler_->CompleteTrial("w1", Ref(**leased), &result, "").ok());
-  }
+  const int leased_count = RunAll(*scheduler_);
   // Per combination: the baseline and at most ceil(log2(16)) = 4 probe groups, of 2 seeds.
   EXPECT_LE(leased_count, 2 * (1 + 4) * 2);
   EXPECT_EQ(store_->GetSweep(*sweep)->state(), v1::SWEEP_STATE_DONE);
   // The answer of each combination was probed; the value just below it was probed and failed.
   auto all = store_->ListTrials(*sweep, /*with_config=*/false);
   ASSERT_TRUE(all.ok());
-  std::set<std::string> probed;
-  for (const v1::Trial& trial : *all) {
-    probed.insert(trial.params(0).value() + "/" + trial.params(1).value());
-  }
+  const std::set<std::string> probed = ProbedCells(*all);
   EXPECT_TRUE(probed.count("mask:14/truncate"));
   EXPECT_TRUE(probed.count("mask:13/truncate"));
   EXPECT_TRUE(probed.count("mask:11/stochastic"));
   EXPECT_TRUE(probed.count("mask:10/stochastic"));
   EXPECT_TRUE(probed.count("fp32/truncate"));
   EXPECT_EQ(probed.count("mask:23/truncate"), 0u);  // never needed
+}
+
+TEST_F(BisectSchedulerTest, Bisect_SameSearchUnderAnotherName_ReusesEveryProbeAndIsDoneAtOnce) {
+  const v1::SweepSpec spec = BisectSpec("bisect");
+  auto first = store_->CreateSweep(spec, *expander_.Expand(spec), clock_.NowUnixMs());
+  ASSERT_TRUE(first.ok());
+  const int ran = RunAll(*scheduler_);
+  ASSERT_GT(ran, 8);  // follow-up probes were planned
+  // Another spec (name) but the same configs and seeds: the first probes are reused, and so
+  // are the follow-ups they call for, planned inside the submit.
+  const v1::SweepSpec again = BisectSpec("bisect again");
+  auto second =
+      store_->SubmitSweep(again, *expander_.Expand(again), /*resume=*/false, clock_.NowUnixMs());
+  ASSERT_TRUE(second.ok()) << second.status();
+  EXPECT_FALSE(second->existing);
+  EXPECT_EQ(second->reused, ran);
+  EXPECT_EQ(second->trial_count, ran);
+  EXPECT_EQ(store_->GetSweep(second->sweep_id)->state(), v1::SWEEP_STATE_DONE);
+  EXPECT_EQ(RunAll(*scheduler_), 0);
+  EXPECT_EQ(ProbedCells(*store_->ListTrials(second->sweep_id, false)),
+            ProbedCells(*store_->ListTrials(*first, false)));
 }
 
 }  // namespace

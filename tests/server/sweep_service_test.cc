@@ -256,6 +256,31 @@ TEST_F(SweepServiceTest, WorkerFlow_LeaseProgressCompleteAndStaleReportsRefused)
   EXPECT_TRUE(workers.workers(0).alive());
 }
 
+TEST_F(SweepServiceTest, SubmitSweep_CellsFinishedByAnotherSweepAreReusedNotRerun) {
+  Submit(BatchSweep("one seed", 1));
+  Register("w1");
+  for (int i = 0; i < 2; ++i) ASSERT_TRUE(Complete("w1", Lease("w1").ref(), 0.5 + i).ok());
+  // The same grid with a second seed: the first seed's cells are already done.
+  grpc::ClientContext context;
+  v1::SubmitSweepRequest request;
+  *request.mutable_spec() = BatchSweep("two seeds", 2);
+  v1::SubmitSweepResponse response;
+  ASSERT_TRUE(sweeps_->SubmitSweep(&context, request, &response).ok());
+  EXPECT_FALSE(response.existing());
+  EXPECT_EQ(response.trial_count(), 4);
+  EXPECT_EQ(response.reused(), 2);
+  v1::Sweep sweep = *server_.store()->GetSweep(response.sweep_id());
+  EXPECT_EQ(sweep.counts().done(), 2);
+  EXPECT_EQ(sweep.counts().queued(), 2);
+  for (int i = 0; i < 2; ++i) {
+    v1::LeaseTrialResponse leased = Lease("w1");
+    ASSERT_TRUE(leased.has_trial());
+    ASSERT_TRUE(Complete("w1", leased.ref(), 0.7).ok());
+  }
+  EXPECT_FALSE(Lease("w1").has_trial());
+  EXPECT_EQ(server_.store()->GetSweep(response.sweep_id())->state(), v1::SWEEP_STATE_DONE);
+}
+
 TEST_F(SweepServiceTest, LeaseTrial_UnregisteredWorkerIsNotFound) {
   grpc::ClientContext context;
   v1::LeaseTrialRequest request;

@@ -18,16 +18,18 @@ namespace {
 constexpr int64_t kNow = 1'700'000'000'000;
 constexpr int kMaxAttempts = 3;
 
-std::vector<PlannedTrial> MakeTrials(int n) {
+// Cells first .. first+n-1 of one grid: the same cell always has the same config_hash.
+std::vector<PlannedTrial> MakeTrials(int n, int first = 0) {
   std::vector<PlannedTrial> trials(n);
-  for (int i = 0; i < n; ++i) {
-    trials[i].config.set_seed(static_cast<uint64_t>(i));
-    trials[i].config.mutable_train()->set_batch_size(32 + i);
+  for (int j = 0; j < n; ++j) {
+    const int i = first + j;
+    trials[j].config.set_seed(static_cast<uint64_t>(i));
+    trials[j].config.mutable_train()->set_batch_size(32 + i);
     v1::TrialParam param;
     param.set_path("train.batch_size");
     param.set_value(std::to_string(32 + i));
-    trials[i].params.push_back(param);
-    trials[i].config_hash = "hash" + std::to_string(i);
+    trials[j].params.push_back(param);
+    trials[j].config_hash = "hash" + std::to_string(i);
   }
   return trials;
 }
@@ -189,6 +191,58 @@ TEST_F(TrialStoreTest, AppendPoints_ResentPointReplacesInsteadOfDoubling) {
   ASSERT_EQ(curve->size(), 3u);
   EXPECT_EQ((*curve)[1].iteration(), 200);
   EXPECT_DOUBLE_EQ((*curve)[1].test_accuracy(), 0.7);
+}
+
+TEST_F(TrialStoreTest, AppendPoints_SiteAndLayerStatsRoundTrip_OnlyWhereRecorded) {
+  ASSERT_TRUE(store_->CreateSweep(Spec("s"), MakeTrials(1), kNow).ok());
+  LeasedTrial leased = MustLease();
+  v1::CurvePoint with_stats = Point(100, 0.5);
+  v1::SiteStats* weights = with_stats.add_sites();
+  weights->set_site("weights");
+  weights->set_effective_bits(12);
+  weights->set_quantization_error_percent(0.25);
+  weights->set_overflow_percent(1.5);
+  with_stats.add_sites()->set_site("activations");
+  v1::LayerStats* conv0 = with_stats.add_layers();
+  conv0->set_layer("conv0");
+  conv0->set_gradient_norm(0.03);
+  conv0->set_flushed_to_zero(0.125);
+  ASSERT_TRUE(store_->AppendPoints("w1", Ref(leased), {with_stats, Point(200, 0.6)}).ok());
+  auto curve = store_->GetCurve(leased.trial_id);
+  ASSERT_TRUE(curve.ok()) << curve.status();
+  ASSERT_EQ(curve->size(), 2u);
+  const v1::CurvePoint& first = (*curve)[0];
+  EXPECT_DOUBLE_EQ(first.test_accuracy(), 0.5);
+  ASSERT_EQ(first.sites_size(), 2);
+  EXPECT_EQ(first.sites(0).site(), "weights");
+  EXPECT_DOUBLE_EQ(first.sites(0).effective_bits(), 12);
+  EXPECT_DOUBLE_EQ(first.sites(0).quantization_error_percent(), 0.25);
+  EXPECT_DOUBLE_EQ(first.sites(0).overflow_percent(), 1.5);
+  EXPECT_EQ(first.sites(1).site(), "activations");
+  ASSERT_EQ(first.layers_size(), 1);
+  EXPECT_EQ(first.layers(0).layer(), "conv0");
+  EXPECT_DOUBLE_EQ(first.layers(0).gradient_norm(), 0.03);
+  EXPECT_DOUBLE_EQ(first.layers(0).flushed_to_zero(), 0.125);
+  EXPECT_EQ((*curve)[1].sites_size(), 0);
+  EXPECT_EQ((*curve)[1].layers_size(), 0);
+  // A point without statistics stores NULL, not an empty blob.
+  SQLite::Database db(dir_.File("test.db"), SQLite::OPEN_READWRITE);
+  EXPECT_EQ(db.execAndGet("SELECT COUNT(*) FROM curve_points WHERE stats IS NULL").getInt(), 1);
+}
+
+TEST_F(TrialStoreTest, GetCurve_CorruptStatsIsDataLossNamingTheIteration) {
+  ASSERT_TRUE(store_->CreateSweep(Spec("s"), MakeTrials(1), kNow).ok());
+  LeasedTrial leased = MustLease();
+  v1::CurvePoint point = Point(100, 0.5);
+  point.add_sites()->set_site("weights");
+  ASSERT_TRUE(store_->AppendPoints("w1", Ref(leased), {point}).ok());
+  {
+    SQLite::Database db(dir_.File("test.db"), SQLite::OPEN_READWRITE);
+    db.exec("UPDATE curve_points SET stats = x'ffffffff'");
+  }
+  auto curve = store_->GetCurve(leased.trial_id);
+  EXPECT_EQ(curve.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_NE(curve.status().message().find("iteration 100"), std::string::npos) << curve.status();
 }
 
 TEST_F(TrialStoreTest, Reports_WithStaleAttemptOrWrongWorkerAreRefused) {
@@ -378,6 +432,110 @@ TEST_F(TrialStoreTest, SubmitSweepResume_RequeuesFailedAndCancelledOnly_ReusesFi
   EXPECT_TRUE(store_->GetCurve(cancelled.trial_id)->empty());
 }
 
+// Leases and completes every queued trial (outcome COMPLETED); trial k gets k+1 points and
+// accuracy from its seed, so copies can be told apart.
+void FinishAll(TrialStore& store) {
+  while (true) {
+    auto leased = store.LeaseNext("w1", kNow, kNow + 1000);
+    ASSERT_TRUE(leased.ok()) << leased.status();
+    if (!leased->has_value()) return;
+    const v1::TrialRef ref = Ref(**leased);
+    const auto seed = static_cast<int64_t>((*leased)->config.seed());
+    std::vector<v1::CurvePoint> points;
+    for (int64_t i = 0; i <= seed; ++i) points.push_back(Point(i + 1, 0.01 * (seed + i)));
+    ASSERT_TRUE(store.AppendPoints("w1", ref, points).ok());
+    v1::TrialResult result;
+    result.set_outcome(v1::TRIAL_OUTCOME_COMPLETED);
+    result.set_final_test_accuracy(0.5 + 0.01 * static_cast<double>(seed));
+    result.set_iterations(seed + 1);
+    ASSERT_TRUE(store.CompleteTrial("w1", ref, &result, "", kNow).ok());
+  }
+}
+
+TEST_F(TrialStoreTest, NewSweep_SharingCellsWithFinishedSweep_ReusesTheirResultsAndCurves) {
+  auto first = store_->SubmitSweep(Spec("first"), MakeTrials(4), false, kNow);
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_EQ(first->reused, 0);
+  FinishAll(*store_);
+  const std::vector<v1::Trial> done = *store_->ListTrials(first->sweep_id, false);
+  // Cells 2 and 3 were run by the first sweep; 4 and 5 are new.
+  auto second = store_->SubmitSweep(Spec("second"), MakeTrials(4, 2), false, kNow + 5);
+  ASSERT_TRUE(second.ok()) << second.status();
+  EXPECT_FALSE(second->existing);
+  EXPECT_EQ(second->trial_count, 4);
+  EXPECT_EQ(second->reused, 2);
+  const std::vector<v1::Trial> trials = *store_->ListTrials(second->sweep_id, false);
+  ASSERT_EQ(trials.size(), 4u);
+  for (int i = 0; i < 2; ++i) {
+    const v1::Trial& copy = trials[i];
+    const v1::Trial& source = done[i + 2];
+    ASSERT_EQ(copy.config_hash(), source.config_hash());
+    EXPECT_EQ(copy.state(), v1::TRIAL_STATE_DONE);
+    EXPECT_EQ(copy.result().SerializeAsString(), source.result().SerializeAsString());
+    EXPECT_EQ(copy.result().final_test_accuracy(), 0.5 + 0.01 * (i + 2));
+    auto copied_curve = store_->GetCurve(copy.id());
+    auto source_curve = store_->GetCurve(source.id());
+    ASSERT_EQ(copied_curve->size(), source_curve->size());
+    EXPECT_EQ(copied_curve->size(), static_cast<size_t>(i + 3));
+    for (size_t p = 0; p < copied_curve->size(); ++p) {
+      EXPECT_EQ((*copied_curve)[p].SerializeAsString(), (*source_curve)[p].SerializeAsString());
+    }
+  }
+  EXPECT_EQ(trials[2].state(), v1::TRIAL_STATE_QUEUED);
+  EXPECT_EQ(trials[3].state(), v1::TRIAL_STATE_QUEUED);
+  v1::Sweep sweep = *store_->GetSweep(second->sweep_id);
+  EXPECT_EQ(sweep.counts().done(), 2);
+  EXPECT_EQ(sweep.counts().queued(), 2);
+  EXPECT_EQ(sweep.state(), v1::SWEEP_STATE_RUNNING);
+  // Only the new cells run.
+  EXPECT_EQ(MustLease().trial_id, trials[2].id());
+  EXPECT_EQ(MustLease().trial_id, trials[3].id());
+  EXPECT_FALSE(store_->LeaseNext("w1", kNow, kNow + 1000)->has_value());
+  // The reuse is recorded for the trial's history.
+  SQLite::Database db(dir_.File("test.db"), SQLite::OPEN_READONLY);
+  SQLite::Statement events(db, "SELECT trial_id, detail FROM events WHERE kind = 'trial_reused'");
+  std::set<int64_t> noted;
+  while (events.executeStep()) {
+    noted.insert(events.getColumn(0).getInt64());
+    EXPECT_NE(events.getColumn(1).getString().find("same config and seed"), std::string::npos);
+  }
+  EXPECT_EQ(noted, (std::set<int64_t>{trials[0].id(), trials[1].id()}));
+}
+
+TEST_F(TrialStoreTest, NewSweep_DoesNotReuseFailedCancelledOrUnfinishedCells) {
+  auto first = store_->SubmitSweep(Spec("first"), MakeTrials(4), false, kNow);
+  ASSERT_TRUE(first.ok()) << first.status();
+  LeasedTrial failed = MustLease();
+  LeasedTrial running = MustLease();
+  ASSERT_TRUE(store_->CompleteTrial("w1", Ref(failed), nullptr, "boom", kNow).ok());
+  const std::vector<v1::Trial> trials = *store_->ListTrials(first->sweep_id, false);
+  ASSERT_TRUE(store_->CancelTrial(trials[2].id(), kNow).ok());
+  // Cell 0 failed, 1 is running, 2 was cancelled, 3 is queued: nothing to reuse.
+  auto second = store_->SubmitSweep(Spec("second"), MakeTrials(4), false, kNow);
+  ASSERT_TRUE(second.ok()) << second.status();
+  EXPECT_EQ(second->reused, 0);
+  v1::Sweep sweep = *store_->GetSweep(second->sweep_id);
+  EXPECT_EQ(sweep.counts().queued(), 4);
+  EXPECT_EQ(sweep.state(), v1::SWEEP_STATE_QUEUED);
+  EXPECT_EQ(running.trial_id, trials[1].id());
+}
+
+TEST_F(TrialStoreTest, NewSweep_FullyCoveredByFinishedTrials_IsDoneAtOnceAndNotifies) {
+  ASSERT_TRUE(store_->CreateSweep(Spec("first"), MakeTrials(3), kNow).ok());
+  FinishAll(*store_);
+  const uint64_t version = store_->changes().version();
+  auto second = store_->SubmitSweep(Spec("subset"), MakeTrials(2, 1), false, kNow + 7);
+  ASSERT_TRUE(second.ok()) << second.status();
+  EXPECT_EQ(second->reused, 2);
+  EXPECT_GT(store_->changes().version(), version);
+  v1::Sweep sweep = *store_->GetSweep(second->sweep_id);
+  EXPECT_EQ(sweep.state(), v1::SWEEP_STATE_DONE);
+  EXPECT_EQ(sweep.finished_unix_ms(), kNow + 7);
+  EXPECT_EQ(sweep.counts().done(), 2);
+  EXPECT_EQ(sweep.counts().total(), 2);
+  EXPECT_FALSE(store_->LeaseNext("w1", kNow, kNow + 1000)->has_value());
+}
+
 TEST_F(TrialStoreTest, Checkpoint_LatestKept_DroppedWhenTrialCompletes) {
   ASSERT_TRUE(store_->CreateSweep(Spec("s"), MakeTrials(1), kNow).ok());
   LeasedTrial first = MustLease("w1", kNow + 100);
@@ -449,6 +607,20 @@ TEST_F(TrialStoreTest, KillDashNine_LosesNothingAcknowledged_IntegrityCheckOk) {
   EXPECT_EQ(curve->size() % kBatch, 0u);  // whole transactions only
   SQLite::Database db(dir_.File("test.db"), SQLite::OPEN_READONLY);
   EXPECT_EQ(db.execAndGet("PRAGMA integrity_check").getString(), "ok");
+}
+
+// A pruned result was cut short by its own sweep's rule: another sweep must run the cell.
+TEST_F(TrialStoreTest, NewSweep_DoesNotReusePrunedCells) {
+  ASSERT_TRUE(store_->CreateSweep(Spec("first"), MakeTrials(1), kNow).ok());
+  LeasedTrial leased = MustLease();
+  v1::TrialResult pruned;
+  pruned.set_outcome(v1::TRIAL_OUTCOME_PRUNED);
+  pruned.set_final_test_accuracy(0.3);
+  ASSERT_TRUE(store_->CompleteTrial("w1", Ref(leased), &pruned, "", kNow).ok());
+  auto second = store_->SubmitSweep(Spec("second"), MakeTrials(1), false, kNow);
+  ASSERT_TRUE(second.ok()) << second.status();
+  EXPECT_EQ(second->reused, 0);
+  EXPECT_EQ(store_->GetSweep(second->sweep_id)->counts().queued(), 1);
 }
 
 }  // namespace

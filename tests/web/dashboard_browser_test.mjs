@@ -125,6 +125,10 @@ async function main() {
   check(await page.locator('#confusion tbody tr').count() === 10, 'trial: 10x10 confusion matrix');
   check(await page.locator('#accuracy canvas').count() === 1, 'trial: accuracy curve drawn');
   check((await page.locator('#summary').innerText()).includes('kappa'), 'trial: kappa shown');
+  check(await page.locator('#site-bits canvas').count() === 1 &&
+        await page.locator('#site-bits').getAttribute('data-lines') === '2',
+        'trial: effective bits per site drawn (weights, activations)');
+  check(await page.locator('#layer-grad canvas').count() === 1, 'trial: gradient norm per layer drawn');
   await page.screenshot({path: path.join(shots, 'trial.png'), fullPage: true});
 
   // Workers page.

@@ -16,6 +16,7 @@
 #include <iostream>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -89,6 +90,28 @@ std::vector<v1::CurvePoint> Curve(const v1::TrialConfig& config, int64_t first, 
   return points;
 }
 
+// Per-site and per-layer statistics as a worker records them (no randomness: the curves stay
+// those of the same seed): weights and activations sites, two layers.
+void AddStats(std::vector<v1::CurvePoint>* curve) {
+  for (v1::CurvePoint& point : *curve) {
+    const double t = static_cast<double>(point.iteration()) / 1000.0;
+    for (const auto& [site, bits] : {std::pair<const char*, double>{"weights", 12.0},
+                                     std::pair<const char*, double>{"activations", 16.0}}) {
+      v1::SiteStats* stats = point.add_sites();
+      stats->set_site(site);
+      stats->set_effective_bits(bits);
+      stats->set_quantization_error_percent(0.5 + 0.5 * std::exp(-t));
+      stats->set_overflow_percent(0.2 * t);
+    }
+    for (const char* layer : {"dense0", "output"}) {
+      v1::LayerStats* stats = point.add_layers();
+      stats->set_layer(layer);
+      stats->set_gradient_norm(0.1 * std::exp(-t));
+      stats->set_flushed_to_zero(0.01 * t);
+    }
+  }
+}
+
 v1::TrialResult Result(const std::vector<v1::CurvePoint>& curve, double target) {
   v1::TrialResult result;
   result.set_outcome(v1::TRIAL_OUTCOME_COMPLETED);
@@ -129,9 +152,10 @@ absl::StatusOr<int64_t> Create(TrialStore& store, const v1::SweepSpec& spec) {
 }
 
 // Leases, fills and completes `n` trials (in lease order); the last `running` are left
-// RUNNING with half their points. Returns the ids of the running ones.
+// RUNNING with half their points; `with_stats` adds site and layer statistics to every point.
+// Returns the ids of the running ones.
 absl::StatusOr<std::vector<int64_t>> Run(TrialStore& store, int n, int points, int running,
-                                         std::mt19937_64& rng) {
+                                         std::mt19937_64& rng, bool with_stats = false) {
   std::vector<int64_t> running_ids;
   for (int i = 0; i < n; ++i) {
     int64_t now = NowMs();
@@ -145,6 +169,7 @@ absl::StatusOr<std::vector<int64_t>> Run(TrialStore& store, int n, int points, i
     bool keep_running = i >= n - running;
     std::vector<v1::CurvePoint> curve =
         Curve(trial.config, 1, keep_running ? points / 2 : points, rng);
+    if (with_stats) AddStats(&curve);
     auto appended = store.AppendPoints(kWorker, ref, curve);
     if (!appended.ok()) return appended.status();
     if (keep_running) {
@@ -200,14 +225,17 @@ int Main(int argc, char** argv) {
     absl::StatusOr<int64_t> completed =
         Create(**store, Spec("completed sweep", {"fp32", "mask:16", "mask:12"}, {}, 3));
     if (!completed.ok()) return Fail(completed.status());
-    absl::StatusOr<std::vector<int64_t>> ran = Run(**store, 18, 20, 0, rng);
+    absl::StatusOr<std::vector<int64_t>> ran = Run(**store, 18, 20, 0, rng, /*with_stats=*/true);
     if (!ran.ok()) return Fail(ran.status());
+    // Formats the completed sweep has not run: its finished trials would otherwise be reused
+    // (same config and seed) and leave nothing to run.
     absl::StatusOr<int64_t> live =
-        Create(**store, Spec("running sweep", {"fp32", "mask:12"}, {}, 2));
+        Create(**store, Spec("running sweep", {"mask:14", "mask:10"}, {}, 2));
     if (!live.ok()) return Fail(live.status());
     // Two done, one running with 10 of its 20 points, five queued.
     ran = Run(**store, 3, 20, 1, rng);
     if (!ran.ok()) return Fail(ran.status());
+    if (ran->empty()) return Fail(absl::InternalError("the running sweep has no trial to run"));
     std::cout << "{\"completed_sweep\": " << *completed << ", \"running_sweep\": " << *live
               << ", \"running_trial\": " << ran->front() << ", \"worker\": \"" << kWorker
               << "\", \"attempt\": 1, \"next_point\": 11}\n";
