@@ -52,7 +52,7 @@ TEST(ParseQuantizeValuesTest, RejectsWhatIsNotANumberNamingIt) {
       {"0x", "value 1: '0x' is not a number"},
       {"1,5", "value 1: '1,5' is not a number"},
       {"1e999", "value 1: '1e999' is out of range"},
-      {std::string("1 \x01\xff").c_str(), "value 2: '\\x01\\xff' is not a number"},
+      {"1 \x01\xff", "value 2: '\\x01\\xff' is not a number"},
   };
   for (const Case& c : cases) {
     auto values = ParseQuantizeValues(c.text);

@@ -161,7 +161,8 @@ class ByteReader {
     uint64_t n;
     if (!Get(&n) || n > max_count || n > (in_.size() - pos_) / sizeof(T)) return false;
     v->resize(n);
-    std::memcpy(v->data(), in_.data() + pos_, n * sizeof(T));
+    // memcpy from or to an empty vector's null data() is undefined even for 0 bytes.
+    if (n > 0) std::memcpy(v->data(), in_.data() + pos_, n * sizeof(T));
     pos_ += n * sizeof(T);
     return true;
   }
