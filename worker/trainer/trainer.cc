@@ -124,7 +124,7 @@ uint64_t HashBytes(std::string_view bytes) {
     h = Mix64(h ^ w) + 0x9E3779B97F4A7C15ULL;
   }
   uint64_t tail = 0;
-  std::memcpy(&tail, bytes.data() + i, bytes.size() - i);
+  if (i < bytes.size()) std::memcpy(&tail, bytes.data() + i, bytes.size() - i);
   return Mix64(h ^ tail ^ (uint64_t{bytes.size() - i} << 56));
 }
 
