@@ -72,127 +72,90 @@ absl::Status SweepClient::ToStatus(const grpc::Status& status) const {
   }
 }
 
-absl::StatusOr<v1::SubmitSweepResponse> SweepClient::SubmitSweep(const v1::SweepSpec& spec,
-                                                                 bool dry_run, bool resume) {
+template <typename Request, typename Response>
+absl::StatusOr<Response> SweepClient::Call(
+    grpc::Status (v1::SweepService::Stub::*method)(grpc::ClientContext*, const Request&, Response*),
+    const Request& request) {
   RETURN_IF_ERROR(AwaitConnection());
   grpc::ClientContext context;
   SetDeadline(context);
+  Response response;
+  RETURN_IF_ERROR(ToStatus((stub_.get()->*method)(&context, request, &response)));
+  return response;
+}
+
+absl::StatusOr<v1::SubmitSweepResponse> SweepClient::SubmitSweep(const v1::SweepSpec& spec,
+                                                                 bool dry_run, bool resume) {
   v1::SubmitSweepRequest request;
   *request.mutable_spec() = spec;
   request.set_dry_run(dry_run);
   request.set_resume(resume);
-  v1::SubmitSweepResponse response;
-  RETURN_IF_ERROR(ToStatus(stub_->SubmitSweep(&context, request, &response)));
-  return response;
+  return Call(&v1::SweepService::Stub::SubmitSweep, request);
 }
 
 absl::StatusOr<v1::Sweep> SweepClient::GetSweep(int64_t sweep_id) {
-  RETURN_IF_ERROR(AwaitConnection());
-  grpc::ClientContext context;
-  SetDeadline(context);
   v1::GetSweepRequest request;
   request.set_sweep_id(sweep_id);
-  v1::Sweep response;
-  RETURN_IF_ERROR(ToStatus(stub_->GetSweep(&context, request, &response)));
-  return response;
+  return Call(&v1::SweepService::Stub::GetSweep, request);
 }
 
 absl::StatusOr<std::vector<v1::Sweep>> SweepClient::ListSweeps() {
-  RETURN_IF_ERROR(AwaitConnection());
-  grpc::ClientContext context;
-  SetDeadline(context);
-  v1::ListSweepsResponse response;
-  RETURN_IF_ERROR(ToStatus(stub_->ListSweeps(&context, v1::ListSweepsRequest(), &response)));
+  ASSIGN_OR_RETURN(v1::ListSweepsResponse response,
+                   Call(&v1::SweepService::Stub::ListSweeps, v1::ListSweepsRequest()));
   return std::vector<v1::Sweep>(response.sweeps().begin(), response.sweeps().end());
 }
 
 absl::StatusOr<v1::Sweep> SweepClient::CancelSweep(int64_t sweep_id) {
-  RETURN_IF_ERROR(AwaitConnection());
-  grpc::ClientContext context;
-  SetDeadline(context);
   v1::CancelSweepRequest request;
   request.set_sweep_id(sweep_id);
-  v1::Sweep response;
-  RETURN_IF_ERROR(ToStatus(stub_->CancelSweep(&context, request, &response)));
-  return response;
+  return Call(&v1::SweepService::Stub::CancelSweep, request);
 }
 
 absl::StatusOr<v1::Sweep> SweepClient::PauseSweep(int64_t sweep_id) {
-  RETURN_IF_ERROR(AwaitConnection());
-  grpc::ClientContext context;
-  SetDeadline(context);
   v1::PauseSweepRequest request;
   request.set_sweep_id(sweep_id);
-  v1::Sweep response;
-  RETURN_IF_ERROR(ToStatus(stub_->PauseSweep(&context, request, &response)));
-  return response;
+  return Call(&v1::SweepService::Stub::PauseSweep, request);
 }
 
 absl::StatusOr<v1::Sweep> SweepClient::ResumeSweep(int64_t sweep_id) {
-  RETURN_IF_ERROR(AwaitConnection());
-  grpc::ClientContext context;
-  SetDeadline(context);
   v1::ResumeSweepRequest request;
   request.set_sweep_id(sweep_id);
-  v1::Sweep response;
-  RETURN_IF_ERROR(ToStatus(stub_->ResumeSweep(&context, request, &response)));
-  return response;
+  return Call(&v1::SweepService::Stub::ResumeSweep, request);
 }
 
 absl::StatusOr<v1::RerunSweepResponse> SweepClient::RerunSweep(int64_t sweep_id, bool failed,
                                                                bool cancelled) {
-  RETURN_IF_ERROR(AwaitConnection());
-  grpc::ClientContext context;
-  SetDeadline(context);
   v1::RerunSweepRequest request;
   request.set_sweep_id(sweep_id);
   request.set_failed(failed);
   request.set_cancelled(cancelled);
-  v1::RerunSweepResponse response;
-  RETURN_IF_ERROR(ToStatus(stub_->RerunSweep(&context, request, &response)));
-  return response;
+  return Call(&v1::SweepService::Stub::RerunSweep, request);
 }
 
 absl::StatusOr<v1::Trial> SweepClient::CancelTrial(int64_t trial_id) {
-  RETURN_IF_ERROR(AwaitConnection());
-  grpc::ClientContext context;
-  SetDeadline(context);
   v1::CancelTrialRequest request;
   request.set_trial_id(trial_id);
-  v1::Trial response;
-  RETURN_IF_ERROR(ToStatus(stub_->CancelTrial(&context, request, &response)));
-  return response;
+  return Call(&v1::SweepService::Stub::CancelTrial, request);
 }
 
 absl::StatusOr<std::vector<v1::Trial>> SweepClient::ListTrials(int64_t sweep_id) {
-  RETURN_IF_ERROR(AwaitConnection());
-  grpc::ClientContext context;
-  SetDeadline(context);
   v1::ListTrialsRequest request;
   request.set_sweep_id(sweep_id);
-  v1::ListTrialsResponse response;
-  RETURN_IF_ERROR(ToStatus(stub_->ListTrials(&context, request, &response)));
+  ASSIGN_OR_RETURN(v1::ListTrialsResponse response,
+                   Call(&v1::SweepService::Stub::ListTrials, request));
   return std::vector<v1::Trial>(response.trials().begin(), response.trials().end());
 }
 
 absl::StatusOr<v1::GetTrialResponse> SweepClient::GetTrial(int64_t trial_id, bool include_curve) {
-  RETURN_IF_ERROR(AwaitConnection());
-  grpc::ClientContext context;
-  SetDeadline(context);
   v1::GetTrialRequest request;
   request.set_trial_id(trial_id);
   request.set_include_curve(include_curve);
-  v1::GetTrialResponse response;
-  RETURN_IF_ERROR(ToStatus(stub_->GetTrial(&context, request, &response)));
-  return response;
+  return Call(&v1::SweepService::Stub::GetTrial, request);
 }
 
 absl::StatusOr<std::vector<v1::WorkerInfo>> SweepClient::ListWorkers() {
-  RETURN_IF_ERROR(AwaitConnection());
-  grpc::ClientContext context;
-  SetDeadline(context);
-  v1::ListWorkersResponse response;
-  RETURN_IF_ERROR(ToStatus(stub_->ListWorkers(&context, v1::ListWorkersRequest(), &response)));
+  ASSIGN_OR_RETURN(v1::ListWorkersResponse response,
+                   Call(&v1::SweepService::Stub::ListWorkers, v1::ListWorkersRequest()));
   return std::vector<v1::WorkerInfo>(response.workers().begin(), response.workers().end());
 }
 

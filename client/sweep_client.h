@@ -87,6 +87,12 @@ class SweepClient {
   void SetDeadline(grpc::ClientContext& context) const;
   // Converts a call's gRPC status, turning transport failures into "cannot reach ..." errors.
   absl::Status ToStatus(const grpc::Status& status) const;
+  // One unary call: connect, deadline and token, then the stub's `method`.
+  template <typename Request, typename Response>
+  absl::StatusOr<Response> Call(grpc::Status (v1::SweepService::Stub::*method)(grpc::ClientContext*,
+                                                                               const Request&,
+                                                                               Response*),
+                                const Request& request);
 
   SweepClientOptions options_;
   std::shared_ptr<grpc::Channel> channel_;

@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "bitsweep/v1/config.pb.h"
 #include "bitsweep/v1/sweep.pb.h"
+#include "common/status_macros.h"
 
 namespace bitsweep::server {
 namespace {
@@ -229,11 +230,13 @@ nlohmann::json CurveStatsColumns(const std::vector<v1::CurvePoint>& curve) {
   return out;
 }
 
-int CurveMetricIndex(const std::string& metric) {
+absl::StatusOr<int> CurveMetricIndex(const std::string& metric) {
   for (int i = 0; i < kMetricCount; ++i) {
     if (metric == kMetricNames[i]) return i;
   }
-  return -1;
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown metric '", metric,
+                   "' (known: test_accuracy, test_loss, train_accuracy, train_loss)"));
 }
 
 double StudentT975(int64_t df) {
@@ -632,12 +635,7 @@ absl::StatusOr<DashboardSweepCache*> SweepReadModel::Refresh(int64_t sweep_id) {
 absl::StatusOr<std::string> SweepReadModel::TrialTable(int64_t sweep_id) {
   std::lock_guard<std::mutex> lock(mu_);
   return Guarded("trial table", [&]() -> absl::StatusOr<std::string> {
-    DashboardSweepCache* cache;
-    {
-      absl::StatusOr<DashboardSweepCache*> refreshed = Refresh(sweep_id);
-      if (!refreshed.ok()) return refreshed.status();
-      cache = *refreshed;
-    }
+    ASSIGN_OR_RETURN(DashboardSweepCache* const cache, Refresh(sweep_id));
     std::string out;
     out.reserve(cache->trials.size() * 200 + 1024);
     out += "{\"sweep_id\":";
@@ -674,20 +672,10 @@ absl::StatusOr<std::string> SweepReadModel::TrialTable(int64_t sweep_id) {
 }
 
 absl::StatusOr<std::string> SweepReadModel::Groups(int64_t sweep_id, const std::string& metric) {
-  int m = CurveMetricIndex(metric);
-  if (m < 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("unknown metric '", metric,
-                     "' (known: test_accuracy, test_loss, train_accuracy, train_loss)"));
-  }
+  ASSIGN_OR_RETURN(const int m, CurveMetricIndex(metric));
   std::lock_guard<std::mutex> lock(mu_);
   return Guarded("seed groups", [&]() -> absl::StatusOr<std::string> {
-    DashboardSweepCache* cache;
-    {
-      absl::StatusOr<DashboardSweepCache*> refreshed = Refresh(sweep_id);
-      if (!refreshed.ok()) return refreshed.status();
-      cache = *refreshed;
-    }
+    ASSIGN_OR_RETURN(DashboardSweepCache* const cache, Refresh(sweep_id));
     std::string out;
     out.reserve(cache->groups.size() * 4096 + 1024);
     out += "{\"sweep_id\":";
@@ -816,20 +804,10 @@ absl::StatusOr<std::string> SweepReadModel::Groups(int64_t sweep_id, const std::
 }
 
 absl::StatusOr<std::string> SweepReadModel::Curves(int64_t sweep_id, const std::string& metric) {
-  int m = CurveMetricIndex(metric);
-  if (m < 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("unknown metric '", metric,
-                     "' (known: test_accuracy, test_loss, train_accuracy, train_loss)"));
-  }
+  ASSIGN_OR_RETURN(const int m, CurveMetricIndex(metric));
   std::lock_guard<std::mutex> lock(mu_);
   return Guarded("curves", [&]() -> absl::StatusOr<std::string> {
-    DashboardSweepCache* cache;
-    {
-      absl::StatusOr<DashboardSweepCache*> refreshed = Refresh(sweep_id);
-      if (!refreshed.ok()) return refreshed.status();
-      cache = *refreshed;
-    }
+    ASSIGN_OR_RETURN(DashboardSweepCache* const cache, Refresh(sweep_id));
     std::vector<int64_t> ids;
     std::vector<int64_t> offsets = {0};
     std::string iteration = "[";

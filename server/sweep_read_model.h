@@ -122,8 +122,9 @@ class SweepReadModel {
 // missing from one of them is null there. A key is absent when no point recorded that kind.
 nlohmann::json CurveStatsColumns(const std::vector<v1::CurvePoint>& curve);
 
-// "test_accuracy" etc. -> column index in the cached curve; -1 if unknown.
-int CurveMetricIndex(const std::string& metric);
+// "test_accuracy" etc. -> column index in the cached curve.
+// Errors: InvalidArgument (unknown metric; the message lists the known ones).
+absl::StatusOr<int> CurveMetricIndex(const std::string& metric);
 
 // t(0.975, df): the two-sided 95% quantile of Student's t with df degrees of freedom.
 double StudentT975(int64_t df);

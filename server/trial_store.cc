@@ -199,6 +199,14 @@ std::optional<LeaseRow> ReadLease(SQLite::Database& db, int64_t trial_id) {
 
 // Checks the fencing token of a report. On success the trial is RUNNING or CANCELLED (while
 // running) for this worker and attempt.
+// A cancelled trial's worker has stopped (released or completed): forget its lease; the trial
+// stays CANCELLED.
+void ReleaseCancelledLease(SQLite::Database& db, int64_t trial_id) {
+  SQLite::Statement release(db, "UPDATE trials SET lease_owner = NULL WHERE id = ?");
+  release.bind(1, trial_id);
+  release.exec();
+}
+
 absl::StatusOr<LeaseRow> CheckFence(SQLite::Database& db, const std::string& worker_id,
                                     const v1::TrialRef& ref) {
   std::optional<LeaseRow> lease = ReadLease(db, ref.trial_id());
@@ -1087,9 +1095,8 @@ absl::Status TrialStore::ReleaseTrial(const std::string& worker_id, const v1::Tr
     absl::StatusOr<LeaseRow> lease = CheckFence(*writer_, worker_id, ref);
     if (!lease.ok()) return lease.status();
     if (lease->state == v1::TRIAL_STATE_CANCELLED) {
-      SQLite::Statement release(*writer_, "UPDATE trials SET lease_owner = NULL WHERE id = ?");
-      release.bind(1, ref.trial_id());
-      release.exec();
+      // The worker stopped before it heard of the cancel: drop its lease, keep CANCELLED.
+      ReleaseCancelledLease(*writer_, ref.trial_id());
       transaction.commit();
       return absl::OkStatus();
     }
@@ -1120,10 +1127,8 @@ absl::Status TrialStore::CompleteTrial(const std::string& worker_id, const v1::T
     absl::StatusOr<LeaseRow> lease = CheckFence(*writer_, worker_id, ref);
     if (!lease.ok()) return lease.status();
     if (lease->state == v1::TRIAL_STATE_CANCELLED) {
-      // The worker finished before it heard of the cancel: release it, keep CANCELLED.
-      SQLite::Statement release(*writer_, "UPDATE trials SET lease_owner = NULL WHERE id = ?");
-      release.bind(1, ref.trial_id());
-      release.exec();
+      // The worker stopped before it heard of the cancel: drop its lease, keep CANCELLED.
+      ReleaseCancelledLease(*writer_, ref.trial_id());
       transaction.commit();
       return absl::OkStatus();
     }
