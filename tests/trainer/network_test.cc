@@ -205,6 +205,70 @@ TEST(NetworkTest, ErrorsAreQuantisedAsTheyArriveInTheBackwardPass) {
   EXPECT_EQ((*net)->params()[1].grad, want);
 }
 
+// DESIGN §4: where the activations site clipped a value (outside fixed:8,4's [-8, 7.9375]), the
+// backward pass sends no error through it (clipped straight-through estimator); values inside
+// the range pass theirs straight through.
+TEST(NetworkTest, SaturatedActivationsPassNoErrorBack) {
+  SitePrecision p;
+  p.activations = Quantizer(*ParseFormat("fixed:8,4"), Rounding::kNearest);
+  {  // Logistic regression: logits 10 and -10 saturate, 1 and 0.5 do not.
+    auto net = Network::Create(Model({}, 0, 1, {}), 1, 1, 1, 4, 1, 0);
+    ASSERT_TRUE(net.ok());
+    (*net)->params()[0].value = {10.0f, 1.0f, -10.0f, 0.5f};
+    (*net)->params()[1].value = {0, 0, 0, 0};
+    const std::vector<float> x = {1.0f};
+    (*net)->Forward(x.data(), 1, p, 0);
+    std::vector<float> dz = {0.3f, -0.7f, 0.2f, 0.2f};
+    (*net)->Backward(dz.data(), 1, p, 0);
+    EXPECT_THAT((*net)->params()[1].grad, ::testing::ElementsAre(0.0f, -0.7f, 0.0f, 0.2f));
+  }
+  {  // A hidden relu layer: unit 0 (20) saturates, unit 1 (1) does not.
+    auto net = Network::Create(Model({}, 0, 1, {2}, "relu"), 1, 1, 1, 1, 1, 0);
+    ASSERT_TRUE(net.ok());
+    std::vector<Param>& params = (*net)->params();
+    params[0].value = {20.0f, 1.0f};
+    params[1].value = {0, 0};
+    params[2].value = {0.25f, 0.5f};
+    params[3].value = {0};
+    const std::vector<float> x = {1.0f};
+    (*net)->Forward(x.data(), 1, p, 0);
+    std::vector<float> dz = {1.0f};
+    (*net)->Backward(dz.data(), 1, p, 0);
+    EXPECT_THAT(params[1].grad, ::testing::ElementsAre(0.0f, 0.5f));
+    // The output layer still sees the (clipped) value it was given.
+    EXPECT_THAT(params[2].grad, ::testing::ElementsAre(7.9375f, 1.0f));
+  }
+  {  // A 1x1 conv block with 2 filters: filter 0's outputs (12) saturate.
+    auto net = Network::Create(Model({2}, 1, 1, {}, "relu"), 1, 1, 1, 1, 1, 0);
+    ASSERT_TRUE(net.ok());
+    std::vector<Param>& params = (*net)->params();
+    params[0].value = {12.0f, 3.0f};
+    params[1].value = {0, 0};
+    params[2].value = {0.25f, 0.25f};  // the logit, 2.73, stays in range
+    params[3].value = {0};
+    const std::vector<float> x = {1.0f};
+    (*net)->Forward(x.data(), 1, p, 0);
+    std::vector<float> dz = {1.0f};
+    (*net)->Backward(dz.data(), 1, p, 0);
+    EXPECT_THAT(params[1].grad, ::testing::ElementsAre(0.0f, 0.25f));
+  }
+  {  // Without quantisation nothing is clipped: the same conv passes both errors.
+    auto net = Network::Create(Model({2}, 1, 1, {}, "relu"), 1, 1, 1, 1, 1, 0);
+    ASSERT_TRUE(net.ok());
+    std::vector<Param>& params = (*net)->params();
+    params[0].value = {12.0f, 3.0f};
+    params[1].value = {0, 0};
+    params[2].value = {0.25f, 0.25f};
+    params[3].value = {0};
+    SitePrecision fp32;
+    const std::vector<float> x = {1.0f};
+    (*net)->Forward(x.data(), 1, fp32, 0);
+    std::vector<float> dz = {1.0f};
+    (*net)->Backward(dz.data(), 1, fp32, 0);
+    EXPECT_THAT(params[1].grad, ::testing::ElementsAre(0.25f, 0.25f));
+  }
+}
+
 TEST(NetworkTest, GradientsSiteRoundsEveryWeightGradient) {
   auto net = Network::Create(Model({4}, 3, 2, {8}), 1, 8, 8, 10, 2, 4);
   ASSERT_TRUE(net.ok());

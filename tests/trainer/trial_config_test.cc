@@ -74,7 +74,22 @@ TEST(TrialConfigTest, ErrorsStartWithTheFieldPath) {
          c.mutable_model()->add_kernels(13);
        },
        "model.conv: ", "kernel"},
-      {[](auto& c) { c.mutable_train()->set_compute("fp16"); }, "train.compute: ", "unknown"},
+      {[](auto& c) { c.mutable_train()->set_compute("fp16"); },
+       "train.compute: ", "unknown; supported: fp32, fp64"},
+      {[](auto& c) {
+         c.mutable_train()->set_compute("fp64");
+         c.mutable_precision()->add_sites("accumulator");
+         c.mutable_precision()->mutable_accumulator()->set_format("fp16");
+       },
+       "precision.sites: ", "float32-only; it is not supported with train.compute fp64"},
+      {[](auto& c) {
+         c.mutable_train()->set_compute("fp64");
+         v1::PrecisionSwitch* sw = c.mutable_precision()->add_schedule();
+         sw->set_after_iteration(10);
+         sw->mutable_precision()->add_sites("accumulator");
+         sw->mutable_precision()->mutable_accumulator()->set_format("mask:20");
+       },
+       "precision.schedule[0].precision: ", "not supported with train.compute fp64"},
       {[](auto& c) {
          for (int i = 0; i < 5; ++i) c.mutable_precision()->add_layers();
        },
@@ -241,6 +256,26 @@ TEST(TrialConfigTest, PerSiteOverridesMasterWeightsAndCifarAreAccepted) {
   // Configs built without DefaultTrialConfig: empty schedule / master weights are the defaults.
   c.mutable_train()->clear_lr_schedule();
   c.mutable_precision()->clear_master_weights();
+  EXPECT_TRUE(ValidateTrialConfig(c).ok()) << ValidateTrialConfig(c);
+}
+
+// fp64 rounds every other site through float32 (worker/trainer/network.h), and an fp32
+// accumulator is the plain dot product: both are accepted.
+TEST(TrialConfigTest, Fp64AcceptsQuantisedSitesAndAnFp32Accumulator) {
+  v1::TrialConfig c = DefaultTrialConfig();
+  c.mutable_train()->set_compute("fp64");
+  EXPECT_TRUE(ValidateTrialConfig(c).ok()) << ValidateTrialConfig(c);
+  v1::PrecisionConfig* p = c.mutable_precision();
+  p->mutable_default_()->set_format("dps:8,8");
+  p->clear_sites();
+  for (const char* site : {"weights", "activations", "errors", "gradients", "optimizer"}) {
+    p->add_sites(site);
+  }
+  p->add_sites("accumulator");
+  p->mutable_accumulator()->set_format("fp32");
+  p->set_master_weights("fp32");
+  EXPECT_TRUE(ValidateTrialConfig(c).ok()) << ValidateTrialConfig(c);
+  c.mutable_train()->set_compute("fp32");
   EXPECT_TRUE(ValidateTrialConfig(c).ok()) << ValidateTrialConfig(c);
 }
 

@@ -21,6 +21,15 @@
 // conv block l is layer l, hidden dense j is layer C + j, the output layer C + D.
 //   gradients, optimizer: by the trainer (param gradients; optimiser state, optim/optimizer.h).
 // All buffers are allocated once for `max_batch` examples; Forward/Backward do not allocate.
+//
+// The scalar type T is float (Network, the normal trainer) or double (train.compute fp64,
+// seed 004's 64-bit baseline): every buffer, product, sum and activation is then a double, the
+// initial weights are the float network's (the same float32 draws, widened), the input images
+// are widened exactly. Quantisation sites work on float32 words (quant/), so in a double
+// network a site whose format is fp32 (disabled) does nothing at all — the values stay double
+// (the trainer reports such a site as 64 bits) — and any other format rounds double ->
+// float32 (nearest) -> the format, back to double (ApplyQuantizer below). The accumulator site
+// is float32-only.
 #pragma once
 
 #include <cstdint>
@@ -50,47 +59,64 @@ absl::Status CheckModelFits(const v1::ModelConfig& model, int height, int width)
 // The memory a trial's network may take (weights, gradients, optimiser state and buffers).
 inline constexpr int64_t kMaxNetworkBytes = int64_t{4} << 30;
 
-// An estimate, within a few percent, of the bytes Network::Create allocates.
+// An estimate, within a few percent, of the bytes Network::Create allocates (scalar_bytes 8:
+// a double network's).
 int64_t EstimateNetworkBytes(const v1::ModelConfig& model, int channels, int height, int width,
-                             int num_classes, int max_batch);
+                             int num_classes, int max_batch, int scalar_bytes = 4);
 
 // One weight or bias tensor with its gradient and optimiser state.
-struct Param {
-  std::vector<float> value;
-  std::vector<float> grad;
+template <typename T>
+struct BasicParam {
+  std::vector<T> value;
+  std::vector<T> grad;
   // Optimiser state, empty until an optimiser needs it: momentum's v, adam's m, adagrad's G,
   // rmsprop's s; and adam's second moment v.
-  std::vector<float> velocity;
-  std::vector<float> second;
+  std::vector<T> velocity;
+  std::vector<T> second;
 
-  // precision.master_weights fp32: the float32 copy the optimiser updates (value is its
-  // quantised copy); empty otherwise.
-  std::vector<float> master;
+  // precision.master_weights fp32: the copy the optimiser updates (value is its quantised
+  // copy; a double network's master copy is double); empty otherwise.
+  std::vector<T> master;
   bool is_bias = false;  // biases are not weight-decayed
 };
+using Param = BasicParam<float>;
 
-class Network {
+// A site's quantiser applied to a tensor: SiteQuantizer::Apply for float; for double (see the
+// top of this file) nothing when the quantiser is disabled (fp32), else double -> float32
+// (nearest) -> the format -> double, through a scratch buffer. Rounding twice may differ from a
+// direct rounding of the double by one step of the format at rare near-ties. `saturated`, when
+// not null, receives SiteQuantizer::Apply's per-element clip marks (all 0 when disabled).
+inline void ApplyQuantizer(SiteQuantizer& q, int tensor, float* data, int64_t n, uint64_t key,
+                           uint8_t* saturated = nullptr) {
+  q.Apply(tensor, data, n, key, saturated);
+}
+void ApplyQuantizer(SiteQuantizer& q, int tensor, double* data, int64_t n, uint64_t key,
+                    uint8_t* saturated = nullptr);
+
+template <typename T>
+class BasicNetwork {
  public:
   // Builds the network for inputs of channels × height × width and initialises its weights
   // from `seed` (model.init, model.init_scale; biases zero). Does not quantise the weights.
   // Errors: InvalidArgument naming model.conv / model.kernel / model.pool when a conv layer
   // would have an empty output, model.activation / model.init when unknown, and max_batch < 1;
   // ResourceExhausted when the network would need more than kMaxNetworkBytes.
-  static absl::StatusOr<std::unique_ptr<Network>> Create(const v1::ModelConfig& model, int channels,
-                                                         int height, int width, int num_classes,
-                                                         int max_batch, uint64_t seed);
+  static absl::StatusOr<std::unique_ptr<BasicNetwork>> Create(const v1::ModelConfig& model,
+                                                              int channels, int height, int width,
+                                                              int num_classes, int max_batch,
+                                                              uint64_t seed);
 
-  Network(const Network&) = delete;
-  Network& operator=(const Network&) = delete;
+  BasicNetwork(const BasicNetwork&) = delete;
+  BasicNetwork& operator=(const BasicNetwork&) = delete;
 
   // Logits [n, num_classes] for images x [n, C, H, W], n <= max_batch. The pointer stays valid
   // until the next Forward. `step_key` keys stochastic rounding of this pass.
   // Dynamic formats update their statistics (hence the non-const precision).
-  const float* Forward(const float* x, int n, SitePrecision& precision, uint64_t step_key);
+  const T* Forward(const T* x, int n, SitePrecision& precision, uint64_t step_key);
 
   // Back-propagates dlogits [n, num_classes] (the gradient of the loss; quantised in place at
   // the errors site) through the last Forward of the same n, overwriting every Param's grad.
-  void Backward(float* dlogits, int n, SitePrecision& precision, uint64_t step_key);
+  void Backward(T* dlogits, int n, SitePrecision& precision, uint64_t step_key);
 
   // Rounds every weight and bias with `quantizer` (param i is its tensor i and uses stream
   // DeriveKey(key, i)); with master weights, value = round(master).
@@ -105,7 +131,7 @@ class Network {
   // What the gradients site did to one parameter layer's weight gradient (CurvePoint.layers).
   struct LayerGradientStats {
     std::string layer;           // conv0.., dense0.., output
-    double gradient_norm = 0;    // L2 norm of the float32 weight gradient, before rounding
+    double gradient_norm = 0;    // L2 norm of the weight gradient (T), before rounding
     double flushed_to_zero = 0;  // fraction of its non-zero values that rounding made zero
   };
   // QuantizeGradients with each layer's own quantiser; fills *stats (one per parameter layer)
@@ -117,33 +143,42 @@ class Network {
   int num_layers() const { return static_cast<int>(convs_.size() + dense_.size()); }
   std::string LayerName(int layer) const;
 
-  // precision.master_weights fp32: from now on every Param keeps a float32 master copy
+  // precision.master_weights fp32: from now on every Param keeps a master copy (of type T)
   // (initialised from the current values), which the optimiser updates.
   void KeepMasterWeights();
 
-  std::vector<Param>& params() { return params_; }
-  const std::vector<Param>& params() const { return params_; }
+  std::vector<BasicParam<T>>& params() { return params_; }
+  const std::vector<BasicParam<T>>& params() const { return params_; }
   int num_classes() const { return num_classes_; }
   int max_batch() const { return max_batch_; }
+  // Conv block `layer`'s gradient w.r.t. its pre-activation output, [n, F, OH, OW] of the last
+  // Backward's n: the δ its weight gradient came from (seed 001 noise gains, analysis/).
+  const T* ConvPreActivationGradient(int layer) const { return convs_[layer].dact.data(); }
   int64_t num_weights() const;
 
  private:
   struct ConvBlock {
     ConvShape conv;
-    PoolShape pool;                      // pool.p == 1: no pooling
-    int weights = 0, bias = 0;           // indices into params_
-    std::vector<float> act, dact;        // [N, F, OH, OW]
-    std::vector<float> pooled, dpooled;  // [N, F, OH/p, OW/p] when pooling
+    PoolShape pool;                  // pool.p == 1: no pooling
+    int weights = 0, bias = 0;       // indices into params_
+    std::vector<T> act, dact;        // [N, F, OH, OW]
+    std::vector<T> pooled, dpooled;  // [N, F, OH/p, OW/p] when pooling
     std::vector<int32_t> argmax;
+    // [N, F, OH, OW]: 1 where the activations site clipped the value in the last Forward
+    // (clipped straight-through estimator: Backward zeroes its error); any_saturated: one was.
+    std::vector<uint8_t> saturated;
+    bool any_saturated = false;
     int64_t out_size() const { return pool.p > 1 ? pool.out_size() : conv.out_size(); }
   };
   struct DenseLayer {
     int in = 0, out = 0;
     int weights = 0, bias = 0;
-    std::vector<float> y, dy;  // [N, out]
+    std::vector<T> y, dy;            // [N, out]
+    std::vector<uint8_t> saturated;  // [N, out], as ConvBlock::saturated
+    bool any_saturated = false;
   };
 
-  Network() = default;
+  BasicNetwork() = default;
 
   Activation activation_ = Activation::kRelu;
   int num_classes_ = 0;
@@ -151,8 +186,13 @@ class Network {
   int64_t input_size_ = 0;
   std::vector<ConvBlock> convs_;
   std::vector<DenseLayer> dense_;  // hidden layers then the output layer
-  std::vector<Param> params_;
-  const float* input_ = nullptr;  // of the last Forward
+  std::vector<BasicParam<T>> params_;
+  const T* input_ = nullptr;  // of the last Forward
 };
+
+// The trainer's network (float32); BasicNetwork<double> is train.compute fp64's.
+using Network = BasicNetwork<float>;
+extern template class BasicNetwork<float>;
+extern template class BasicNetwork<double>;
 
 }  // namespace bitsweep::trainer

@@ -11,6 +11,7 @@
 #include <numeric>
 #include <optional>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -49,7 +50,8 @@ struct Evaluation {
 };
 
 // Evaluates the first `count` test examples in chunks of `chunk`.
-Evaluation Evaluate(Network& net, const Dataset& data, int64_t count, int chunk, Loss loss,
+template <typename T>
+Evaluation Evaluate(BasicNetwork<T>& net, const Dataset& data, int64_t count, int chunk, Loss loss,
                     const SitePrecision& training_precision, uint64_t eval_key) {
   // A copy: evaluation uses the dynamic formats' current state without changing it.
   SitePrecision precision = training_precision;
@@ -58,15 +60,24 @@ Evaluation Evaluate(Network& net, const Dataset& data, int64_t count, int chunk,
   Evaluation ev;
   ev.confusion.assign(int64_t{k} * k, 0);
   std::vector<int> predictions(chunk);
+  std::vector<T> widened;  // a double network's input: the images converted (exactly)
+  if constexpr (!std::is_same_v<T, float>) widened.resize(int64_t{chunk} * data.image_size());
   double loss_sum = 0;
   int64_t correct = 0;
   for (int64_t start = 0, c = 0; start < count; start += chunk, ++c) {
     const int n = static_cast<int>(std::min<int64_t>(chunk, count - start));
-    const float* logits = net.Forward(data.test_images.data() + start * data.image_size(), n,
-                                      precision, DeriveKey(eval_key, c));
+    const float* images = data.test_images.data() + start * data.image_size();
+    const T* input;
+    if constexpr (std::is_same_v<T, float>) {
+      input = images;
+    } else {
+      std::copy(images, images + int64_t{n} * data.image_size(), widened.begin());
+      input = widened.data();
+    }
+    const T* logits = net.Forward(input, n, precision, DeriveKey(eval_key, c));
     const uint8_t* labels = data.test_labels.data() + start;
     const LossStats s =
-        LossForwardBackward(loss, n, k, logits, labels, 0.0f, nullptr, predictions.data());
+        LossForwardBackward(loss, n, k, logits, labels, T(0), nullptr, predictions.data());
     loss_sum += s.loss_sum;
     correct += s.correct;
     for (int e = 0; e < n; ++e) ++ev.confusion[int64_t{labels[e]} * k + predictions[e]];
@@ -104,12 +115,14 @@ void FillClassMetrics(const std::vector<int64_t>& confusion, int k, v1::TrialRes
 
 // ---- Checkpoints -------------------------------------------------------------------------
 // Layout (little-endian): magic "BSWCKPT\0" | u32 version | u64 payload length | payload |
-// u64 hash of everything before it. The payload is a flat sequence of fixed-width fields and
+// u64 hash of everything before it. Version 2 added the parameters' scalar width after the
+// config hash (4: float32, 8: train.compute fp64's doubles); version 1 (always float32) is
+// still read. The payload is a flat sequence of fixed-width fields and
 // count-prefixed arrays (CheckpointState below, in declaration order); every count is checked
 // against what is left and against the network the config builds before anything is used.
 static_assert(std::endian::native == std::endian::little, "checkpoints are little-endian");
 constexpr char kCheckpointMagic[8] = {'B', 'S', 'W', 'C', 'K', 'P', 'T', '\0'};
-constexpr uint32_t kCheckpointVersion = 1;
+constexpr uint32_t kCheckpointVersion = 2;
 constexpr size_t kHeaderBytes = 8 + 4 + 8;
 constexpr size_t kTrailerBytes = 8;
 
@@ -140,6 +153,11 @@ class ByteWriter {
     Put<uint64_t>(v.size());
     out_.append(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(T));
   }
+  // An array of `width`-byte elements held as raw bytes.
+  void PutRaw(const std::string& bytes, uint32_t width) {
+    Put<uint64_t>(bytes.size() / width);
+    out_ += bytes;
+  }
   std::string& bytes() { return out_; }
 
  private:
@@ -166,6 +184,13 @@ class ByteReader {
     pos_ += n * sizeof(T);
     return true;
   }
+  bool GetRaw(std::string* bytes, uint32_t width, uint64_t max_count) {
+    uint64_t n;
+    if (!Get(&n) || n > max_count || n > (in_.size() - pos_) / width) return false;
+    bytes->assign(in_.data() + pos_, n * width);
+    pos_ += n * width;
+    return true;
+  }
   bool done() const { return pos_ == in_.size(); }
 
  private:
@@ -175,6 +200,7 @@ class ByteReader {
 
 struct CheckpointState {
   uint64_t config_hash = 0;
+  uint32_t scalar_bytes = 4;  // of the parameter arrays: sizeof(float) or sizeof(double)
   int64_t iteration = 0;
   int64_t epoch = 0, index = 0;  // data order position: epoch and batch within it
   int64_t evaluations = 0;
@@ -188,8 +214,8 @@ struct CheckpointState {
   double last_loss = 0, last_accuracy = 0;
   std::vector<int64_t> last_confusion;
   int64_t optimizer_steps = 0;
-  struct ParamState {
-    std::vector<float> value, master, velocity, second;
+  struct ParamState {  // raw arrays of scalar_bytes-wide values
+    std::string value, master, velocity, second;
   };
   std::vector<ParamState> params;
   int64_t schedule_index = 0;               // the precision.schedule entry in force
@@ -216,6 +242,7 @@ bool GetStats(ByteReader& r, QuantStats* q) {
 std::string SerializeCheckpoint(const CheckpointState& c) {
   ByteWriter w;
   w.Put(c.config_hash);
+  w.Put(c.scalar_bytes);
   w.Put(c.iteration);
   w.Put(c.epoch);
   w.Put(c.index);
@@ -234,10 +261,10 @@ std::string SerializeCheckpoint(const CheckpointState& c) {
   w.Put(c.optimizer_steps);
   w.Put<uint64_t>(c.params.size());
   for (const CheckpointState::ParamState& p : c.params) {
-    w.PutArray(p.value);
-    w.PutArray(p.master);
-    w.PutArray(p.velocity);
-    w.PutArray(p.second);
+    w.PutRaw(p.value, c.scalar_bytes);
+    w.PutRaw(p.master, c.scalar_bytes);
+    w.PutRaw(p.velocity, c.scalar_bytes);
+    w.PutRaw(p.second, c.scalar_bytes);
   }
   w.Put(c.schedule_index);
   w.Put<uint64_t>(c.sites.size());
@@ -266,8 +293,8 @@ absl::Status CorruptCheckpoint(const std::string& what) {
   return absl::InvalidArgumentError(absl::StrCat("checkpoint: ", what));
 }
 
-// Checks the envelope (magic, version, length, hash) and returns the payload.
-absl::StatusOr<std::string_view> CheckpointPayload(std::string_view state) {
+// Checks the envelope (magic, version, length, hash) and returns the payload and its version.
+absl::StatusOr<std::string_view> CheckpointPayload(std::string_view state, uint32_t* version_out) {
   if (state.size() < kHeaderBytes + kTrailerBytes ||
       std::memcmp(state.data(), kCheckpointMagic, sizeof(kCheckpointMagic)) != 0) {
     return CorruptCheckpoint("not a bitsweep trainer checkpoint (bad magic or too short)");
@@ -276,7 +303,7 @@ absl::StatusOr<std::string_view> CheckpointPayload(std::string_view state) {
   uint64_t length;
   std::memcpy(&version, state.data() + 8, 4);
   std::memcpy(&length, state.data() + 12, 8);
-  if (version != kCheckpointVersion) {
+  if (version != 1 && version != kCheckpointVersion) {
     return CorruptCheckpoint(absl::StrCat(
         "version ", version, " is not supported (this build: ", kCheckpointVersion, ")"));
   }
@@ -290,18 +317,22 @@ absl::StatusOr<std::string_view> CheckpointPayload(std::string_view state) {
   if (hash != HashBytes(state.substr(0, state.size() - kTrailerBytes))) {
     return CorruptCheckpoint("corrupt (hash mismatch)");
   }
+  *version_out = version;
   return state.substr(kHeaderBytes, length);
 }
 
 absl::StatusOr<CheckpointState> ParseCheckpoint(std::string_view state) {
-  ASSIGN_OR_RETURN(const std::string_view payload, CheckpointPayload(state));
+  uint32_t version = 0;
+  ASSIGN_OR_RETURN(const std::string_view payload, CheckpointPayload(state, &version));
   ByteReader r(payload);
   CheckpointState c;
   constexpr uint64_t kMaxCount = uint64_t{1} << 40;
   uint64_t num_params = 0;
-  bool ok = r.Get(&c.config_hash) && r.Get(&c.iteration) && r.Get(&c.epoch) && r.Get(&c.index) &&
-            r.Get(&c.evaluations) && r.Get(&c.images_trained) && r.Get(&c.train_seconds) &&
-            r.Get(&c.best_accuracy) && r.Get(&c.iterations_to_target) && r.Get(&c.running_loss) &&
+  bool ok = r.Get(&c.config_hash) && (version == 1 || r.Get(&c.scalar_bytes)) &&
+            (c.scalar_bytes == 4 || c.scalar_bytes == 8) && r.Get(&c.iteration) &&
+            r.Get(&c.epoch) && r.Get(&c.index) && r.Get(&c.evaluations) &&
+            r.Get(&c.images_trained) && r.Get(&c.train_seconds) && r.Get(&c.best_accuracy) &&
+            r.Get(&c.iterations_to_target) && r.Get(&c.running_loss) &&
             r.Get(&c.running_accuracy) && r.Get(&c.running_batches) && r.Get(&c.evaluated) &&
             r.Get(&c.last_loss) && r.Get(&c.last_accuracy) &&
             r.GetArray(&c.last_confusion, 256 * 256) && r.Get(&c.optimizer_steps) &&
@@ -309,8 +340,9 @@ absl::StatusOr<CheckpointState> ParseCheckpoint(std::string_view state) {
   if (ok) c.params.resize(num_params);
   for (uint64_t i = 0; ok && i < num_params; ++i) {
     CheckpointState::ParamState& p = c.params[i];
-    ok = r.GetArray(&p.value, kMaxCount) && r.GetArray(&p.master, kMaxCount) &&
-         r.GetArray(&p.velocity, kMaxCount) && r.GetArray(&p.second, kMaxCount);
+    const uint32_t width = c.scalar_bytes;
+    ok = r.GetRaw(&p.value, width, kMaxCount) && r.GetRaw(&p.master, width, kMaxCount) &&
+         r.GetRaw(&p.velocity, width, kMaxCount) && r.GetRaw(&p.second, width, kMaxCount);
   }
   uint64_t num_sites = 0;
   ok = ok && r.Get(&c.schedule_index) && r.Get(&num_sites) && num_sites <= 4096;
@@ -358,28 +390,42 @@ uint64_t ConfigHash(const v1::TrialConfig& config, const Dataset& data, int64_t 
   return HashBytes(bytes);
 }
 
-// Fills `net`, `optimizer` and `precision` from a checkpoint, after checking it fits them.
-absl::Status RestoreCheckpoint(const CheckpointState& c, Network& net, Optimizer& optimizer,
+template <typename T>
+std::string ToBytes(const std::vector<T>& v) {
+  return std::string(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(T));
+}
+
+template <typename T>
+std::vector<T> FromBytes(const std::string& bytes) {
+  std::vector<T> v(bytes.size() / sizeof(T));
+  if (!v.empty()) std::memcpy(v.data(), bytes.data(), v.size() * sizeof(T));
+  return v;
+}
+
+// Fills `net`, `optimizer` and `precision` from a checkpoint (of the net's scalar width),
+// after checking it fits them.
+template <typename T>
+absl::Status RestoreCheckpoint(const CheckpointState& c, BasicNetwork<T>& net, Optimizer& optimizer,
                                SitePrecision& precision) {
-  std::vector<Param>& params = net.params();
+  std::vector<BasicParam<T>>& params = net.params();
   if (c.params.size() != params.size()) {
     return CorruptCheckpoint(absl::StrCat("has ", c.params.size(), " parameter tensors, the ",
                                           "network has ", params.size()));
   }
   for (size_t i = 0; i < params.size(); ++i) {
     const CheckpointState::ParamState& s = c.params[i];
-    const size_t n = params[i].value.size();
-    auto fits = [n](const std::vector<float>& v) { return v.empty() || v.size() == n; };
+    const size_t n = params[i].value.size() * sizeof(T);  // bytes
+    auto fits = [n](const std::string& v) { return v.empty() || v.size() == n; };
     if (s.value.size() != n || !fits(s.master) || !fits(s.velocity) || !fits(s.second) ||
         s.master.empty() != params[i].master.empty()) {
       return CorruptCheckpoint(absl::StrCat("parameter tensor ", i, " does not fit the network"));
     }
   }
   for (size_t i = 0; i < params.size(); ++i) {
-    params[i].value = c.params[i].value;
-    params[i].master = c.params[i].master;
-    params[i].velocity = c.params[i].velocity;
-    params[i].second = c.params[i].second;
+    params[i].value = FromBytes<T>(c.params[i].value);
+    params[i].master = FromBytes<T>(c.params[i].master);
+    params[i].velocity = FromBytes<T>(c.params[i].velocity);
+    params[i].second = FromBytes<T>(c.params[i].second);
   }
   optimizer.set_steps(c.optimizer_steps);
   std::vector<SiteQuantizer*> quantizers = precision.all();
@@ -391,6 +437,8 @@ absl::Status RestoreCheckpoint(const CheckpointState& c, Network& net, Optimizer
   return absl::OkStatus();
 }
 
+// The loop with every tensor of scalar type T: float, or double for train.compute fp64.
+template <typename T>
 absl::StatusOr<v1::TrialResult> TrainImpl(const v1::TrialConfig& config, const Dataset& data,
                                           const ProgressCallback& on_progress,
                                           const TrainOptions& options);
@@ -400,6 +448,25 @@ absl::StatusOr<v1::TrialResult> TrainImpl(const v1::TrialConfig& config, const D
 absl::StatusOr<int64_t> CheckpointIteration(std::string_view state) {
   ASSIGN_OR_RETURN(const CheckpointState c, ParseCheckpoint(state));
   return c.iteration;
+}
+
+absl::StatusOr<std::vector<std::vector<float>>> CheckpointWeights(std::string_view state) {
+  ASSIGN_OR_RETURN(const CheckpointState c, ParseCheckpoint(state));
+  std::vector<std::vector<float>> weights;
+  for (const CheckpointState::ParamState& p : c.params) {
+    const std::string& raw = p.master.empty() ? p.value : p.master;
+    std::vector<float>& w = weights.emplace_back(raw.size() / c.scalar_bytes);
+    for (size_t i = 0; i < w.size(); ++i) {
+      if (c.scalar_bytes == sizeof(double)) {
+        double d;
+        std::memcpy(&d, raw.data() + i * sizeof(double), sizeof(double));
+        w[i] = static_cast<float>(d);
+      } else {
+        std::memcpy(&w[i], raw.data() + i * sizeof(float), sizeof(float));
+      }
+    }
+  }
+  return weights;
 }
 
 absl::StatusOr<v1::TrialResult> Train(const v1::TrialConfig& config, const Dataset& data,
@@ -419,12 +486,17 @@ absl::StatusOr<v1::TrialResult> Train(const v1::TrialConfig& config, const Datas
   // Every parallel loop inside runs in this arena: at most `threads` threads for this trial.
   oneapi::tbb::task_arena arena(options.threads);
   absl::StatusOr<v1::TrialResult> result;
-  arena.execute([&] { result = TrainImpl(config, data, on_progress, options); });
+  arena.execute([&] {
+    result = config.train().compute() == "fp64"
+                 ? TrainImpl<double>(config, data, on_progress, options)
+                 : TrainImpl<float>(config, data, on_progress, options);
+  });
   return result;
 }
 
 namespace {
 
+template <typename T>
 absl::StatusOr<v1::TrialResult> TrainImpl(const v1::TrialConfig& config, const Dataset& data,
                                           const ProgressCallback& on_progress,
                                           const TrainOptions& options) {
@@ -492,9 +564,9 @@ absl::StatusOr<v1::TrialResult> TrainImpl(const v1::TrialConfig& config, const D
   const int eval_chunk =
       static_cast<int>(std::min<int64_t>(std::max(batch, kMinEvalBatch), test_n));
   const uint64_t seed = config.seed();
-  ASSIGN_OR_RETURN(std::unique_ptr<Network> net,
-                   Network::Create(config.model(), data.channels, data.height, data.width,
-                                   data.num_classes, std::max(batch, eval_chunk), seed));
+  ASSIGN_OR_RETURN(std::unique_ptr<BasicNetwork<T>> net,
+                   BasicNetwork<T>::Create(config.model(), data.channels, data.height, data.width,
+                                           data.num_classes, std::max(batch, eval_chunk), seed));
   Optimizer optimizer(optimizer_options);
   const uint64_t weight_key = DeriveKey(seed, kWeightTag);
   // master_weights none: the stored weights are the quantised ones from the start; fp32: the
@@ -512,9 +584,9 @@ absl::StatusOr<v1::TrialResult> TrainImpl(const v1::TrialConfig& config, const D
 
   const uint64_t config_hash = ConfigHash(config, data, train_n, test_n);
   std::vector<int64_t> order(train_n);
-  std::vector<float> images(int64_t{batch} * image_size);
+  std::vector<T> images(int64_t{batch} * image_size);
   std::vector<uint8_t> labels(batch);
-  std::vector<float> dlogits(int64_t{batch} * k);
+  std::vector<T> dlogits(int64_t{batch} * k);
 
   v1::TrialResult result;
   result.set_outcome(v1::TRIAL_OUTCOME_COMPLETED);
@@ -533,6 +605,13 @@ absl::StatusOr<v1::TrialResult> TrainImpl(const v1::TrialConfig& config, const D
 
   if (!options.resume_from.empty()) {
     ASSIGN_OR_RETURN(const CheckpointState c, ParseCheckpoint(options.resume_from));
+    if (c.scalar_bytes != sizeof(T)) {
+      auto compute = [](size_t bytes) { return bytes == 8 ? "fp64" : "fp32"; };
+      return absl::InvalidArgumentError(
+          absl::StrCat("checkpoint: taken by a train.compute ", compute(c.scalar_bytes), " trial (",
+                       c.scalar_bytes * 8, "-bit parameters); this trial computes in ",
+                       compute(sizeof(T)), " and cannot resume from it"));
+    }
     if (c.config_hash != config_hash) {
       return absl::InvalidArgumentError(
           "checkpoint: taken with another trial config or dataset; resume with the same ones");
@@ -566,6 +645,7 @@ absl::StatusOr<v1::TrialResult> TrainImpl(const v1::TrialConfig& config, const D
   auto checkpoint = [&] {
     CheckpointState c;
     c.config_hash = config_hash;
+    c.scalar_bytes = sizeof(T);
     c.iteration = it;
     c.epoch = it / iters_per_epoch;
     c.index = it % iters_per_epoch;
@@ -582,8 +662,9 @@ absl::StatusOr<v1::TrialResult> TrainImpl(const v1::TrialConfig& config, const D
     c.last_accuracy = last.accuracy;
     c.last_confusion = last.confusion;
     c.optimizer_steps = optimizer.steps();
-    for (const Param& p : net->params()) {
-      c.params.push_back({p.value, p.master, p.velocity, p.second});
+    for (const BasicParam<T>& p : net->params()) {
+      c.params.push_back(
+          {ToBytes(p.value), ToBytes(p.master), ToBytes(p.velocity), ToBytes(p.second)});
     }
     c.schedule_index = schedule_index;
     for (SiteQuantizer* q : precision.all()) c.sites.push_back(q->state());
@@ -591,7 +672,7 @@ absl::StatusOr<v1::TrialResult> TrainImpl(const v1::TrialConfig& config, const D
   };
 
   int64_t shuffled_epoch = -1;
-  std::vector<Network::LayerGradientStats> layer_stats;
+  std::vector<typename BasicNetwork<T>::LayerGradientStats> layer_stats;
   while (it < total_iters) {
     if (options.should_stop && options.should_stop()) {
       return absl::CancelledError(absl::StrCat("training stopped at iteration ", it));
@@ -622,14 +703,15 @@ absl::StatusOr<v1::TrialResult> TrainImpl(const v1::TrialConfig& config, const D
     const int n = static_cast<int>(std::min<int64_t>(batch, train_n - start));
     for (int e = 0; e < n; ++e) {
       const int64_t src = order[start + e];
-      std::memcpy(images.data() + e * image_size, data.train_images.data() + src * image_size,
-                  sizeof(float) * image_size);
+      // float -> T: a copy for float, an exact widening for double.
+      const float* image = data.train_images.data() + src * image_size;
+      std::copy(image, image + image_size, images.begin() + e * image_size);
       labels[e] = data.train_labels[src];
     }
     const uint64_t step_key = DeriveKey(DeriveKey(seed, kTrainTag), it);
-    const float* logits = net->Forward(images.data(), n, precision, step_key);
-    const LossStats s =
-        LossForwardBackward(loss, n, k, logits, labels.data(), 1.0f / n, dlogits.data(), nullptr);
+    const T* logits = net->Forward(images.data(), n, precision, step_key);
+    const LossStats s = LossForwardBackward(loss, n, k, logits, labels.data(),
+                                            T(1) / static_cast<T>(n), dlogits.data(), nullptr);
     const double batch_loss = s.loss_sum / n;
     if (!std::isfinite(batch_loss) || batch_loss > kDivergenceLoss) {
       result.set_outcome(v1::TRIAL_OUTCOME_DIVERGED);
@@ -641,10 +723,9 @@ absl::StatusOr<v1::TrialResult> TrainImpl(const v1::TrialConfig& config, const D
     }
     net->Backward(dlogits.data(), n, precision, step_key);
     net->QuantizeGradients(precision, step_key, report ? &layer_stats : nullptr);
-    const StateRounder round_state = [&](int tensor, float* state, int64_t size) {
-      precision.For(Site::kOptimizer, tensor / 4)
-          .Apply(tensor, state, size,
-                 SiteKey(step_key, Site::kOptimizer, static_cast<uint64_t>(tensor)));
+    const BasicStateRounder<T> round_state = [&](int tensor, T* state, int64_t size) {
+      ApplyQuantizer(precision.For(Site::kOptimizer, tensor / 4), tensor, state, size,
+                     SiteKey(step_key, Site::kOptimizer, static_cast<uint64_t>(tensor)));
     };
     optimizer.Step(net->params(), lr, round_state);
     net->QuantizeWeights(precision, DeriveKey(weight_key, it));
@@ -671,7 +752,7 @@ absl::StatusOr<v1::TrialResult> TrainImpl(const v1::TrialConfig& config, const D
       point.set_test_loss(last.loss);
       point.set_test_accuracy(last.accuracy);
       point.set_learning_rate(lr);
-      for (const Network::LayerGradientStats& ls : layer_stats) {
+      for (const auto& ls : layer_stats) {
         v1::LayerStats* stats = point.add_layers();
         stats->set_layer(ls.layer);
         stats->set_gradient_norm(ls.gradient_norm);
@@ -685,6 +766,10 @@ absl::StatusOr<v1::TrialResult> TrainImpl(const v1::TrialConfig& config, const D
         stats->set_effective_bits(q.effective_bits());
         stats->set_quantization_error_percent(q.error_percent());
         stats->set_overflow_percent(100.0 * q.overflow_rate());
+        if (!std::is_same_v<T, float> && !precision.at(site).enabled()) {
+          // fp32 in a double network: not rounded at all (network.h), the values are doubles.
+          stats->set_effective_bits(64);
+        }
       }
       running_loss = running_accuracy = 0;
       running_batches = 0;

@@ -7,6 +7,7 @@
 #include <functional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "bitsweep/v1/config.pb.h"
@@ -39,6 +40,8 @@ using ProgressCallback = std::function<bool(const v1::CurvePoint&)>;
 //     (not reported as a curve point; its final_test_loss may be NaN or Inf).
 //   * train_seconds is the time spent in training iterations, evaluation excluded;
 //     images_per_second = training images / train_seconds.
+//   * train.compute fp64 runs this loop on a BasicNetwork<double> (network.h: what the
+//     precision sites then mean); everything reported is computed the same way.
 // Errors: InvalidArgument (the config is invalid for this dataset; the message names the field
 // path), ResourceExhausted (the model and batch would need more than 4 GiB), Cancelled (the
 // callback returned false).
@@ -73,5 +76,11 @@ absl::StatusOr<v1::TrialResult> Train(const v1::TrialConfig& config, const Datas
 
 // The iteration a checkpoint was taken after. Errors: InvalidArgument (not a checkpoint / corrupt).
 absl::StatusOr<int64_t> CheckpointIteration(std::string_view state);
+
+// The weights a checkpoint holds, one array per Network::params() entry (the float32 master
+// copy when the trial kept one, else the values; fp64 checkpoints rounded to float), for
+// analyses of a trained trial (seed 001, `bitsweep predict --checkpoint`).
+// Errors: InvalidArgument (not a checkpoint / corrupt).
+absl::StatusOr<std::vector<std::vector<float>>> CheckpointWeights(std::string_view state);
 
 }  // namespace bitsweep::trainer

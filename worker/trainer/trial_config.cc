@@ -221,14 +221,29 @@ absl::Status ValidateTrialConfig(const v1::TrialConfig& config) {
   }
   if (auto l = ParseLoss(t.loss()); !l.ok()) return AtPath("train.loss", l.status());
 
-  if (!t.compute().empty() && t.compute() != "fp32") {
+  const bool fp64 = t.compute() == "fp64";
+  if (!t.compute().empty() && t.compute() != "fp32" && !fp64) {
     return Invalid("train.compute",
-                   t.compute() == "fp64"
-                       ? std::string("'fp64' is not supported by this build yet; use fp32")
-                       : absl::StrCat("'", t.compute(), "': unknown; supported: fp32"));
+                   absl::StrCat("'", t.compute(), "': unknown; supported: fp32, fp64"));
   }
   const int num_layers = m.conv_size() + m.dense_size() + 1;
-  if (auto s = PrecisionSchedule(config.precision(), num_layers); !s.ok()) return s.status();
+  auto schedule_or = PrecisionSchedule(config.precision(), num_layers);
+  if (!schedule_or.ok()) return schedule_or.status();
+  if (fp64) {
+    // The accumulator site emulates a float32 dot-product unit (ops/gemm.h); a double network
+    // has no such path. Every other site rounds through float32 (network.h).
+    for (size_t i = 0; i < schedule_or->size(); ++i) {
+      auto sites = MakeSitePrecision((*schedule_or)[i].config, num_layers);
+      if (!sites.ok()) return sites.status();
+      for (int layer = 0; layer < num_layers; ++layer) {
+        if (sites->AccumulatorFor(layer) == nullptr) continue;
+        return Invalid(i == 0 ? std::string("precision.sites")
+                              : absl::StrCat("precision.schedule[", i - 1, "].precision"),
+                       "the accumulator site (rounded dot products) is float32-only; it is not "
+                       "supported with train.compute fp64");
+      }
+    }
+  }
   const std::string& master = config.precision().master_weights();
   if (!master.empty() && master != "none" && master != "fp32") {
     return Invalid("precision.master_weights",
@@ -241,8 +256,8 @@ absl::Status ValidateTrialConfig(const v1::TrialConfig& config) {
   const int channels = d.name() == "cifar10" ? 3 : 1;
   RETURN_IF_ERROR(CheckModelFits(m, side, side));
   // Train sizes its buffers for max(batch, evaluation chunk of 128).
-  const int64_t bytes =
-      EstimateNetworkBytes(m, channels, side, side, 10, std::max(t.batch_size(), 128));
+  const int64_t bytes = EstimateNetworkBytes(m, channels, side, side, 10,
+                                             std::max(t.batch_size(), 128), fp64 ? 8 : 4);
   if (bytes > kMaxNetworkBytes) {
     return Invalid("train.batch_size", absl::StrCat("with this model a trial needs ", bytes >> 20,
                                                     " MiB of weights and buffers, more than the ",

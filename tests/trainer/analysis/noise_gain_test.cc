@@ -5,6 +5,8 @@
 #include <cmath>
 #include <vector>
 
+#include "worker/trainer/ops/conv.h"
+#include "worker/trainer/ops/pool.h"
 #include "worker/trainer/quant/rng.h"
 
 namespace bitsweep::trainer {
@@ -65,7 +67,7 @@ TEST(NoiseGainTest, DenseNetwork_MatchesFiniteDifferences) {
   auto net = Network::Create(model, 1, 1, in, k, n, 11);
   ASSERT_TRUE(net.ok()) << net.status();
   const std::vector<float> x = Inputs(n, in, 3);
-  auto report = ComputeNoiseGains(**net, model, x.data(), n, in);
+  auto report = ComputeNoiseGains(**net, model, x.data(), n, 1, 1, in);
   ASSERT_TRUE(report.ok()) << report.status();
   ASSERT_EQ(report->layers.size(), 2u);
   EXPECT_EQ(report->layers[0].layer, "dense0");
@@ -111,7 +113,6 @@ TEST(NoiseGainTest, DenseNetwork_MatchesFiniteDifferences) {
   }
   for (int l = 0; l < 2; ++l) {
     EXPECT_NEAR(report->layers[l].weights, expect_w[l], 2e-2 * expect_w[l]) << l;
-    EXPECT_TRUE(report->layers[l].activations_known);
     EXPECT_NEAR(report->layers[l].activations, expect_a[l], 2e-2 * expect_a[l]) << l;
   }
   EXPECT_EQ(report->inputs, n);
@@ -123,11 +124,10 @@ TEST(NoiseGainTest, ConvNetwork_WeightGainsMatchFiniteDifferences) {
   auto net = Network::Create(model, 1, h, h, k, n, 5);
   ASSERT_TRUE(net.ok()) << net.status();
   const std::vector<float> x = Inputs(n, h * h, 9);
-  auto report = ComputeNoiseGains(**net, model, x.data(), n, h * h);
+  auto report = ComputeNoiseGains(**net, model, x.data(), n, 1, h, h);
   ASSERT_TRUE(report.ok()) << report.status();
   ASSERT_EQ(report->layers.size(), 2u);
   EXPECT_EQ(report->layers[0].layer, "conv0");
-  EXPECT_TRUE(report->layers[0].activations_known);  // feeds the output layer
   EXPECT_GT(report->layers[0].activations, 0);
   for (int l = 0; l < 2; ++l) {
     double expect = 0;
@@ -144,18 +144,97 @@ TEST(NoiseGainTest, ConvNetwork_WeightGainsMatchFiniteDifferences) {
   }
 }
 
-TEST(NoiseGainTest, ConvFollowedByConv_ActivationGainUnknown) {
+// conv0 -> conv1 -> output: conv0's E_A goes through the per-position δ of conv1. The expected
+// value perturbs conv0's block output (after pooling, if any; pooling routes each derivative to
+// one activation, so the sums agree) and runs the rest of the network from there.
+void CheckConvFollowedByConv(int pool) {
+  SCOPED_TRACE(pool);
+  const int h = 10, k = 3, n = 2;
+  v1::ModelConfig model = Model({2, 3}, {});
+  model.set_pool(pool);
+  auto net = Network::Create(model, 1, h, h, k, n, 5);
+  ASSERT_TRUE(net.ok()) << net.status();
+  const std::vector<float> x = Inputs(n, h * h, 9);
+  auto report = ComputeNoiseGains(**net, model, x.data(), n, 1, h, h);
+  ASSERT_TRUE(report.ok()) << report.status();
+  ASSERT_EQ(report->layers.size(), 3u);
+
+  const ConvShape conv0{1, h, h, 2, 3};
+  const PoolShape pool0{2, conv0.oh(), conv0.ow(), pool};
+  const int oh = pool > 1 ? pool0.oh() : conv0.oh();
+  v1::ModelConfig tail_model = Model({3}, {});
+  tail_model.set_pool(pool);
+  auto tail = Network::Create(tail_model, 2, oh, oh, k, 1, 1);
+  ASSERT_TRUE(tail.ok()) << tail.status();
+  for (int p = 0; p < 4; ++p) (*tail)->params()[p].value = (*net)->params()[p + 2].value;
+
+  const Activation tanh_act = Activation::kTanh;
+  double expect = 0;
+  for (int e = 0; e < n; ++e) {
+    std::vector<float> act(conv0.out_size()), out(pool0.out_size());
+    std::vector<int32_t> argmax(pool0.out_size());
+    ConvForward(conv0, 1, x.data() + e * h * h, (*net)->params()[0].value.data(),
+                (*net)->params()[1].value.data(), act.data(), &tanh_act);
+    if (pool > 1) {
+      MaxPoolForward(pool0, 1, act.data(), out.data(), argmax.data());
+    } else {
+      out = act;
+    }
+    auto tail_logits = [&] {
+      const float* z = (*tail)->Forward(out.data(), 1, kFp32, 0);
+      return std::vector<float>(z, z + k);
+    };
+    // The tail reproduces the whole network.
+    const std::vector<float> whole = [&] {
+      const float* z = (*net)->Forward(x.data() + e * h * h, 1, kFp32, 0);
+      return std::vector<float>(z, z + k);
+    }();
+    const std::vector<float> part = tail_logits();
+    for (int i = 0; i < k; ++i) ASSERT_NEAR(part[i], whole[i], 1e-5);
+    expect += FiniteDifferenceGain(out, tail_logits, k) / n;
+  }
+  EXPECT_GT(expect, 0);
+  EXPECT_NEAR(report->layers[0].activations, expect, 2e-2 * expect);
+  EXPECT_GT(report->layers[1].activations, 0);
+}
+
+TEST(NoiseGainTest, ConvFollowedByConv_ActivationGainMatchesFiniteDifferences) {
+  CheckConvFollowedByConv(1);
+  CheckConvFollowedByConv(2);
+}
+
+TEST(NoiseGainTest, BadInput_IsAnError) {
   const v1::ModelConfig model = Model({2, 2}, {});
   auto net = Network::Create(model, 1, 12, 12, 3, 1, 5);
   ASSERT_TRUE(net.ok()) << net.status();
   const std::vector<float> x = Inputs(1, 144, 2);
-  auto report = ComputeNoiseGains(**net, model, x.data(), 1, 144);
-  ASSERT_TRUE(report.ok());
-  EXPECT_FALSE(report->layers[0].activations_known);
-  EXPECT_TRUE(std::isnan(report->layers[0].activations));
-  EXPECT_TRUE(report->layers[1].activations_known);
-  EXPECT_FALSE(ComputeNoiseGains(**net, Model({2}, {}), x.data(), 1, 144).ok());
-  EXPECT_FALSE(ComputeNoiseGains(**net, model, x.data(), 0, 144).ok());
+  EXPECT_FALSE(ComputeNoiseGains(**net, Model({2}, {}), x.data(), 1, 1, 12, 12).ok());
+  EXPECT_FALSE(ComputeNoiseGains(**net, model, x.data(), 1, 2, 12, 12).ok());
+  EXPECT_FALSE(ComputeNoiseGains(**net, model, x.data(), 0, 1, 12, 12).ok());
+}
+
+TEST(IntegerBitsTest, RangesHoldEveryValueWithTheFewestIntegerBits) {
+  const int in = 4, k = 3, n = 8;
+  const v1::ModelConfig model = Model({}, {5});
+  auto net = Network::Create(model, 1, 1, in, k, n, 11);
+  ASSERT_TRUE(net.ok());
+  (*net)->params()[0].value[0] = 2.5f;   // dense0 weights: needs 2 integer bits
+  (*net)->params()[3].value[1] = -1.0f;  // output bias: |−1| needs 1 (symmetric [−2, 2))
+  EXPECT_EQ(WeightIntegerBits(**net), (std::vector<int>{2, 1}));
+  for (float& w : (*net)->params()[2].value) w *= 20;  // large logits
+  const std::vector<float> x = Inputs(n, in, 3);
+  const std::vector<int> bits = ActivationIntegerBits(**net, x.data(), n, in);
+  ASSERT_EQ(bits.size(), 2u);
+  EXPECT_EQ(bits[0], 0);  // tanh outputs lie in (−1, 1)
+  // The logits' own maximum decides the output layer's bits.
+  double max = 0;
+  for (int e = 0; e < n; ++e) {
+    const float* z = (*net)->Forward(x.data() + e * in, 1, kFp32, 0);
+    for (int i = 0; i < k; ++i) max = std::max(max, double(std::abs(z[i])));
+  }
+  EXPECT_GT(bits[1], 1);
+  EXPECT_LT(max, std::ldexp(1.0, bits[1]));
+  EXPECT_GE(max, std::ldexp(1.0, bits[1] - 1));
 }
 
 TEST(MeasureMismatchRateTest, CoarseFormatsMismatchMoreAndWeightsAreRestored) {

@@ -8,6 +8,7 @@
 
 #include <cmath>
 #include <limits>
+#include <string>
 #include <vector>
 
 #include "worker/trainer/quant/rng.h"
@@ -180,6 +181,45 @@ TEST(DpsTest, ErrorRateJustAboveAndBelowEmax) {
     q.Apply(0, x.data(), 1, 0);
     q.EndIteration();
     EXPECT_EQ(q.dps_frac_bits(), emax == 0.01 ? 9 : 7) << emax;
+  }
+}
+
+TEST(SaturationMaskTest, MarksExactlyTheValuesOutsideTheRangeOfTheFormatInUse) {
+  // fixed:8,4: [-8, 8 - 1/16]. 7.9375 is the top of the range (kept), 7.97 lies above it (it
+  // rounds to the top: saturated, as QuantStats counts it); -8 is representable.
+  SiteQuantizer fixed(Q("fixed:8,4"));
+  std::vector<float> x = {7.9375f,
+                          7.97f,
+                          -8.0f,
+                          -8.01f,
+                          100.0f,
+                          0.3f,
+                          std::numeric_limits<float>::quiet_NaN(),
+                          -std::numeric_limits<float>::infinity()};
+  std::vector<uint8_t> sat(x.size(), 7);
+  fixed.Apply(0, x.data(), static_cast<int64_t>(x.size()), 0, sat.data());
+  EXPECT_THAT(sat, ::testing::ElementsAre(0, 1, 0, 1, 1, 0, 0, 1));
+  EXPECT_EQ(x[4], 7.9375f);
+
+  // dps: the range of the current ⟨IL, FL⟩, which moves with Algorithm 1.
+  SiteQuantizer dps(*ParseFormat("dps:3,4"), Rounding::kNearest, Options());
+  std::vector<float> y = {3.0f, 5.0f};  // ⟨3, 4⟩: [-4, 4 - 1/16]
+  std::vector<uint8_t> s2(2);
+  dps.Apply(0, y.data(), 2, 0, s2.data());
+  EXPECT_THAT(s2, ::testing::ElementsAre(0, 1));
+  dps.EndIteration();  // overflow: IL 4, range [-8, 8)
+  y = {3.0f, 5.0f};
+  dps.Apply(0, y.data(), 2, 0, s2.data());
+  EXPECT_THAT(s2, ::testing::ElementsAre(0, 0));
+
+  // Floats saturate only beyond max finite (fp16: 65504); fp32 and int:B never.
+  for (const char* spec : {"fp16", "fp32", "int:4"}) {
+    SiteQuantizer q(Q(spec));
+    std::vector<float> z = {65504.0f, 70000.0f, -1e30f};
+    std::vector<uint8_t> s3(3);
+    q.Apply(0, z.data(), 3, 0, s3.data());
+    const bool fp16 = std::string(spec) == "fp16";
+    EXPECT_THAT(s3, ::testing::ElementsAre(0, fp16, fp16)) << spec;
   }
 }
 

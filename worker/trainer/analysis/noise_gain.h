@@ -8,11 +8,12 @@
 // (E_A). One backward pass per (input, i ≠ ŷ), seeded with dlogits = e_i − e_ŷ, through the
 // Network's public Forward/Backward: the weight derivatives are the parameter gradients; the
 // activation derivatives follow from the next layer, ∂D/∂h = Wᵀ·δ with δ its bias gradient
-// (one example per pass). That covers the logits (|e_i − e_ŷ|² = 2), every hidden dense output
-// and the last conv block's output (max-pooling routes each pooled derivative to one position,
-// so the squared norm is the same before and after pooling). A conv block followed by another
-// conv block would need the per-position δ, which the Network does not expose: its E_A is
-// reported as NaN (`activations_known` false).
+// (one example per pass). That covers the logits (|e_i − e_ŷ|² = 2) and every hidden dense
+// output. For a conv block the derivative w.r.t. its output is what the next layer passes back:
+// Wᵀ·δ for a dense next layer, and for a conv next layer col2im(Wᵀ·δ) with δ its per-position
+// pre-activation gradient (Network::ConvPreActivationGradient). Max-pooling routes each pooled
+// derivative to one position of the activation tensor it pools (non-overlapping windows), so
+// the squared norm is the same before and after pooling.
 #pragma once
 
 #include <cstdint>
@@ -29,7 +30,6 @@ struct LayerNoiseGains {
   std::string layer;  // conv0, ..., dense0, ..., output
   double activations = 0;
   double weights = 0;
-  bool activations_known = true;
 };
 
 struct NoiseGainReport {
@@ -38,12 +38,22 @@ struct NoiseGainReport {
   int64_t skipped_ties = 0;  // (input, i) pairs with Z_i == Z_ŷ (an unbounded term), left out
 };
 
-// `net` must be the network `model` describes; `images` holds n inputs of `image_size` floats
-// (the network's C·H·W). Runs in float32 (no quantisation); overwrites the params' gradients.
+// `net` must be the network `model` describes for channels × height × width inputs; `images`
+// holds n such inputs. Runs in float32 (no quantisation); overwrites the params' gradients.
 // Errors: InvalidArgument when n < 1 or `net` does not have the params `model` describes.
 absl::StatusOr<NoiseGainReport> ComputeNoiseGains(Network& net, const v1::ModelConfig& model,
-                                                  const float* images, int64_t n,
-                                                  int64_t image_size);
+                                                  const float* images, int64_t n, int channels,
+                                                  int height, int width);
+
+// Per parameter layer, the fewest integer bits I >= 0 such that every value of the activation
+// tensor the layer's activations site rounds lies in [−2^I, 2^I) on the n inputs (float32
+// forward passes; probes I = 0..30 with the activations site at fixed:32,31−I and counts
+// overflows). 31 when even that overflows.
+std::vector<int> ActivationIntegerBits(Network& net, const float* images, int64_t n,
+                                       int64_t image_size);
+
+// Per parameter layer, the fewest integer bits I >= 0 with every weight and bias in [−2^I, 2^I).
+std::vector<int> WeightIntegerBits(const Network& net);
 
 // The fraction of the n inputs whose predicted class under `quantized` (weights rounded by its
 // weights site, activations by its activations site; stochastic streams from `key`) differs

@@ -14,15 +14,18 @@ absl::StatusOr<Activation> ParseActivation(absl::string_view name) {
       absl::StrCat("'", name, "': unknown activation; supported: relu, sigmoid, tanh"));
 }
 
+namespace {
+
 // Eigen array expressions: vectorised on every target (GCC -O2 does not vectorise the
 // equivalent loops).
-void ActivationForward(Activation act, float* x, int64_t n) {
-  Eigen::Map<Eigen::ArrayXf> a(x, n);
+template <typename T>
+void Forward(Activation act, T* x, int64_t n) {
+  Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>> a(x, n);
   switch (act) {
     case Activation::kRelu:
       // Branch-free (Eigen's select is a scalar loop with unpredictable branches); keeps NaN,
       // so the divergence check sees it.
-      for (int64_t i = 0; i < n; ++i) x[i] = x[i] < 0.0f ? 0.0f : x[i];
+      for (int64_t i = 0; i < n; ++i) x[i] = x[i] < T(0) ? T(0) : x[i];
       break;
     case Activation::kSigmoid:
       a = a.logistic();
@@ -33,20 +36,33 @@ void ActivationForward(Activation act, float* x, int64_t n) {
   }
 }
 
-void ActivationBackward(Activation act, const float* y, float* dy, int64_t n) {
-  Eigen::Map<const Eigen::ArrayXf> out(y, n);
-  Eigen::Map<Eigen::ArrayXf> d(dy, n);
+template <typename T>
+void Backward(Activation act, const T* y, T* dy, int64_t n) {
+  Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>> out(y, n);
+  Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>> d(dy, n);
   switch (act) {
     case Activation::kRelu:
-      for (int64_t i = 0; i < n; ++i) dy[i] = y[i] > 0.0f ? dy[i] : 0.0f;
+      for (int64_t i = 0; i < n; ++i) dy[i] = y[i] > T(0) ? dy[i] : T(0);
       break;
     case Activation::kSigmoid:
-      d *= out * (1.0f - out);
+      d *= out * (T(1) - out);
       break;
     case Activation::kTanh:
-      d *= 1.0f - out.square();
+      d *= T(1) - out.square();
       break;
   }
+}
+
+}  // namespace
+
+void ActivationForward(Activation act, float* x, int64_t n) { Forward(act, x, n); }
+void ActivationForward(Activation act, double* x, int64_t n) { Forward(act, x, n); }
+
+void ActivationBackward(Activation act, const float* y, float* dy, int64_t n) {
+  Backward(act, y, dy, n);
+}
+void ActivationBackward(Activation act, const double* y, double* dy, int64_t n) {
+  Backward(act, y, dy, n);
 }
 
 }  // namespace bitsweep::trainer

@@ -18,18 +18,17 @@ namespace {
 // position; each output row is a contiguous run of the input row (Caffe's im2col layout).
 // Rows are short (8-24 floats in the reference CNN): a vectorised copy loop, not a memmove call
 // per row (which GCC's loop distribution would otherwise emit).
+template <typename T>
 __attribute__((optimize("no-tree-loop-distribute-patterns"))) void Im2Col(const ConvShape& s,
-                                                                          const float* in,
-                                                                          float* col) {
+                                                                          const T* in, T* col) {
   const int oh = s.oh(), ow = s.ow();
   for (int c = 0; c < s.c; ++c) {
-    const float* plane = in + int64_t{c} * s.h * s.w;
+    const T* plane = in + int64_t{c} * s.h * s.w;
     for (int ki = 0; ki < s.k; ++ki) {
       for (int kj = 0; kj < s.k; ++kj) {
-        float* dst = col + ((int64_t{c} * s.k + ki) * s.k + kj) * s.p();
+        T* dst = col + ((int64_t{c} * s.k + ki) * s.k + kj) * s.p();
         for (int oy = 0; oy < oh; ++oy) {
-          std::memcpy(dst + int64_t{oy} * ow, plane + int64_t{oy + ki} * s.w + kj,
-                      sizeof(float) * ow);
+          std::memcpy(dst + int64_t{oy} * ow, plane + int64_t{oy + ki} * s.w + kj, sizeof(T) * ow);
         }
       }
     }
@@ -37,17 +36,18 @@ __attribute__((optimize("no-tree-loop-distribute-patterns"))) void Im2Col(const 
 }
 
 // The adjoint of Im2Col for one example: din = scatter-add(dcol), din overwritten.
-void Col2Im(const ConvShape& s, const float* dcol, float* din) {
+template <typename T>
+void Col2Im(const ConvShape& s, const T* dcol, T* din) {
   const int oh = s.oh(), ow = s.ow();
-  std::fill(din, din + s.in_size(), 0.0f);
+  std::fill(din, din + s.in_size(), T(0));
   for (int c = 0; c < s.c; ++c) {
-    float* plane = din + int64_t{c} * s.h * s.w;
+    T* plane = din + int64_t{c} * s.h * s.w;
     for (int ki = 0; ki < s.k; ++ki) {
       for (int kj = 0; kj < s.k; ++kj) {
-        const float* row = dcol + ((int64_t{c} * s.k + ki) * s.k + kj) * s.p();
+        const T* row = dcol + ((int64_t{c} * s.k + ki) * s.k + kj) * s.p();
         for (int oy = 0; oy < oh; ++oy) {
-          float* d = plane + int64_t{oy + ki} * s.w + kj;
-          const float* r = row + int64_t{oy} * ow;
+          T* d = plane + int64_t{oy + ki} * s.w + kj;
+          const T* r = row + int64_t{oy} * ow;
           for (int ox = 0; ox < ow; ++ox) d[ox] += r[ox];
         }
       }
@@ -56,9 +56,10 @@ void Col2Im(const ConvShape& s, const float* dcol, float* din) {
 }
 
 // Per-thread im2col scratch, allocated once per thread at its largest size.
-float* ThreadScratch(int64_t floats) {
-  thread_local std::vector<float> scratch;
-  if (static_cast<int64_t>(scratch.size()) < floats) scratch.resize(floats);
+template <typename T>
+T* ThreadScratch(int64_t size) {
+  thread_local std::vector<T> scratch;
+  if (static_cast<int64_t>(scratch.size()) < size) scratch.resize(size);
   return scratch.data();
 }
 
@@ -79,7 +80,7 @@ void ConvForward(const ConvShape& s, int n, const float* in, const float* weight
   oneapi::tbb::parallel_for(
       oneapi::tbb::blocked_range<int>(0, n, 1),
       [&](const oneapi::tbb::blocked_range<int>& r) {
-        float* col = ThreadScratch(s.ckk() * s.p());
+        float* col = ThreadScratch<float>(s.ckk() * s.p());
         for (int e = r.begin(); e < r.end(); ++e) {
           Im2Col(s, in + e * s.in_size(), col);
           float* o = out + e * s.out_size();
@@ -120,7 +121,7 @@ void ConvBackward(const ConvShape& s, int n, const float* dout, const float* in,
   oneapi::tbb::parallel_for(
       oneapi::tbb::blocked_range<int>(0, groups, 1),
       [&](const oneapi::tbb::blocked_range<int>& r) {
-        float* col = ThreadScratch(2 * s.ckk() * s.p());
+        float* col = ThreadScratch<float>(2 * s.ckk() * s.p());
         float* dcol = col + s.ckk() * s.p();
         for (int g = r.begin(); g < r.end(); ++g) {
           float* dw = dw_groups + g * wsize;
@@ -181,6 +182,86 @@ void ConvBackward(const ConvShape& s, int n, const float* dout, const float* in,
       oneapi::tbb::simple_partitioner());
   for (int f = 0; f < s.f; ++f) {
     float sum = db_groups[f];
+    for (int g = 1; g < groups; ++g) sum += db_groups[int64_t{g} * s.f + f];
+    dbias[f] = sum;
+  }
+}
+
+void ConvForward(const ConvShape& s, int n, const double* in, const double* weights,
+                 const double* bias, double* out, const Activation* act) {
+  const DoubleMatrixView w{weights, s.ckk(), 1};
+  oneapi::tbb::parallel_for(
+      oneapi::tbb::blocked_range<int>(0, n, 1),
+      [&](const oneapi::tbb::blocked_range<int>& r) {
+        double* col = ThreadScratch<double>(s.ckk() * s.p());
+        for (int e = r.begin(); e < r.end(); ++e) {
+          Im2Col(s, in + e * s.in_size(), col);
+          double* o = out + e * s.out_size();
+          Gemm(s.f, s.p(), s.ckk(), w, DoubleMatrixView{col, s.p(), 1}, o, s.p(), false);
+          for (int f = 0; f < s.f; ++f) {
+            const double b = bias[f];
+            double* row = o + f * s.p();
+            for (int64_t i = 0; i < s.p(); ++i) row[i] += b;
+          }
+          if (act != nullptr) ActivationForward(*act, o, s.out_size());
+        }
+      },
+      oneapi::tbb::simple_partitioner());
+}
+
+void ConvBackward(const ConvShape& s, int n, const double* dout, const double* in,
+                  const double* weights, double* dweights, double* dbias, double* din) {
+  // The float pass's structure: per-group sums in example order, then the groups in order.
+  const int groups = (n + kConvGroup - 1) / kConvGroup;
+  const int64_t wsize = s.weight_size();
+  thread_local std::vector<double> partials;
+  if (static_cast<int64_t>(partials.size()) < ConvGroupScratchSize(s, n)) {
+    partials.resize(ConvGroupScratchSize(s, n));
+  }
+  double* dw_groups = partials.data();             // [groups, F, CKK]
+  double* db_groups = dw_groups + groups * wsize;  // [groups, F]
+  const DoubleMatrixView wt{weights, 1, s.ckk()};  // Wᵀ [CKK, F]
+  oneapi::tbb::parallel_for(
+      oneapi::tbb::blocked_range<int>(0, groups, 1),
+      [&](const oneapi::tbb::blocked_range<int>& r) {
+        double* col = ThreadScratch<double>(2 * s.ckk() * s.p());
+        double* dcol = col + s.ckk() * s.p();
+        for (int g = r.begin(); g < r.end(); ++g) {
+          double* dw = dw_groups + g * wsize;
+          double* db = db_groups + int64_t{g} * s.f;
+          std::fill(db, db + s.f, 0.0);
+          const int e_end = std::min(n, (g + 1) * kConvGroup);
+          for (int e = g * kConvGroup; e < e_end; ++e) {
+            const double* d = dout + e * s.out_size();
+            Im2Col(s, in + e * s.in_size(), col);
+            Gemm(s.f, s.ckk(), s.p(), DoubleMatrixView{d, s.p(), 1},
+                 DoubleMatrixView{col, 1, s.p()}, dw, s.ckk(), e > g * kConvGroup);
+            for (int f = 0; f < s.f; ++f) {
+              const double* row = d + f * s.p();
+              double sum = db[f];
+              for (int64_t i = 0; i < s.p(); ++i) sum += row[i];
+              db[f] = sum;
+            }
+            if (din != nullptr) {
+              Gemm(s.ckk(), s.p(), s.f, wt, DoubleMatrixView{d, s.p(), 1}, dcol, s.p(), false);
+              Col2Im(s, dcol, din + e * s.in_size());
+            }
+          }
+        }
+      },
+      oneapi::tbb::simple_partitioner());
+  oneapi::tbb::parallel_for(
+      oneapi::tbb::blocked_range<int64_t>(0, wsize, 4096),
+      [&](const oneapi::tbb::blocked_range<int64_t>& r) {
+        for (int64_t i = r.begin(); i < r.end(); ++i) {
+          double sum = dw_groups[i];
+          for (int g = 1; g < groups; ++g) sum += dw_groups[g * wsize + i];
+          dweights[i] = sum;
+        }
+      },
+      oneapi::tbb::simple_partitioner());
+  for (int f = 0; f < s.f; ++f) {
+    double sum = db_groups[f];
     for (int g = 1; g < groups; ++g) sum += db_groups[int64_t{g} * s.f + f];
     dbias[f] = sum;
   }

@@ -33,7 +33,7 @@ struct ConvShape {
 // grouping depends only on n, so the result does not depend on the thread count.
 inline constexpr int kConvGroup = 8;
 
-// Floats of scratch ConvBackward keeps (per-group gradient sums), for memory estimates; and
+// Values of scratch ConvBackward keeps (per-group gradient sums), for memory estimates; and
 // the per-thread im2col scratch of either pass.
 int64_t ConvGroupScratchSize(const ConvShape& s, int n);
 inline int64_t ConvThreadScratchSize(const ConvShape& s) { return 2 * s.ckk() * s.p(); }
@@ -53,5 +53,12 @@ void ConvForward(const ConvShape& s, int n, const float* in, const float* weight
 void ConvBackward(const ConvShape& s, int n, const float* dout, const float* in,
                   const float* weights, float* dweights, float* dbias, float* din,
                   const AccumulatorRounding* accumulator = nullptr);
+
+// train.compute fp64: the same passes in double, with the same grouping and summation order
+// (ops/gemm.h's double GEMM). No accumulator: that site is float32-only.
+void ConvForward(const ConvShape& s, int n, const double* in, const double* weights,
+                 const double* bias, double* out, const Activation* act = nullptr);
+void ConvBackward(const ConvShape& s, int n, const double* dout, const double* in,
+                  const double* weights, double* dweights, double* dbias, double* din);
 
 }  // namespace bitsweep::trainer

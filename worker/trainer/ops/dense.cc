@@ -51,4 +51,29 @@ void DenseBackward(int n, int in_dim, int out_dim, const float* dout, const floa
   }
 }
 
+void DenseForward(int n, int in_dim, int out_dim, const double* in, const double* weights,
+                  const double* bias, double* out) {
+  ParallelGemm(n, out_dim, in_dim, DoubleMatrixView{in, in_dim, 1},
+               DoubleMatrixView{weights, 1, in_dim}, out, out_dim, false);
+  for (int e = 0; e < n; ++e) {
+    double* row = out + int64_t{e} * out_dim;
+    for (int o = 0; o < out_dim; ++o) row[o] += bias[o];
+  }
+}
+
+void DenseBackward(int n, int in_dim, int out_dim, const double* dout, const double* in,
+                   const double* weights, double* dweights, double* dbias, double* din) {
+  ParallelGemm(out_dim, in_dim, n, DoubleMatrixView{dout, 1, out_dim},
+               DoubleMatrixView{in, in_dim, 1}, dweights, in_dim, false);
+  for (int o = 0; o < out_dim; ++o) dbias[o] = 0.0;
+  for (int e = 0; e < n; ++e) {
+    const double* row = dout + int64_t{e} * out_dim;
+    for (int o = 0; o < out_dim; ++o) dbias[o] += row[o];
+  }
+  if (din != nullptr) {
+    ParallelGemm(n, in_dim, out_dim, DoubleMatrixView{dout, out_dim, 1},
+                 DoubleMatrixView{weights, in_dim, 1}, din, in_dim, false);
+  }
+}
+
 }  // namespace bitsweep::trainer

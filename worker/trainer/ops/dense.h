@@ -18,4 +18,11 @@ void DenseBackward(int n, int in_dim, int out_dim, const float* dout, const floa
                    const float* weights, float* dweights, float* dbias, float* din,
                    const AccumulatorRounding* accumulator = nullptr);
 
+// train.compute fp64: the same in double (ops/gemm.h's double GEMM, the same summation order).
+// No accumulator: that site is float32-only (ValidateTrialConfig rejects it with fp64).
+void DenseForward(int n, int in_dim, int out_dim, const double* in, const double* weights,
+                  const double* bias, double* out);
+void DenseBackward(int n, int in_dim, int out_dim, const double* dout, const double* in,
+                   const double* weights, double* dweights, double* dbias, double* din);
+
 }  // namespace bitsweep::trainer

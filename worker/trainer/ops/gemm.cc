@@ -394,6 +394,165 @@ void AccumulatorGemm(int64_t m, int64_t n, int64_t k, MatrixView a, MatrixView b
       oneapi::tbb::simple_partitioner());
 }
 
+namespace {
+
+// The double GEMM's blocks: a C row segment of kDoubleNc stays in L1, a B block of
+// kDoubleKc × kDoubleNc (256 KiB) in L2.
+constexpr int64_t kDoubleKc = 128;
+constexpr int64_t kDoubleNc = 256;
+
+// A 4×8 tile of C (row stride ldc) += A[4×kc]·B[kc×8] in eight AVX registers: per element
+// c = c + a·b in increasing p, a multiply and an add (never an fma), so the same bits as the
+// scalar loop below. Only speed depends on the CPU.
+__attribute__((target("avx2"), optimize("fp-contract=off"))) void DoubleTileAvx2(
+    int64_t kc, const double* a, int64_t a_rs, int64_t a_cs, const double* b, int64_t b_rs,
+    double* c, int64_t ldc) {
+  __m256d c0a = _mm256_loadu_pd(c), c0b = _mm256_loadu_pd(c + 4);
+  __m256d c1a = _mm256_loadu_pd(c + ldc), c1b = _mm256_loadu_pd(c + ldc + 4);
+  __m256d c2a = _mm256_loadu_pd(c + 2 * ldc), c2b = _mm256_loadu_pd(c + 2 * ldc + 4);
+  __m256d c3a = _mm256_loadu_pd(c + 3 * ldc), c3b = _mm256_loadu_pd(c + 3 * ldc + 4);
+  for (int64_t p = 0; p < kc; ++p) {
+    const __m256d ba = _mm256_loadu_pd(b + p * b_rs);
+    const __m256d bb = _mm256_loadu_pd(b + p * b_rs + 4);
+    const double* ap = a + p * a_cs;
+    __m256d v = _mm256_set1_pd(ap[0]);
+    c0a = _mm256_add_pd(c0a, _mm256_mul_pd(v, ba));
+    c0b = _mm256_add_pd(c0b, _mm256_mul_pd(v, bb));
+    v = _mm256_set1_pd(ap[a_rs]);
+    c1a = _mm256_add_pd(c1a, _mm256_mul_pd(v, ba));
+    c1b = _mm256_add_pd(c1b, _mm256_mul_pd(v, bb));
+    v = _mm256_set1_pd(ap[2 * a_rs]);
+    c2a = _mm256_add_pd(c2a, _mm256_mul_pd(v, ba));
+    c2b = _mm256_add_pd(c2b, _mm256_mul_pd(v, bb));
+    v = _mm256_set1_pd(ap[3 * a_rs]);
+    c3a = _mm256_add_pd(c3a, _mm256_mul_pd(v, ba));
+    c3b = _mm256_add_pd(c3b, _mm256_mul_pd(v, bb));
+  }
+  _mm256_storeu_pd(c, c0a);
+  _mm256_storeu_pd(c + 4, c0b);
+  _mm256_storeu_pd(c + ldc, c1a);
+  _mm256_storeu_pd(c + ldc + 4, c1b);
+  _mm256_storeu_pd(c + 2 * ldc, c2a);
+  _mm256_storeu_pd(c + 2 * ldc + 4, c2b);
+  _mm256_storeu_pd(c + 3 * ldc, c3a);
+  _mm256_storeu_pd(c + 3 * ldc + 4, c3b);
+}
+
+bool HasAvx2() {
+  static const bool avx2 = (__builtin_cpu_init(), __builtin_cpu_supports("avx2"));
+  return avx2;
+}
+
+// C[m×n] += A·B over p in [p0, p1) for B with contiguous rows (row stride b_rs). Every C
+// element gets its products added in increasing p, one rounding per product and per sum:
+// contraction into fma is off so that every build (also -march=native) gives the same bits.
+// With AVX2, 4×8 tiles run in registers (DoubleTileAvx2); the rest, four rows at a time
+// sharing each load of B.
+__attribute__((optimize("fp-contract=off"))) void DoubleBlock(int64_t m, int64_t n, int64_t p0,
+                                                              int64_t p1, DoubleMatrixView a,
+                                                              const double* b, int64_t b_rs,
+                                                              double* c, int64_t ldc) {
+  int64_t i = 0;
+  for (; i + 4 <= m; i += 4) {
+    double* c0 = c + i * ldc;
+    double* c1 = c0 + ldc;
+    double* c2 = c1 + ldc;
+    double* c3 = c2 + ldc;
+    int64_t j0 = 0;
+    if (HasAvx2()) {
+      for (; j0 + 8 <= n; j0 += 8) {
+        DoubleTileAvx2(p1 - p0, a.data + i * a.row_stride + p0 * a.col_stride, a.row_stride,
+                       a.col_stride, b + p0 * b_rs + j0, b_rs, c0 + j0, ldc);
+      }
+    }
+    for (int64_t p = p0; p < p1; ++p) {
+      const double* a0 = a.data + i * a.row_stride + p * a.col_stride;
+      const double v0 = a0[0], v1 = a0[a.row_stride], v2 = a0[2 * a.row_stride],
+                   v3 = a0[3 * a.row_stride];
+      const double* bp = b + p * b_rs;
+      for (int64_t j = j0; j < n; ++j) {
+        const double bj = bp[j];
+        c0[j] = c0[j] + v0 * bj;
+        c1[j] = c1[j] + v1 * bj;
+        c2[j] = c2[j] + v2 * bj;
+        c3[j] = c3[j] + v3 * bj;
+      }
+    }
+  }
+  for (; i < m; ++i) {
+    double* ci = c + i * ldc;
+    for (int64_t p = p0; p < p1; ++p) {
+      const double v = a.data[i * a.row_stride + p * a.col_stride];
+      const double* bp = b + p * b_rs;
+      for (int64_t j = 0; j < n; ++j) ci[j] = ci[j] + v * bp[j];
+    }
+  }
+}
+
+void DoubleGemm(int64_t m, int64_t n, int64_t k, DoubleMatrixView a, DoubleMatrixView b, double* c,
+                int64_t ldc, bool accumulate) {
+  if (m <= 0 || n <= 0) return;
+  if (!accumulate) {
+    for (int64_t i = 0; i < m; ++i) std::fill(c + i * ldc, c + i * ldc + n, 0.0);
+  }
+  // B with contiguous rows, so the inner loop runs over j.
+  thread_local std::vector<double> packed_b;
+  const double* bp = b.data;
+  int64_t b_rs = b.row_stride;
+  if (b.col_stride != 1 && k > 0) {
+    if (static_cast<int64_t>(packed_b.size()) < k * n) packed_b.resize(k * n);
+    for (int64_t p = 0; p < k; ++p) {
+      for (int64_t j = 0; j < n; ++j)
+        packed_b[p * n + j] = b.data[p * b.row_stride + j * b.col_stride];
+    }
+    bp = packed_b.data();
+    b_rs = n;
+  }
+  for (int64_t j0 = 0; j0 < n; j0 += kDoubleNc) {
+    const int64_t nc = std::min(kDoubleNc, n - j0);
+    for (int64_t p0 = 0; p0 < k; p0 += kDoubleKc) {
+      DoubleBlock(m, nc, p0, std::min(k, p0 + kDoubleKc), a, bp + j0, b_rs, c + j0, ldc);
+    }
+  }
+}
+
+}  // namespace
+
+void Gemm(int64_t m, int64_t n, int64_t k, DoubleMatrixView a, DoubleMatrixView b, double* c,
+          int64_t ldc, bool accumulate) {
+  DoubleGemm(m, n, k, a, b, c, ldc, accumulate);
+}
+
+void ParallelGemm(int64_t m, int64_t n, int64_t k, DoubleMatrixView a, DoubleMatrixView b,
+                  double* c, int64_t ldc, bool accumulate) {
+  // As the float ParallelGemm: the longer side in blocks; each element's chain is unchanged.
+  if (m >= n) {
+    const int64_t block = std::max<int64_t>(4, (m / 8 + 3) / 4 * 4);
+    oneapi::tbb::parallel_for(
+        oneapi::tbb::blocked_range<int64_t>(0, (m + block - 1) / block),
+        [&](const oneapi::tbb::blocked_range<int64_t>& r) {
+          for (int64_t t = r.begin(); t < r.end(); ++t) {
+            const int64_t i0 = t * block;
+            const DoubleMatrixView at{a.data + i0 * a.row_stride, a.row_stride, a.col_stride};
+            DoubleGemm(std::min(block, m - i0), n, k, at, b, c + i0 * ldc, ldc, accumulate);
+          }
+        },
+        oneapi::tbb::simple_partitioner());
+  } else {
+    const int64_t block = std::max<int64_t>(16, (n / 8 + 15) / 16 * 16);
+    oneapi::tbb::parallel_for(
+        oneapi::tbb::blocked_range<int64_t>(0, (n + block - 1) / block),
+        [&](const oneapi::tbb::blocked_range<int64_t>& r) {
+          for (int64_t t = r.begin(); t < r.end(); ++t) {
+            const int64_t j0 = t * block;
+            const DoubleMatrixView bt{b.data + j0 * b.col_stride, b.row_stride, b.col_stride};
+            DoubleGemm(m, std::min(block, n - j0), k, a, bt, c + j0, ldc, accumulate);
+          }
+        },
+        oneapi::tbb::simple_partitioner());
+  }
+}
+
 const char* GemmKernelName() { return BestKernel().name; }
 
 bool GemmWithKernel(const char* kernel, int64_t m, int64_t n, int64_t k, MatrixView a, MatrixView b,

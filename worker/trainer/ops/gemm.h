@@ -21,11 +21,14 @@ namespace bitsweep::trainer {
 
 class Quantizer;
 
-struct MatrixView {
-  const float* data;
+template <typename T>
+struct BasicMatrixView {
+  const T* data;
   int64_t row_stride;
   int64_t col_stride;
 };
+using MatrixView = BasicMatrixView<float>;
+using DoubleMatrixView = BasicMatrixView<double>;
 
 // C[m×n] = (accumulate ? C : 0) + A[m×k]·B[k×n], in the calling thread. k == 0 leaves C (or
 // zeroes it when not accumulating).
@@ -74,6 +77,17 @@ struct AccumulatorRounding {
 void AccumulatorGemm(int64_t m, int64_t n, int64_t k, MatrixView a, MatrixView b, float* c,
                      int64_t ldc, bool accumulate, const AccumulatorRounding& rounding,
                      bool parallel);
+
+// train.compute fp64: the same products in double, one chain per element in increasing k,
+//   C[i][j] = (((c0 + A[i][0]·B[0][j]) + A[i][1]·B[1][j]) + ...)
+// with every product and every sum rounded to double (no fused multiply-add, in every build:
+// plain loops the compiler vectorises over j). Blocking over j and k stores exact double
+// partial sums and splitting rows or columns between threads never cuts a chain, so the
+// result is the same for every thread count.
+void Gemm(int64_t m, int64_t n, int64_t k, DoubleMatrixView a, DoubleMatrixView b, double* c,
+          int64_t ldc, bool accumulate);
+void ParallelGemm(int64_t m, int64_t n, int64_t k, DoubleMatrixView a, DoubleMatrixView b,
+                  double* c, int64_t ldc, bool accumulate);
 
 // Which kernel Gemm uses on this machine: "avx512", "avx2" or "portable".
 const char* GemmKernelName();

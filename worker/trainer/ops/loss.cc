@@ -13,12 +13,14 @@ absl::StatusOr<Loss> ParseLoss(absl::string_view name) {
       absl::StrCat("'", name, "': unknown loss; supported: cross_entropy, squared_error"));
 }
 
-LossStats LossForwardBackward(Loss loss, int n, int classes, const float* logits,
-                              const uint8_t* labels, float grad_scale, float* dlogits,
-                              int* predictions) {
+namespace {
+
+template <typename T>
+LossStats ForwardBackward(Loss loss, int n, int classes, const T* logits, const uint8_t* labels,
+                          T grad_scale, T* dlogits, int* predictions) {
   LossStats stats;
   for (int e = 0; e < n; ++e) {
-    const float* z = logits + int64_t{e} * classes;
+    const T* z = logits + int64_t{e} * classes;
     const int label = labels[e];
     int best = 0;
     for (int k = 1; k < classes; ++k) {
@@ -26,7 +28,7 @@ LossStats LossForwardBackward(Loss loss, int n, int classes, const float* logits
     }
     if (best == label) ++stats.correct;
     if (predictions != nullptr) predictions[e] = best;
-    float* dz = dlogits == nullptr ? nullptr : dlogits + int64_t{e} * classes;
+    T* dz = dlogits == nullptr ? nullptr : dlogits + int64_t{e} * classes;
     if (loss == Loss::kCrossEntropy) {
       const double zmax = z[best];
       double sum = 0;
@@ -36,7 +38,7 @@ LossStats LossForwardBackward(Loss loss, int n, int classes, const float* logits
       if (dz != nullptr) {
         for (int k = 0; k < classes; ++k) {
           const double p = std::exp(static_cast<double>(z[k]) - zmax) / sum;
-          dz[k] = grad_scale * static_cast<float>(p - (k == label ? 1.0 : 0.0));
+          dz[k] = grad_scale * static_cast<T>(p - (k == label ? 1.0 : 0.0));
         }
       }
     } else {
@@ -44,12 +46,26 @@ LossStats LossForwardBackward(Loss loss, int n, int classes, const float* logits
       for (int k = 0; k < classes; ++k) {
         const double d = static_cast<double>(z[k]) - (k == label ? 1.0 : 0.0);
         l += 0.5 * d * d;
-        if (dz != nullptr) dz[k] = grad_scale * static_cast<float>(d);
+        if (dz != nullptr) dz[k] = grad_scale * static_cast<T>(d);
       }
       stats.loss_sum += l;
     }
   }
   return stats;
+}
+
+}  // namespace
+
+LossStats LossForwardBackward(Loss loss, int n, int classes, const float* logits,
+                              const uint8_t* labels, float grad_scale, float* dlogits,
+                              int* predictions) {
+  return ForwardBackward(loss, n, classes, logits, labels, grad_scale, dlogits, predictions);
+}
+
+LossStats LossForwardBackward(Loss loss, int n, int classes, const double* logits,
+                              const uint8_t* labels, double grad_scale, double* dlogits,
+                              int* predictions) {
+  return ForwardBackward(loss, n, classes, logits, labels, grad_scale, dlogits, predictions);
 }
 
 }  // namespace bitsweep::trainer

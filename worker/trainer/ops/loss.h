@@ -28,5 +28,9 @@ struct LossStats {
 LossStats LossForwardBackward(Loss loss, int n, int classes, const float* logits,
                               const uint8_t* labels, float grad_scale, float* dlogits,
                               int* predictions);
+// train.compute fp64: the same in double (the gradient is not rounded to float32).
+LossStats LossForwardBackward(Loss loss, int n, int classes, const double* logits,
+                              const uint8_t* labels, double grad_scale, double* dlogits,
+                              int* predictions);
 
 }  // namespace bitsweep::trainer

@@ -17,9 +17,12 @@ struct PoolShape {
 // out = window maxima; argmax [N*out_size] records, per output, the index of the winner
 // within the example's input (the first maximum on ties).
 void MaxPoolForward(const PoolShape& s, int n, const float* in, float* out, int32_t* argmax);
+void MaxPoolForward(const PoolShape& s, int n, const double* in, double* out, int32_t* argmax);
 
 // din = 0 except din[argmax] = dout (overwritten).
 void MaxPoolBackward(const PoolShape& s, int n, const float* dout, const int32_t* argmax,
                      float* din);
+void MaxPoolBackward(const PoolShape& s, int n, const double* dout, const int32_t* argmax,
+                     double* din);
 
 }  // namespace bitsweep::trainer

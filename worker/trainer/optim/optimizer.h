@@ -1,4 +1,5 @@
-// Optimisers (DESIGN §5), all in float32 on contiguous buffers, with g = grad + wd·w for
+// Optimisers (DESIGN §5), in the network's scalar type (float32, or double for
+// train.compute fp64) on contiguous buffers, with g = grad + wd·w for
 // weights (biases are not decayed: the usual L2 convention, as in Caffe's LeNet of seed 002):
 //   sgd       w -= lr·g
 //   momentum  v = μv + g;               w -= lr·v
@@ -37,7 +38,9 @@ struct OptimizerOptions {
 
 // Rounds state tensor `tensor` (2·param for v/m/G/s, 2·param+1 for adam's second moment) in
 // place.
-using StateRounder = std::function<void(int tensor, float* data, int64_t n)>;
+template <typename T>
+using BasicStateRounder = std::function<void(int tensor, T* data, int64_t n)>;
+using StateRounder = BasicStateRounder<float>;
 
 class Optimizer {
  public:
@@ -50,12 +53,19 @@ class Optimizer {
   // Updates every param from its grad: p.master when it is non-empty (fp32 master weights),
   // else p.value. `round_state` may be empty.
   void Step(std::vector<Param>& params, double lr, const StateRounder& round_state = {});
+  // train.compute fp64: the same formulas with every operand and state in double.
+  void Step(std::vector<BasicParam<double>>& params, double lr,
+            const BasicStateRounder<double>& round_state = {});
 
   int64_t steps() const { return steps_; }
   // Checkpoint restore: the number of steps taken so far (adam's t).
   void set_steps(int64_t steps) { steps_ = steps; }
 
  private:
+  template <typename T>
+  void StepImpl(std::vector<BasicParam<T>>& params, double lr,
+                const BasicStateRounder<T>& round_state);
+
   OptimizerOptions options_;
   int64_t steps_ = 0;  // adam's t
 };

@@ -36,6 +36,10 @@ Quantizer::Quantizer(const Format& format, Rounding rounding)
       // bits, which the bit path rounds correctly; only narrower exponents need the slow path.
       min_normal_bits_ = e == 8 ? 0u : static_cast<uint32_t>(emin_ + 127) << 23;
       enabled_ = !(drop_ == 0 && e == 8);
+      if (enabled_) {
+        highest_ = format.MaxFinite();
+        lowest_ = -highest_;
+      }
       break;
     }
     case FormatKind::kFixed:
@@ -47,6 +51,8 @@ Quantizer::Quantizer(const Format& format, Rounding rounding)
       inv_scale_ = std::ldexp(1.0, -format.frac_bits);
       lo_ = -std::ldexp(1.0, wl - 1);
       hi_ = std::ldexp(1.0, wl - 1) - 1.0;
+      lowest_ = lo_ * inv_scale_;
+      highest_ = hi_ * inv_scale_;
       fixed_ = true;
       enabled_ = true;
       break;

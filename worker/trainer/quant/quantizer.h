@@ -29,6 +29,7 @@
 #pragma once
 
 #include <cstdint>
+#include <limits>
 
 #include "worker/trainer/quant/format.h"
 #include "worker/trainer/quant/rng.h"
@@ -86,6 +87,12 @@ class Quantizer {
   // element with the statistics). Counts values even when the quantiser is disabled.
   void ApplyMeasured(float* data, int64_t n, uint64_t key, QuantStats* stats) const;
 
+  // Whether a finite x lies outside the range this quantiser represents, so that Apply
+  // saturates it: fixed point (dynfixed / dps at their current IL, FL) outside
+  // [-2^(IL-1), 2^(IL-1) - 2^-FL]; float:E,M and mask:B beyond ±max finite; never for fp32 and
+  // int:B (its scale follows the tensor's max|x|). The QuantStats overflow count, per value.
+  bool Saturates(float x) const { return x < lowest_ || x > highest_; }
+
  private:
   template <Rounding R>
   void ApplyInt(float* data, int64_t n, uint64_t key, QuantStats* stats) const;
@@ -124,6 +131,10 @@ class Quantizer {
   double inv_scale_ = 1;  // 2^-FL
   double lo_ = 0;         // -2^(WL-1), in steps
   double hi_ = 0;         // 2^(WL-1) - 1, in steps
+
+  // Saturates(): the representable interval in real values (±infinity: never saturates).
+  double lowest_ = -std::numeric_limits<double>::infinity();
+  double highest_ = std::numeric_limits<double>::infinity();
 };
 
 }  // namespace bitsweep::trainer

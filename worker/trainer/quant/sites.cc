@@ -118,7 +118,15 @@ SiteQuantizer::SiteQuantizer(const Format& format, Rounding rounding, const Dyna
 }
 
 void SiteQuantizer::Apply(int tensor, float* data, int64_t n, uint64_t key) {
+  Apply(tensor, data, n, key, nullptr);
+}
+
+void SiteQuantizer::Apply(int tensor, float* data, int64_t n, uint64_t key, uint8_t* saturated) {
   const Format& f = base_.format();
+  auto mark = [&](const Quantizer& q) {
+    if (saturated == nullptr) return;
+    for (int64_t i = 0; i < n; ++i) saturated[i] = q.Saturates(data[i]) ? 1 : 0;
+  };
   if (f.kind == FormatKind::kDynFixed) {
     auto [it, added] = tensors_.try_emplace(tensor);
     TensorState& state = it->second;
@@ -135,19 +143,26 @@ void SiteQuantizer::Apply(int tensor, float* data, int64_t n, uint64_t key) {
     }
     Format current = f;
     current.frac_bits = state.frac_bits;
+    const Quantizer q(current, base_.rounding());
+    mark(q);
     QuantStats s;
-    Quantizer(current, base_.rounding()).ApplyMeasured(data, n, key, &s);
+    q.ApplyMeasured(data, n, key, &s);
     state.stats.Add(s);
     iteration_.Add(s);
   } else if (f.kind == FormatKind::kDps) {
     Format current = f;
     current.int_bits = dps_il_;
     current.frac_bits = dps_fl_;
-    Quantizer(current, base_.rounding()).ApplyMeasured(data, n, key, &iteration_);
-  } else if (measure_) {
-    base_.ApplyMeasured(data, n, key, &iteration_);
+    const Quantizer q(current, base_.rounding());
+    mark(q);
+    q.ApplyMeasured(data, n, key, &iteration_);
   } else {
-    base_.Apply(data, n, key);
+    mark(base_);
+    if (measure_) {
+      base_.ApplyMeasured(data, n, key, &iteration_);
+    } else {
+      base_.Apply(data, n, key);
+    }
   }
 }
 
