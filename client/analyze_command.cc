@@ -3,7 +3,6 @@
 #include <CLI/CLI.hpp>
 #include <cmath>
 #include <memory>
-#include <optional>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -11,9 +10,9 @@
 #include "analysis/convergence_speed.h"
 #include "analysis/precision_tolerance.h"
 #include "analysis/sensitivity.h"
+#include "analysis/sweep_analysis.h"
 #include "analysis/trial_groups.h"
 #include "client/text_table.h"
-#include "nlohmann/json.hpp"
 
 namespace bitsweep::client {
 namespace {
@@ -22,12 +21,8 @@ using analysis::ConvergenceReport;
 using analysis::SensitivityReport;
 using analysis::ToleranceReport;
 using analysis::TrialGroup;
-using nlohmann::json;
 
 std::string Percent(double fraction) { return absl::StrFormat("%.2f", 100 * fraction); }
-
-// A JSON number, or null for NaN (no interval).
-json Number(double v) { return std::isnan(v) ? json(nullptr) : json(v); }
 
 std::string Outcomes(const TrialGroup& g) {
   std::string s;
@@ -41,23 +36,6 @@ std::string Outcomes(const TrialGroup& g) {
   add(g.cancelled, "cancelled");
   add(g.unfinished, "unfinished");
   return s;
-}
-
-json GroupJson(const TrialGroup& g) {
-  json params = json::object();
-  for (const analysis::ParamValue& p : g.params) params[p.path] = p.value;
-  const analysis::Summary& s = g.final_accuracy;
-  return {{"params", params},
-          {"n", s.n},
-          {"mean", s.mean},
-          {"std", s.std},
-          {"ci95", {Number(s.ci_low), Number(s.ci_high)}},
-          {"completed", g.completed},
-          {"diverged", g.diverged},
-          {"pruned", g.pruned},
-          {"failed", g.failed},
-          {"cancelled", g.cancelled},
-          {"unfinished", g.unfinished}};
 }
 
 void WriteGroups(const std::vector<TrialGroup>& groups, std::ostream& out) {
@@ -87,33 +65,6 @@ std::string PointText(const analysis::WidthPoint& w) {
                          w.group->final_accuracy.n);
 }
 
-json ToleranceJson(const ToleranceReport& report) {
-  json slices = json::array();
-  for (const analysis::ToleranceSlice& s : report.slices) {
-    json others = json::object();
-    for (const analysis::ParamValue& p : s.others) others[p.path] = p.value;
-    json widths = json::array();
-    for (const analysis::WidthPoint& w : s.widths) {
-      widths.push_back({{"bits", w.bits},
-                        {"format", w.format},
-                        {"mean", w.group->final_accuracy.mean},
-                        {"n", w.group->final_accuracy.n},
-                        {"within", w.within}});
-    }
-    slices.push_back(
-        {{"others", others},
-         {"baseline_mean", s.baseline ? json(s.baseline->final_accuracy.mean) : json(nullptr)},
-         {"min_bits", s.min_bits >= 0 ? json(s.min_bits) : json(nullptr)},
-         {"evidence_within", s.min_index >= 0 ? json(s.widths[s.min_index].format) : json(nullptr)},
-         {"evidence_below",
-          s.below_index >= 0 ? json(s.widths[s.below_index].format) : json(nullptr)},
-         {"knee",
-          {{"from_bits", s.knee_from_bits}, {"to_bits", s.knee_to_bits}, {"drop", s.knee_drop}}},
-         {"widths", widths}});
-  }
-  return {{"axis", report.axis}, {"delta", report.delta}, {"slices", slices}};
-}
-
 void WriteTolerance(const ToleranceReport& report, std::ostream& out) {
   out << absl::StrFormat("\nprecision tolerance along %s (within %.2f points of fp32)\n",
                          report.axis, 100 * report.delta);
@@ -131,34 +82,13 @@ void WriteTolerance(const ToleranceReport& report, std::ostream& out) {
       if (s.below_index >= 0) out << "; below: " << PointText(s.widths[s.below_index]);
     }
     if (s.knee_from_bits >= 0) {
-      out << absl::StrFormat("; knee %d -> %d bits (-%.2f points)", s.knee_from_bits,
-                             s.knee_to_bits, 100 * s.knee_drop);
+      // The change in accuracy at the knee, signed: at small n a narrower width can score higher.
+      const double change = std::fabs(s.knee_drop) < 5e-5 ? 0.0 : -100 * s.knee_drop;
+      out << absl::StrFormat("; knee %d -> %d bits (%+.2f points)", s.knee_from_bits,
+                             s.knee_to_bits, change);
     }
     out << "\n";
   }
-}
-
-json ConvergenceJson(const ConvergenceReport& r) {
-  json slices = json::array();
-  for (const analysis::ConvergenceSlice& s : r.slices) {
-    json others = json::object();
-    for (const analysis::ParamValue& p : s.others) others[p.path] = p.value;
-    slices.push_back({{"others", others},
-                      {r.a, s.a_iterations},
-                      {r.b, s.b_iterations},
-                      {r.a + "_missed", s.a_missed},
-                      {r.b + "_missed", s.b_missed},
-                      {"ratio", s.ratio}});
-  }
-  return {{"axis", r.axis},
-          {"a", r.a},
-          {"b", r.b},
-          {"ratio", r.ratio},
-          {"ci95", {r.ci_low, r.ci_high}},
-          {"interval", "stratified percentile bootstrap"},
-          {"resamples", r.resamples},
-          {"compared_slices", r.compared_slices},
-          {"slices", slices}};
 }
 
 void WriteConvergence(const ConvergenceReport& r, std::ostream& out) {
@@ -182,14 +112,6 @@ void WriteConvergence(const ConvergenceReport& r, std::ostream& out) {
       << " trials (left out of the ratio)\n";
 }
 
-json SensitivityJson(const SensitivityReport& r) {
-  json terms = json::array();
-  for (const analysis::SensitivityTerm& t : r.terms) {
-    terms.push_back({{"term", t.name}, {"share", t.share}, {"levels", t.levels}});
-  }
-  return {{"observations", r.observations}, {"ss_total", r.ss_total}, {"terms", terms}};
-}
-
 void WriteSensitivity(const SensitivityReport& r, std::ostream& out) {
   out << "\nsensitivity: share of the variance of final accuracy (" << r.observations
       << " trials)\n";
@@ -204,49 +126,23 @@ void WriteSensitivity(const SensitivityReport& r, std::ostream& out) {
 absl::Status WriteAnalysis(const std::vector<v1::Trial>& trials, const AnalyzeRequest& request,
                            std::ostream& out) {
   if (!(request.delta_points >= 0)) return absl::InvalidArgumentError("--delta must be >= 0");
-  const std::vector<TrialGroup> groups = analysis::GroupTrials(trials);
-  json result = {{"trials", trials.size()}, {"groups", json::array()}};
-  for (const TrialGroup& g : groups) result["groups"].push_back(GroupJson(g));
-
-  absl::StatusOr<std::string> axis = analysis::FindPrecisionAxis(groups, request.axis);
-  if (!axis.ok() && !request.axis.empty()) return axis.status();
-  std::optional<ToleranceReport> tolerance;
-  if (axis.ok()) {
-    absl::StatusOr<ToleranceReport> t =
-        analysis::PrecisionTolerance(groups, *axis, request.delta_points / 100);
-    if (!t.ok()) return t.status();
-    tolerance = std::move(*t);
-  }
-  std::optional<ConvergenceReport> convergence;
-  analysis::ConvergenceOptions options;
-  if (axis.ok()) {
-    options.exclude_path = *axis;
-    for (const TrialGroup& g : groups) {
-      if (analysis::IsFloat32Baseline(g.Value(*axis)))
-        options.exclude_values.push_back(g.Value(*axis));
-    }
-  }
-  absl::StatusOr<ConvergenceReport> c = analysis::CompareConvergence(groups, options);
-  if (c.ok()) convergence = std::move(*c);
-  const SensitivityReport sensitivity = analysis::Sensitivity(groups, axis.ok() ? *axis : "");
-
+  absl::StatusOr<analysis::SweepAnalysis> a =
+      analysis::AnalyzeSweep(trials, {request.delta_points, request.axis});
+  if (!a.ok()) return a.status();
   if (request.json) {
-    result["tolerance"] = tolerance ? ToleranceJson(*tolerance) : json(nullptr);
-    result["convergence"] = convergence ? ConvergenceJson(*convergence) : json(nullptr);
-    result["sensitivity"] = SensitivityJson(sensitivity);
-    out << result.dump(2) << "\n";
+    out << analysis::SweepAnalysisJson(*a).dump(2) << "\n";
     return absl::OkStatus();
   }
-  out << trials.size() << " trials in " << groups.size()
+  out << a->trials << " trials in " << a->groups.size()
       << " groups (final test accuracy over seeds; 95% interval from Student's t)\n";
-  WriteGroups(groups, out);
-  if (tolerance) {
-    WriteTolerance(*tolerance, out);
+  WriteGroups(a->groups, out);
+  if (a->tolerance) {
+    WriteTolerance(*a->tolerance, out);
   } else {
-    out << "\nprecision tolerance: " << axis.status().message() << "\n";
+    out << "\nprecision tolerance: " << a->axis_status.message() << "\n";
   }
-  if (convergence) WriteConvergence(*convergence, out);
-  WriteSensitivity(sensitivity, out);
+  if (a->convergence) WriteConvergence(*a->convergence, out);
+  WriteSensitivity(a->sensitivity, out);
   return absl::OkStatus();
 }
 

@@ -10,7 +10,9 @@
 #include <string_view>
 #include <vector>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "analysis/sweep_analysis.h"
 #include "nlohmann/json.hpp"
 #include "server/embedded_file.h"
 
@@ -225,6 +227,30 @@ void HttpServer::RegisterRoutes() {
       *body.add_trials() = std::move(trial);
     }
     SendProto(response, body);
+  });
+
+  // bitsweep analyze over HTTP: the same analysis (analysis/sweep_analysis.h), same JSON.
+  server.Get(R"(/api/sweeps/([^/]+)/analysis)", [this](const httplib::Request& request,
+                                                       httplib::Response& response) {
+    absl::StatusOr<int64_t> id = ParseId(request.matches[1], "sweep");
+    if (!id.ok()) return SendError(response, id.status());
+    if (absl::StatusOr<v1::Sweep> sweep = store_->GetSweep(*id); !sweep.ok()) {
+      return SendError(response, sweep.status());
+    }
+    analysis::SweepAnalysisOptions options;
+    if (request.has_param("delta")) {
+      const std::string text = request.get_param_value("delta");
+      if (!absl::SimpleAtod(text, &options.delta_points)) {
+        return SendError(response, absl::InvalidArgumentError(absl::StrCat(
+                                       "delta: '", text, "' is not a number (percentage points)")));
+      }
+    }
+    if (request.has_param("axis")) options.axis = request.get_param_value("axis");
+    absl::StatusOr<std::vector<v1::Trial>> trials = store_->ListTrials(*id, /*with_config=*/false);
+    if (!trials.ok()) return SendError(response, trials.status());
+    absl::StatusOr<analysis::SweepAnalysis> a = analysis::AnalyzeSweep(*trials, options);
+    if (!a.ok()) return SendError(response, a.status());
+    response.set_content(analysis::SweepAnalysisJson(*a).dump(), kJson);
   });
 
   server.Get(R"(/api/trials/([^/]+))",

@@ -4,6 +4,7 @@
 //   GET /api/sweeps               ListSweepsResponse
 //   GET /api/sweeps/{id}          Sweep
 //   GET /api/sweeps/{id}/trials   ListTrialsResponse (configs and confusion matrices left out)
+//   GET /api/sweeps/{id}/analysis `bitsweep analyze --json` (?delta= points, ?axis=)
 //   GET /api/trials/{id}          GetTrialResponse with the curve
 //   GET /api/workers              ListWorkersResponse
 //   GET /, /app.js, /style.css    the dashboard (web/, embedded at build time)

@@ -65,6 +65,22 @@ TEST(WriteAnalysisTest, Text_ShowsToleranceKneeConvergenceAndSensitivity) {
   EXPECT_NE(text.find(" 1. precision.default."), std::string::npos) << text;
 }
 
+// A narrower width that happens to score higher (n = 1) is a rise at the knee, printed with
+// its sign ("--0.50" before the fix), and no change prints as +0.00.
+TEST(WriteAnalysisTest, Text_KneeChangeIsSigned) {
+  for (const auto& [narrow, want] : {std::pair<double, const char*>{0.955, "(+0.50 points)"},
+                                     {0.95, "(+0.00 points)"},
+                                     {0.94, "(-1.00 points)"}}) {
+    std::ostringstream out;
+    ASSERT_TRUE(WriteAnalysis({Done("fp32", "truncate", 0, 0.95, 40),
+                               Done("mask:16", "truncate", 0, narrow, 40)},
+                              AnalyzeRequest{1, false, 0.5, ""}, out)
+                    .ok());
+    EXPECT_NE(out.str().find(std::string("knee 32 -> 16 bits ") + want), std::string::npos)
+        << out.str();
+  }
+}
+
 TEST(WriteAnalysisTest, Json_HasTheSameAnswers) {
   std::ostringstream out;
   ASSERT_TRUE(WriteAnalysis(Fixture(), AnalyzeRequest{1, true, 0.5, ""}, out).ok());

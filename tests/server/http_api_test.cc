@@ -12,6 +12,7 @@
 #include <sstream>
 #include <thread>
 
+#include "analysis/sweep_analysis.h"
 #include "nlohmann/json.hpp"
 #include "server/server.h"
 #include "server/sweep_read_model.h"
@@ -330,7 +331,7 @@ TEST_F(HttpApiTest, Workers_HaveHostSlotsRunningAndThroughput) {
 }
 
 TEST_F(HttpApiTest, BadIds_Are404WithAJsonError) {
-  for (const char* rest : {"/table", "/groups", "/curves", "/export", "/events"}) {
+  for (const char* rest : {"/table", "/groups", "/curves", "/export", "/events", "/analysis"}) {
     auto [status, body] = Get(std::string("/api/sweeps/999") + rest);
     EXPECT_EQ(status, 404) << rest;
     EXPECT_EQ(body["code"], "NOT_FOUND") << rest;
@@ -345,6 +346,40 @@ TEST_F(HttpApiTest, BadIds_Are404WithAJsonError) {
   auto post = client_->Post(SweepPath("/table").c_str(), "{}", "application/json");
   ASSERT_TRUE(post);
   EXPECT_EQ(post->status, 405);
+}
+
+// The sweep's final accuracies are 0.7 + 0.01·i for trial i (i = 0..10 done, 11 running):
+// fp32/truncate 0.71, fp32/stochastic 0.74, mask:12/truncate 0.77, mask:12/stochastic 0.795.
+TEST_F(HttpApiTest, Analysis_IsTheCliAnalysisOfTheStoredTrials) {
+  auto [status, body] = Get(SweepPath("/analysis?delta=1"));
+  ASSERT_EQ(status, 200) << body.dump();
+  EXPECT_EQ(body["trials"], 12);
+  ASSERT_EQ(body["groups"].size(), 4u);
+  EXPECT_EQ(body["groups"][0]["params"]["precision.default.format"], "fp32");
+  EXPECT_NEAR(body["groups"][0]["mean"].get<double>(), 0.71, 1e-6);
+  EXPECT_NEAR(body["groups"][3]["mean"].get<double>(), 0.795, 1e-6);
+  EXPECT_EQ(body["groups"][3]["n"], 2);
+  EXPECT_EQ(body["groups"][3]["unfinished"], 1);
+  const json& tolerance = body["tolerance"];
+  EXPECT_EQ(tolerance["axis"], "precision.default.format");
+  EXPECT_DOUBLE_EQ(tolerance["delta"].get<double>(), 0.01);
+  ASSERT_EQ(tolerance["slices"].size(), 2u);
+  for (const json& slice : tolerance["slices"]) EXPECT_EQ(slice["min_bits"], 12) << slice;
+  EXPECT_FALSE(body["sensitivity"]["terms"].empty());
+  // Exactly what `bitsweep analyze --json --delta 1` computes from the same trials.
+  auto analysis = analysis::AnalyzeSweep(*store_->ListTrials(sweep_id_, false), {1.0, ""});
+  ASSERT_TRUE(analysis.ok());
+  EXPECT_EQ(body, json::parse(analysis::SweepAnalysisJson(*analysis).dump()));
+}
+
+TEST_F(HttpApiTest, Analysis_BadParametersAre400NamingThem) {
+  for (const auto& [query, word] : {std::pair<const char*, const char*>{"?delta=abc", "delta"},
+                                    {"?delta=-1", "delta"},
+                                    {"?axis=model.dense", "model.dense"}}) {
+    auto [status, body] = Get(SweepPath(std::string("/analysis") + query));
+    EXPECT_EQ(status, 400) << query;
+    EXPECT_THAT(body["error"].get<std::string>(), HasSubstr(word)) << query;
+  }
 }
 
 TEST_F(HttpApiTest, Events_CarryNewPointsAndStateChanges) {
