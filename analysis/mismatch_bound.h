@@ -10,6 +10,10 @@
 // (The brief's alternative 4^(−B) would be a step of 2^(−B), an unsigned or sign-less format:
 // it shifts every prediction down by one bit. We follow the paper and the issue: 4^(1−B).)
 //
+// Δ is relative to the quantity's range: a quantity held on [−2^I, 2^I) (fixed:B,B−1−I) has step
+// 2^I·Δ, so its gain enters as E·4^I (client/predict_command.cc picks I per layer and passes
+// the range-scaled gains; the paper normalises every quantity to [−1, 1)).
+//
 // Per-layer assignment (ICASSP'18, "equalisation of reflected quantisation noise variances"):
 // with E_min the least noise gain over all 2L quantities, B_q = B_ref + round(log2 √(E_q/E_min)),
 // and the search is the one axis of the reference precision B_ref.

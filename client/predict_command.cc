@@ -4,9 +4,13 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdint>
+#include <filesystem>
+#include <fstream>
 #include <memory>
 #include <numeric>
 #include <random>
+#include <sstream>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -15,24 +19,40 @@
 #include "client/text_table.h"
 #include "client/train_command.h"
 #include "common/status_macros.h"
+#include "google/protobuf/util/json_util.h"
 #include "nlohmann/json.hpp"
 #include "worker/trainer/analysis/noise_gain.h"
 #include "worker/trainer/data/dataset.h"
 #include "worker/trainer/network.h"
 #include "worker/trainer/ops/loss.h"
 #include "worker/trainer/quant/sites.h"
+#include "worker/trainer/trainer.h"
 
 namespace bitsweep::client {
 namespace {
 
 using nlohmann::json;
 
-// Fixed point with step 2^(1-B): B bits for weights on [-1, 1); activations get 6 more integer
-// bits (range ±64) so that the measurement sees rounding noise, not saturation.
-constexpr int kActivationExtraBits = 6;
-std::string WeightFormat(int bits) { return absl::StrCat("fixed:", bits, ",", bits - 1); }
-std::string ActivationFormat(int bits) {
-  return absl::StrCat("fixed:", bits + kActivationExtraBits, ",", bits - 1);
+// Fixed point as seed 001 models it (seeds/001_c711bc6ac272f5cb.txt, Sakr et al. ICML'17): a
+// B-bit two's complement number on a range normalised to [−1, 1), step Δ = 2^(1−B). Our layers'
+// weights and activations are not all inside [−1, 1) (trained weights reach |w| > 1, relu
+// activations and logits grow to tens), so each quantity q of each layer gets its own range
+// [−2^I, 2^I), I >= 0 the fewest integer bits holding every value seen (the paper's
+// normalisation, by a power of two so that it is plain fixed point): fixed:B,B−1−I, step
+// 2^I · 2^(1−B). The bound then uses that step: its term is E · (2^I Δ)² = (E · 4^I) · 4^(1−B),
+// so the gains handed to analysis/mismatch_bound.h are E · 4^I ("range-scaled gains"), and the
+// per-layer assignment equalises E · 4^I · Δ² as the paper's equalisation of reflected noise
+// variances does. B < I + 1 cannot hold the range: the width is raised to I + 1 (no fractional
+// bits), whose step 2^I is still the bound's step for that width.
+struct Ranges {
+  std::vector<int> weights, activations;  // integer bits I per layer
+};
+
+int Width(int bits, int integer_bits) { return std::max(bits, integer_bits + 1); }
+
+std::string FixedFormat(int bits, int integer_bits) {
+  const int width = Width(bits, integer_bits);
+  return absl::StrCat("fixed:", width, ",", width - 1 - integer_bits);
 }
 
 // Float32 training with the config's model, batch, lr and momentum (plain SGD with momentum:
@@ -108,8 +128,9 @@ double Accuracy(trainer::Network& net, const float* images, const uint8_t* label
   return double(correct) / double(n);
 }
 
-// The fixed-point precision of an assignment (weights and activations per layer).
-absl::StatusOr<trainer::SitePrecision> FixedPoint(const analysis::PrecisionAssignment& a) {
+// The precision config of an assignment: weights and activations per layer in fixed point on the
+// layer's ranges, round to nearest; everything else float32.
+v1::PrecisionConfig FixedPointConfig(const analysis::PrecisionAssignment& a, const Ranges& ranges) {
   v1::PrecisionConfig config;
   config.mutable_default_()->set_format("fp32");
   config.mutable_default_()->set_rounding("nearest");
@@ -117,22 +138,140 @@ absl::StatusOr<trainer::SitePrecision> FixedPoint(const analysis::PrecisionAssig
   config.add_sites("activations");
   for (size_t l = 0; l < a.weight_bits.size(); ++l) {
     v1::LayerPrecision* layer = config.add_layers();
-    layer->mutable_weights()->set_format(WeightFormat(a.weight_bits[l]));
+    layer->mutable_weights()->set_format(FixedFormat(a.weight_bits[l], ranges.weights[l]));
     layer->mutable_weights()->set_rounding("nearest");
-    layer->mutable_activations()->set_format(ActivationFormat(a.activation_bits[l]));
+    layer->mutable_activations()->set_format(
+        FixedFormat(a.activation_bits[l], ranges.activations[l]));
     layer->mutable_activations()->set_rounding("nearest");
   }
-  return trainer::MakeSitePrecision(config, static_cast<int>(a.weight_bits.size()));
+  return config;
+}
+
+absl::StatusOr<trainer::SitePrecision> FixedPoint(const analysis::PrecisionAssignment& a,
+                                                  const Ranges& ranges) {
+  return trainer::MakeSitePrecision(FixedPointConfig(a, ranges),
+                                    static_cast<int>(a.weight_bits.size()));
+}
+
+analysis::PrecisionAssignment Uniform(int bits, size_t layers) {
+  analysis::PrecisionAssignment a;
+  a.weight_bits.assign(layers, bits);
+  a.activation_bits.assign(layers, bits);
+  a.reference_bits = bits;
+  return a;
+}
+
+// Proto JSON writes 64-bit integers as strings; sweep files want numbers.
+void IntegersAsNumbers(json& j) {
+  if (j.is_object() || j.is_array()) {
+    for (json& child : j) IntegersAsNumbers(child);
+  } else if (j.is_string()) {
+    const std::string& text = j.get_ref<const std::string&>();
+    const bool digits = !text.empty() && text.size() < 19 &&
+                        std::all_of(text.begin() + (text[0] == '-' ? 1 : 0), text.end(),
+                                    [](char c) { return c >= '0' && c <= '9'; }) &&
+                        text != "-";
+    if (digits) j = std::stoll(text);
+  }
+}
+
+// Writes the verifying sweep (see predict_command.h): `config` as the base, float32 weights and
+// activations by default with master weights fp32, and one axis precision.layers over the fp32
+// baseline (no layer formats), uniform B−2..B+2 and the per-layer assignment.
+absl::Status WriteVerifySweep(const std::string& path, const v1::TrialConfig& config,
+                              const analysis::PrecisionAssignment& uniform,
+                              const analysis::PrecisionAssignment& per_layer,
+                              const Ranges& ranges) {
+  v1::TrialConfig base = config;
+  base.clear_seed();
+  v1::PrecisionConfig* precision = base.mutable_precision();
+  precision->Clear();
+  precision->mutable_default_()->set_format("fp32");
+  precision->mutable_default_()->set_rounding("nearest");
+  precision->add_sites("weights");
+  precision->add_sites("activations");
+  // The forward pass sees the B-bit weights; the optimiser updates a float32 copy, so that
+  // small updates are not lost to the weight format's step (a network *with* these formats).
+  precision->set_master_weights("fp32");
+  google::protobuf::util::JsonPrintOptions options;
+  options.preserve_proto_field_names = true;
+  std::string text;
+  auto status = google::protobuf::util::MessageToJsonString(base, &text, options);
+  if (!status.ok()) return absl::InternalError(std::string(status.message()));
+  json base_json = json::parse(text);
+  IntegersAsNumbers(base_json);
+
+  const size_t layers = uniform.weight_bits.size();
+  json values = json::array();
+  std::vector<std::string> labels;
+  values.push_back(json::array());
+  labels.push_back("fp32 baseline");
+  auto layer_list = [&](const analysis::PrecisionAssignment& a) {
+    json list = json::array();
+    const v1::PrecisionConfig c = FixedPointConfig(a, ranges);
+    for (const v1::LayerPrecision& l : c.layers()) {
+      list.push_back(
+          {{"weights", {{"format", l.weights().format()}, {"rounding", "nearest"}}},
+           {"activations", {{"format", l.activations().format()}, {"rounding", "nearest"}}}});
+    }
+    return list;
+  };
+  for (int b = uniform.reference_bits - 2; b <= uniform.reference_bits + 2; ++b) {
+    if (b < 2) continue;
+    values.push_back(layer_list(Uniform(b, layers)));
+    labels.push_back(absl::StrCat("uniform B = ", b));
+  }
+  values.push_back(layer_list(per_layer));
+  labels.push_back(absl::StrCat("per-layer assignment, B_ref = ", per_layer.reference_bits));
+
+  std::ofstream file(path, std::ios::binary | std::ios::trunc);
+  if (!file) return absl::NotFoundError(absl::StrCat("--verify-sweep: cannot write ", path));
+  const std::string stem = std::filesystem::path(path).stem().string();
+  file << "# The verifying sweep of seed 001 (seeds/001_c711bc6ac272f5cb.txt), written by\n"
+          "# `bitsweep predict`: fixed point (fixed:W,FL, round to nearest) at the weights and\n"
+          "# activations sites, per layer on the ranges [-2^I, 2^I) of the float32 model.\n"
+          "# Values of precision.layers, in order:\n";
+  for (size_t i = 0; i < labels.size(); ++i) file << "#   " << i << ": " << labels[i] << "\n";
+  file << "name: " << json(stem.empty() ? "seed001-verify" : stem).dump() << "\n";
+  file << "base: " << base_json.dump() << "\n";
+  file << "sweep:\n  method: grid\n  seeds: 1\n  parameters:\n    precision.layers:\n";
+  for (const json& v : values) file << "      - " << v.dump() << "\n";
+  file.close();
+  if (!file) return absl::DataLossError(absl::StrCat("--verify-sweep: error writing ", path));
+  return absl::OkStatus();
+}
+
+// Loads the weights of a trainer checkpoint file into `net` (which `config` built).
+absl::Status LoadCheckpoint(const std::string& path, trainer::Network& net) {
+  std::ifstream file(path, std::ios::binary);
+  if (!file) return absl::NotFoundError(absl::StrCat("--checkpoint: cannot read ", path));
+  std::ostringstream bytes;
+  bytes << file.rdbuf();
+  absl::StatusOr<std::vector<std::vector<float>>> weights = trainer::CheckpointWeights(bytes.str());
+  if (!weights.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--checkpoint ", path, ": ", weights.status().message()));
+  }
+  std::vector<trainer::Param>& params = net.params();
+  if (weights->size() != params.size()) {
+    return absl::InvalidArgumentError(absl::StrCat("--checkpoint ", path, ": has ", weights->size(),
+                                                   " parameter tensors, the config's model has ",
+                                                   params.size()));
+  }
+  for (size_t i = 0; i < params.size(); ++i) {
+    if ((*weights)[i].size() != params[i].value.size()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--checkpoint ", path, ": parameter tensor ", i, " has ", (*weights)[i].size(),
+          " values, the config's model ", params[i].value.size()));
+    }
+  }
+  for (size_t i = 0; i < params.size(); ++i) params[i].value = std::move((*weights)[i]);
+  return absl::OkStatus();
 }
 
 }  // namespace
 
 absl::Status RunPredict(const PredictRequest& request, std::ostream& out, std::ostream& err) {
-  if (!request.checkpoint.empty()) {
-    return absl::UnimplementedError(
-        "--checkpoint: the trainer has no public API yet to load a checkpoint's weights into a "
-        "network; run without it to train the model in fp32 locally");
-  }
   if (!(request.target_pm > 0 && request.target_pm <= 1)) {
     return absl::InvalidArgumentError("--target-pm must be in (0, 1]");
   }
@@ -144,51 +283,81 @@ absl::Status RunPredict(const PredictRequest& request, std::ostream& out, std::o
   ASSIGN_OR_RETURN(std::unique_ptr<trainer::Network> net,
                    trainer::Network::Create(config.model(), data->channels, data->height,
                                             data->width, data->num_classes, batch, config.seed()));
-  RETURN_IF_ERROR(TrainFloat32(*net, config, *data, err));
+  if (request.checkpoint.empty()) {
+    RETURN_IF_ERROR(TrainFloat32(*net, config, *data, err));
+  } else {
+    RETURN_IF_ERROR(LoadCheckpoint(request.checkpoint, *net));
+    err << "predict: weights from checkpoint " << request.checkpoint << "\n";
+  }
+  const double train_seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   const int64_t size = data->image_size();
   const int64_t test_n = config.dataset().test_limit() > 0
                              ? std::min(config.dataset().test_limit(), data->test_size())
                              : data->test_size();
   const int64_t gain_n = request.inputs > 0 ? std::min(request.inputs, test_n) : test_n;
-  const double accuracy =
-      Accuracy(*net, data->test_images.data(), data->test_labels.data(), test_n, size);
+  const float* test_images = data->test_images.data();
+  const double accuracy = Accuracy(*net, test_images, data->test_labels.data(), test_n, size);
   err << "predict: fp32 test accuracy " << absl::StrFormat("%.2f%%", 100 * accuracy)
       << "; noise gains over " << gain_n << " test images\n";
-  ASSIGN_OR_RETURN(
-      trainer::NoiseGainReport gains,
-      trainer::ComputeNoiseGains(*net, config.model(), data->test_images.data(), gain_n, size));
-  std::vector<analysis::LayerNoiseGain> layers;
-  bool all_known = true;
-  for (const trainer::LayerNoiseGains& g : gains.layers) {
-    // An unknown E_A (conv followed by conv) counts as 0 in the bound: it is then a lower bound.
-    layers.push_back({g.layer, g.activations_known ? g.activations : 0.0, g.weights});
-    all_known = all_known && g.activations_known;
+  ASSIGN_OR_RETURN(trainer::NoiseGainReport gains,
+                   trainer::ComputeNoiseGains(*net, config.model(), test_images, gain_n,
+                                              data->channels, data->height, data->width));
+  // Each quantity's range (see FixedFormat): weights from the model, activations over the test
+  // images the mismatch is measured on.
+  Ranges ranges;
+  ranges.weights = trainer::WeightIntegerBits(*net);
+  ranges.activations = trainer::ActivationIntegerBits(*net, test_images, test_n, size);
+  std::vector<analysis::LayerNoiseGain> layers;  // range-scaled: E · 4^I
+  for (size_t l = 0; l < gains.layers.size(); ++l) {
+    const trainer::LayerNoiseGains& g = gains.layers[l];
+    layers.push_back({g.layer, std::ldexp(g.activations, 2 * ranges.activations[l]),
+                      std::ldexp(g.weights, 2 * ranges.weights[l])});
   }
+  const int min_width =
+      1 + std::max(*std::max_element(ranges.weights.begin(), ranges.weights.end()),
+                   *std::max_element(ranges.activations.begin(), ranges.activations.end()));
   ASSIGN_OR_RETURN(analysis::PrecisionAssignment uniform,
                    analysis::MinUniformPrecision(layers, request.target_pm));
   ASSIGN_OR_RETURN(analysis::PrecisionAssignment per_layer,
                    analysis::MinPerLayerPrecision(layers, request.target_pm));
+  // Widths below a range's I + 1 are raised to it (FixedFormat); the bound follows.
+  for (size_t l = 0; l < layers.size(); ++l) {
+    per_layer.weight_bits[l] = Width(per_layer.weight_bits[l], ranges.weights[l]);
+    per_layer.activation_bits[l] = Width(per_layer.activation_bits[l], ranges.activations[l]);
+  }
+  ASSIGN_OR_RETURN(per_layer.bound, analysis::MismatchBound(layers, per_layer.activation_bits,
+                                                            per_layer.weight_bits));
 
-  // The bound and the measured mismatch rate for uniform B around the prediction.
+  // The bound and the measured mismatch rate for uniform B around the prediction, from the
+  // narrowest width that holds every range.
+  const auto measure_start = std::chrono::steady_clock::now();
   json bounds = json::array();
   TextTable bound_table({"B", "bound p_m", "measured p_m"});
   for (size_t c = 0; c < 3; ++c) bound_table.SetAlign(c, TextTable::Align::kRight);
-  const int lo = std::max(2, uniform.reference_bits - 4), hi = uniform.reference_bits + 3;
+  const int lo = std::max({2, min_width, uniform.reference_bits - 4});
+  const int hi = std::max(lo, uniform.reference_bits + 6);
+  int measured_min_bits = -1;
   for (int b = lo; b <= hi; ++b) {
-    analysis::PrecisionAssignment a;
-    a.weight_bits.assign(layers.size(), b);
-    a.activation_bits.assign(layers.size(), b);
-    ASSIGN_OR_RETURN(trainer::SitePrecision fixed, FixedPoint(a));
-    const double measured =
-        trainer::MeasureMismatchRate(*net, data->test_images.data(), test_n, size, fixed, 1);
+    ASSIGN_OR_RETURN(trainer::SitePrecision fixed, FixedPoint(Uniform(b, layers.size()), ranges));
+    const double measured = trainer::MeasureMismatchRate(*net, test_images, test_n, size, fixed, 1);
     const double bound = analysis::UniformMismatchBound(layers, b);
+    if (measured <= request.target_pm && measured_min_bits < 0) measured_min_bits = b;
+    if (measured > request.target_pm) measured_min_bits = -1;  // not yet for good
     bounds.push_back({{"bits", b}, {"bound", bound}, {"measured", measured}});
     bound_table.AddRow(
         {absl::StrCat(b), absl::StrFormat("%.4g", bound), absl::StrFormat("%.4f", measured)});
   }
-  ASSIGN_OR_RETURN(trainer::SitePrecision per_layer_fixed, FixedPoint(per_layer));
-  const double per_layer_measured = trainer::MeasureMismatchRate(*net, data->test_images.data(),
-                                                                 test_n, size, per_layer_fixed, 1);
+  ASSIGN_OR_RETURN(trainer::SitePrecision per_layer_fixed, FixedPoint(per_layer, ranges));
+  const double per_layer_measured =
+      trainer::MeasureMismatchRate(*net, test_images, test_n, size, per_layer_fixed, 1);
+  const double measure_seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - measure_start).count();
+  if (!request.verify_sweep.empty()) {
+    RETURN_IF_ERROR(WriteVerifySweep(request.verify_sweep, config, uniform, per_layer, ranges));
+    err << "predict: verifying sweep written to " << request.verify_sweep
+        << " (submit it with `bitsweep submit`)\n";
+  }
 
   // Seed 003: accumulation lengths and the minimum accumulator mantissa per GEMM.
   ASSIGN_OR_RETURN(std::vector<analysis::LayerAccumulation> lengths,
@@ -217,41 +386,53 @@ absl::Status RunPredict(const PredictRequest& request, std::ostream& out, std::o
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 
   json gain_json = json::array();
-  TextTable gain_table({"layer", "E_A", "E_W", "B_A", "B_W"});
-  for (size_t c = 1; c < 5; ++c) gain_table.SetAlign(c, TextTable::Align::kRight);
+  TextTable gain_table({"layer", "E_A", "E_W", "I_A", "I_W", "B_A", "B_W"});
+  for (size_t c = 1; c < 7; ++c) gain_table.SetAlign(c, TextTable::Align::kRight);
   double total_a = 0, total_w = 0;
   for (size_t l = 0; l < gains.layers.size(); ++l) {
     const trainer::LayerNoiseGains& g = gains.layers[l];
-    total_a += layers[l].activations;
+    total_a += g.activations;
     total_w += g.weights;
     gain_json.push_back({{"layer", g.layer},
-                         {"E_A", g.activations_known ? json(g.activations) : json(nullptr)},
+                         {"E_A", g.activations},
                          {"E_W", g.weights},
+                         {"I_A", ranges.activations[l]},
+                         {"I_W", ranges.weights[l]},
                          {"B_A", per_layer.activation_bits[l]},
                          {"B_W", per_layer.weight_bits[l]}});
-    gain_table.AddRow(
-        {g.layer, g.activations_known ? absl::StrFormat("%.4g", g.activations) : "n/a",
-         absl::StrFormat("%.4g", g.weights), absl::StrCat(per_layer.activation_bits[l]),
-         absl::StrCat(per_layer.weight_bits[l])});
+    gain_table.AddRow({g.layer, absl::StrFormat("%.4g", g.activations),
+                       absl::StrFormat("%.4g", g.weights), absl::StrCat(ranges.activations[l]),
+                       absl::StrCat(ranges.weights[l]), absl::StrCat(per_layer.activation_bits[l]),
+                       absl::StrCat(per_layer.weight_bits[l])});
   }
+  double scaled_total = 0;
+  for (const analysis::LayerNoiseGain& l : layers) scaled_total += l.activations + l.weights;
   if (request.json) {
-    json result = {{"fp32_test_accuracy", accuracy},
-                   {"inputs", gains.inputs},
-                   {"skipped_ties", gains.skipped_ties},
-                   {"target_pm", request.target_pm},
-                   {"layers", gain_json},
-                   {"E_A_total", total_a},
-                   {"E_W_total", total_w},
-                   {"all_activation_gains_known", all_known},
-                   {"uniform", {{"min_bits", uniform.reference_bits}, {"bound", uniform.bound}}},
-                   {"per_layer",
-                    {{"reference_bits", per_layer.reference_bits},
-                     {"bound", per_layer.bound},
-                     {"measured", per_layer_measured}}},
-                   {"bounds", bounds},
-                   {"accumulators", accumulators},
-                   {"min_vrr", request.min_vrr},
-                   {"seconds", seconds}};
+    json result = {
+        {"fp32_test_accuracy", accuracy},
+        {"inputs", gains.inputs},
+        {"mismatch_inputs", test_n},
+        {"skipped_ties", gains.skipped_ties},
+        {"target_pm", request.target_pm},
+        {"layers", gain_json},
+        {"E_A_total", total_a},
+        {"E_W_total", total_w},
+        {"E_scaled_total", scaled_total},
+        {"uniform",
+         {{"min_bits", uniform.reference_bits},
+          {"bound", uniform.bound},
+          {"measured_min_bits", measured_min_bits >= 0 ? json(measured_min_bits) : json(nullptr)}}},
+        {"per_layer",
+         {{"reference_bits", per_layer.reference_bits},
+          {"bound", per_layer.bound},
+          {"measured", per_layer_measured}}},
+        {"bounds", bounds},
+        {"accumulators", accumulators},
+        {"min_vrr", request.min_vrr},
+        {"train_seconds", train_seconds},
+        {"measure_seconds", measure_seconds},
+        {"seconds", seconds}};
+    if (!request.verify_sweep.empty()) result["verify_sweep"] = request.verify_sweep;
     out << result.dump(2) << "\n";
     return absl::OkStatus();
   }
@@ -259,24 +440,29 @@ absl::Status RunPredict(const PredictRequest& request, std::ostream& out, std::o
       "fp32 model: test accuracy %.2f%%; noise gains over %d test images (seed 001)\n",
       100 * accuracy, gains.inputs);
   gain_table.Render(out);
-  out << absl::StrFormat("total E_A %.4g, E_W %.4g%s\n", total_a, total_w,
-                         all_known ? "" : " (n/a gains left out: the bound is a lower bound)");
   out << absl::StrFormat(
-      "\nmismatch bound p_m <= sum E * 4^(1-B) per uniform B, and measured on %d test images\n"
-      "(weights fixed:B,B-1, activations fixed:B+%d,B-1, round to nearest)\n",
-      test_n, kActivationExtraBits);
+      "total E_A %.4g, E_W %.4g; range-scaled sum E*4^I %.4g (I = integer bits of each range "
+      "[-2^I, 2^I))\n",
+      total_a, total_w, scaled_total);
+  out << absl::StrFormat(
+      "\nmismatch bound p_m <= sum E*4^I * 4^(1-B) per uniform B, and measured on %d test images\n"
+      "(weights and activations fixed:B,B-1-I per layer, round to nearest)\n",
+      test_n);
   bound_table.Render(out);
   out << absl::StrFormat(
-      "\npredicted for p_m <= %g: uniform B = %d (bound %.4g); per layer (B_ref %d, bound %.4g, "
-      "measured p_m %.4f): columns B_A / B_W above\n",
-      request.target_pm, uniform.reference_bits, uniform.bound, per_layer.reference_bits,
-      per_layer.bound, per_layer_measured);
+      "\npredicted for p_m <= %g: uniform B = %d (bound %.4g); measured: %s\n"
+      "per layer (B_ref %d, bound %.4g, measured p_m %.4f): columns B_A / B_W above\n",
+      request.target_pm, uniform.reference_bits, uniform.bound,
+      measured_min_bits >= 0 ? absl::StrCat("B = ", measured_min_bits)
+                             : std::string("not reached in the table"),
+      per_layer.reference_bits, per_layer.bound, per_layer_measured);
   out << absl::StrFormat(
       "\nminimum accumulator mantissa bits m per GEMM (seed 003: Monte-Carlo VRR >= %.2f, "
       "%d sums, truncating accumulator)\n",
       request.min_vrr, vrr.samples);
   acc_table.Render(out);
-  out << absl::StrFormat("\n(%.1f s)\n", seconds);
+  out << absl::StrFormat("\n(%.1f s: fp32 model %.1f s, mismatch measurements %.1f s)\n", seconds,
+                         train_seconds, measure_seconds);
   return absl::OkStatus();
 }
 
@@ -289,7 +475,11 @@ void AddPredictCommand(CLI::App& app, std::ostream* out, std::ostream* err,
       ->required();
   command->add_option("--set", request->sets, "path=value applied over the config");
   command->add_option("--checkpoint", request->checkpoint,
-                      "A trainer checkpoint (not supported yet)");
+                      "Take the weights from this trainer checkpoint file instead of training "
+                      "(the model must be CONFIG's)");
+  command->add_option("--verify-sweep", request->verify_sweep,
+                      "Also write the verifying sweep file (fp32, uniform B-2..B+2, per-layer) "
+                      "here");
   command->add_option("--target-pm", request->target_pm, "Target mismatch probability")
       ->capture_default_str();
   command->add_option("--inputs", request->inputs, "Test images for the noise gains (0 = all)")
@@ -301,8 +491,23 @@ void AddPredictCommand(CLI::App& app, std::ostream* out, std::ostream* err,
   command->add_flag("--json", request->json, "Print JSON");
   command->add_option("--data-dir", request->data_dir, "Dataset directory")->capture_default_str();
   command->footer(
-      "Example:\n"
-      "  bitsweep predict examples/seed001_predict.yaml --target-pm 0.01");
+      "Seed 001 (Sakr et al.): noise gains E_A, E_W per layer, the bound\n"
+      "p_m <= sum E*4^I * 4^(1-B) (each quantity in fixed point on its own range [-2^I, 2^I),\n"
+      "I from the fp32 model), the predicted minimum uniform B and per-layer B_A / B_W, and the\n"
+      "mismatch rate measured against the fp32 network on the config's test images.\n"
+      "The fp32 model: trained here from CONFIG (plain SGD with its lr and momentum), or the\n"
+      "weights of a trainer checkpoint (--checkpoint FILE; e.g. a running trial's latest\n"
+      "checkpoint from the server database: sqlite3 DB \"SELECT writefile('c.bin', state)\n"
+      "FROM checkpoints WHERE trial_id = N\"; finished trials keep none).\n"
+      "--verify-sweep FILE writes a sweep over precision.layers: the fp32 baseline, uniform\n"
+      "B-2..B+2 and the per-layer assignment, in exactly the formats measured here (weights\n"
+      "and activations sites, master weights fp32). Submit it (bitsweep submit FILE): the\n"
+      "trials' final test accuracies are the accuracy of each precision; the mismatch rates\n"
+      "are the ones printed here.\n"
+      "Examples:\n"
+      "  bitsweep predict examples/seed001_predict.yaml --target-pm 0.01\n"
+      "  bitsweep predict examples/seed001_predict.yaml --verify-sweep verify.yaml\n"
+      "  bitsweep submit verify.yaml && bitsweep analyze SWEEP_ID");
   command->callback([request, out, err, set_run] {
     set_run([request, out, err]() -> absl::StatusOr<int> {
       absl::Status status = RunPredict(*request, *out, *err);

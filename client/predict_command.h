@@ -2,18 +2,23 @@
 // on a sweep (no server needed):
 //
 //   bitsweep predict CONFIG.yaml [--target-pm 0.01] [--inputs 500] [--json] [--data-dir DIR]
-//                    [--set path=value ...] [--checkpoint FILE]
+//                    [--set path=value ...] [--checkpoint FILE] [--verify-sweep FILE]
 //
-// Trains the config's model in float32 locally (plain SGD with the config's lr and momentum;
-// the config's precision is ignored), then on the first --inputs test images computes the
-// noise gains E_A and E_W per layer (worker/trainer/analysis/noise_gain.h), the mismatch bound
-// for every uniform B, the predicted minimum uniform B and the per-layer assignment for
-// --target-pm (analysis/mismatch_bound.h), and measures the actual mismatch rate of the
-// fixed-point network at each B on the test set (weights fixed:B,B-1 and activations
-// fixed:B+6,B-1: the same step 2^(1-B) as the bound, with integer bits so activations do
-// not saturate). Then seed 003's minimum accumulator mantissa per layer and GEMM.
-// --checkpoint is not supported yet: the trainer has no public API to load a checkpoint's
-// weights into a Network; the command says so.
+// The float32 model: trained locally from the config (plain SGD with the config's lr and
+// momentum; the config's precision is ignored), or with --checkpoint the weights of a trainer
+// checkpoint (trainer::CheckpointWeights; the config must describe the same model). Then, on the
+// first --inputs test images, the noise gains E_A and E_W per layer
+// (worker/trainer/analysis/noise_gain.h); each quantity's range [−2^I, 2^I) (weights from the
+// model, activations over the test images); the bound for every uniform B with the range-scaled
+// gains E·4^I; the predicted minimum uniform B and per-layer assignment for --target-pm
+// (analysis/mismatch_bound.h); and the measured mismatch rate of the fixed-point network
+// (weights and activations fixed:B,B−1−I per layer, round to nearest: the bound's step) at each
+// B and for the assignment on the config's test images. Then seed 003's minimum accumulator
+// mantissa per layer and GEMM.
+// --verify-sweep FILE also writes the verifying sweep: the config as base (weights and
+// activations sites, master weights fp32), one axis precision.layers over the fp32 baseline,
+// uniform B−2..B+2 and the per-layer assignment, in the formats measured here. Submitted
+// normally, its trials' accuracies sit next to the mismatch rates printed here.
 #pragma once
 
 #include <functional>
@@ -33,7 +38,8 @@ namespace bitsweep::client {
 struct PredictRequest {
   std::string config_path;
   std::vector<std::string> sets;
-  std::string checkpoint;
+  std::string checkpoint;    // a trainer checkpoint file (empty: train in fp32 here)
+  std::string verify_sweep;  // where to write the verifying sweep (empty: not written)
   double target_pm = 0.01;
   int64_t inputs = 500;  // test images for the noise gains (0 = all)
   double min_vrr = 0.99;
@@ -41,8 +47,9 @@ struct PredictRequest {
   std::string data_dir = "var/data";
 };
 
-// Errors: as LoadTrainConfig; the dataset's; Unimplemented for --checkpoint; InvalidArgument
-// for a target outside (0, 1].
+// Errors: as LoadTrainConfig; the dataset's; InvalidArgument for a target outside (0, 1] and
+// for a checkpoint that is corrupt or does not fit the config's model; NotFound for an
+// unreadable checkpoint or unwritable --verify-sweep file.
 absl::Status RunPredict(const PredictRequest& request, std::ostream& out, std::ostream& err);
 
 using LocalRun = std::function<absl::StatusOr<int>()>;
