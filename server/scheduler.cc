@@ -36,11 +36,15 @@ absl::StatusOr<std::vector<v1::TrialRef>> Scheduler::RegisterWorker(
 
 absl::StatusOr<std::optional<LeasedTrial>> Scheduler::LeaseTrial(const std::string& worker_id,
                                                                  const std::string& incarnation) {
-  // Expire first: a trial lost by a dead worker goes to the next worker asking.
-  RETURN_IF_ERROR(ExpireLeases().status());
-  int64_t now = clock_->NowUnixMs();
-  RETURN_IF_ERROR(store_->TouchWorker(worker_id, incarnation, now));
-  return store_->LeaseNext(worker_id, now, now + options_.lease_timeout_ms);
+  // Expire first: a trial lost by a dead worker goes to the next worker asking. One
+  // transaction for the expiry, the sign of life and the lease.
+  const int64_t now = clock_->NowUnixMs();
+  ASSIGN_OR_RETURN(
+      TrialStore::LeaseOutcome outcome,
+      store_->ExpireTouchAndLease(worker_id, incarnation, now, now + options_.lease_timeout_ms,
+                                  options_.max_attempts));
+  if (options_.metrics != nullptr) options_.metrics->AddExpiredLeases(outcome.expired);
+  return std::move(outcome.trial);
 }
 
 absl::StatusOr<std::vector<v1::TrialRef>> Scheduler::Heartbeat(

@@ -14,6 +14,57 @@
 #include "server/sweep_expander.h"
 
 namespace bitsweep::server {
+
+// The writer connection's statements, each prepared once: compiling the SQL costs more than
+// running the few-row statements of a lease or a report. Use() hands one out; the handle resets
+// it and clears its bindings when it goes, so no statement keeps a read snapshot open (which
+// would hold back WAL checkpoints) or a pointer to a freed bound blob. A statement must not be
+// used again while a handle to it is alive. Caller holds write_mu_.
+class PreparedStatements {
+ public:
+  explicit PreparedStatements(SQLite::Database* db) : db_(db) {}
+
+  class Handle {
+   public:
+    explicit Handle(SQLite::Statement* statement) : statement_(statement) {}
+    ~Handle() {
+      statement_->tryReset();
+      try {
+        statement_->clearBindings();  // sqlite3_clear_bindings cannot fail
+      } catch (const SQLite::Exception&) {
+      }
+    }
+    Handle(const Handle&) = delete;
+    Handle& operator=(const Handle&) = delete;
+
+    template <typename... Args>
+    void bind(Args&&... args) {
+      statement_->bind(std::forward<Args>(args)...);
+    }
+    template <typename... Args>
+    void bindNoCopy(Args&&... args) {
+      statement_->bindNoCopy(std::forward<Args>(args)...);
+    }
+    int exec() { return statement_->exec(); }
+    bool executeStep() { return statement_->executeStep(); }
+    SQLite::Column getColumn(int index) { return statement_->getColumn(index); }
+    void reset() { statement_->reset(); }
+
+   private:
+    SQLite::Statement* statement_;
+  };
+
+  Handle Use(const char* sql) {
+    std::unique_ptr<SQLite::Statement>& statement = statements_[sql];
+    if (statement == nullptr) statement = std::make_unique<SQLite::Statement>(*db_, sql);
+    return Handle(statement.get());
+  }
+
+ private:
+  SQLite::Database* const db_;
+  std::unordered_map<std::string, std::unique_ptr<SQLite::Statement>> statements_;
+};
+
 namespace {
 
 constexpr int kBusyTimeoutMs = 5000;
@@ -188,9 +239,9 @@ struct LeaseRow {
   int64_t sweep_id = 0;
 };
 
-std::optional<LeaseRow> ReadLease(SQLite::Database& db, int64_t trial_id) {
-  SQLite::Statement query(
-      db, "SELECT state, attempt, IFNULL(lease_owner, ''), sweep_id FROM trials WHERE id = ?");
+std::optional<LeaseRow> ReadLease(PreparedStatements& db, int64_t trial_id) {
+  PreparedStatements::Handle query =
+      db.Use("SELECT state, attempt, IFNULL(lease_owner, ''), sweep_id FROM trials WHERE id = ?");
   query.bind(1, trial_id);
   if (!query.executeStep()) return std::nullopt;
   return LeaseRow{query.getColumn(0).getInt(), query.getColumn(1).getInt(),
@@ -201,13 +252,13 @@ std::optional<LeaseRow> ReadLease(SQLite::Database& db, int64_t trial_id) {
 // running) for this worker and attempt.
 // A cancelled trial's worker has stopped (released or completed): forget its lease; the trial
 // stays CANCELLED.
-void ReleaseCancelledLease(SQLite::Database& db, int64_t trial_id) {
-  SQLite::Statement release(db, "UPDATE trials SET lease_owner = NULL WHERE id = ?");
+void ReleaseCancelledLease(PreparedStatements& db, int64_t trial_id) {
+  PreparedStatements::Handle release = db.Use("UPDATE trials SET lease_owner = NULL WHERE id = ?");
   release.bind(1, trial_id);
   release.exec();
 }
 
-absl::StatusOr<LeaseRow> CheckFence(SQLite::Database& db, const std::string& worker_id,
+absl::StatusOr<LeaseRow> CheckFence(PreparedStatements& db, const std::string& worker_id,
                                     const v1::TrialRef& ref) {
   std::optional<LeaseRow> lease = ReadLease(db, ref.trial_id());
   if (!lease) return absl::NotFoundError(absl::StrCat("trial ", ref.trial_id(), " not found"));
@@ -229,10 +280,9 @@ absl::StatusOr<LeaseRow> CheckFence(SQLite::Database& db, const std::string& wor
   return *std::move(lease);
 }
 
-void RecordEvent(SQLite::Database& db, int64_t now_ms, int64_t sweep_id, int64_t trial_id,
+void RecordEvent(PreparedStatements& db, int64_t now_ms, int64_t sweep_id, int64_t trial_id,
                  const std::string& worker_id, const std::string& kind, const std::string& detail) {
-  SQLite::Statement insert(
-      db,
+  PreparedStatements::Handle insert = db.Use(
       "INSERT INTO events (at_ms, sweep_id, trial_id, worker_id, kind, detail) "
       "VALUES (?, ?, ?, ?, ?, ?)");
   insert.bind(1, now_ms);
@@ -250,6 +300,7 @@ TrialStore::TrialStore(std::unique_ptr<SQLite::Database> writer,
                        std::unique_ptr<SQLite::Database> reader, int schema_version,
                        int64_t last_seq)
     : writer_(std::move(writer)),
+      prepared_(std::make_unique<PreparedStatements>(writer_.get())),
       last_seq_(last_seq),
       reader_(std::move(reader)),
       schema_version_(schema_version) {}
@@ -259,8 +310,10 @@ TrialStore::~TrialStore() = default;
 absl::StatusOr<std::unique_ptr<TrialStore>> TrialStore::Open(const std::string& path) {
   std::unique_ptr<SQLite::Database> writer;
   try {
-    writer = std::make_unique<SQLite::Database>(path, SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE,
-                                                kBusyTimeoutMs);
+    // NOMUTEX: write_mu_ (read_mu_ for the reader) already serialises every use of a
+    // connection, so SQLite's own per-call connection mutex is pure overhead.
+    writer = std::make_unique<SQLite::Database>(
+        path, SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE | SQLite::OPEN_NOMUTEX, kBusyTimeoutMs);
     // WAL: readers never block the writer. synchronous=NORMAL is durable against process
     // crashes (only an OS crash can lose the last commits) and keeps commits cheap.
     writer->exec("PRAGMA journal_mode = WAL");
@@ -274,7 +327,8 @@ absl::StatusOr<std::unique_ptr<TrialStore>> TrialStore::Open(const std::string& 
     if (!version.ok()) return version.status();
     int64_t last_seq =
         writer->execAndGet("SELECT IFNULL(MAX(change_seq), 0) FROM trials").getInt64();
-    auto reader = std::make_unique<SQLite::Database>(path, SQLite::OPEN_READONLY, kBusyTimeoutMs);
+    auto reader = std::make_unique<SQLite::Database>(
+        path, SQLite::OPEN_READONLY | SQLite::OPEN_NOMUTEX, kBusyTimeoutMs);
     reader->exec("PRAGMA foreign_keys = ON");
     return std::unique_ptr<TrialStore>(
         new TrialStore(std::move(writer), std::move(reader), *version, last_seq));
@@ -380,7 +434,7 @@ int TrialStore::ReuseFinishedTrials(int64_t sweep_id, int64_t first_idx, int64_t
     source_sweep.bind(1, source_id);
     source_sweep.executeStep();
     RecordEvent(
-        *writer_, now_ms, sweep_id, trial_id, "", "trial_reused",
+        *prepared_, now_ms, sweep_id, trial_id, "", "trial_reused",
         absl::StrCat("result and curve of trial ", source_id, " (sweep ",
                      source_sweep.getColumn(0).getInt64(), ") reused: same config and seed"));
   }
@@ -443,7 +497,7 @@ absl::StatusOr<SubmitOutcome> TrialStore::SubmitSweep(const v1::SweepSpec& spec,
       outcome.requeued =
           RequeueFresh(outcome.sweep_id, {v1::TRIAL_STATE_FAILED, v1::TRIAL_STATE_CANCELLED});
       if (outcome.requeued > 0) {
-        RecordEvent(*writer_, now_ms, outcome.sweep_id, 0, "", "sweep_resumed",
+        RecordEvent(*prepared_, now_ms, outcome.sweep_id, 0, "", "sweep_resumed",
                     absl::StrCat(outcome.requeued, " trials requeued"));
         ReactivateSweep(outcome.sweep_id, now_ms);
       }
@@ -526,7 +580,7 @@ absl::Status TrialStore::PauseSweep(int64_t sweep_id, int64_t now_ms) {
     pause.bind(1, static_cast<int>(v1::SWEEP_STATE_PAUSED));
     pause.bind(2, sweep_id);
     pause.exec();
-    RecordEvent(*writer_, now_ms, sweep_id, 0, "", "sweep_paused", "");
+    RecordEvent(*prepared_, now_ms, sweep_id, 0, "", "sweep_paused", "");
     transaction.commit();
     changes_.Notify();
     return absl::OkStatus();
@@ -548,7 +602,7 @@ absl::Status TrialStore::ResumeSweep(int64_t sweep_id, int64_t now_ms) {
     resume.bind(2, sweep_id);
     resume.exec();
     UpdateSweepState(sweep_id, now_ms);
-    RecordEvent(*writer_, now_ms, sweep_id, 0, "", "sweep_resumed", "");
+    RecordEvent(*prepared_, now_ms, sweep_id, 0, "", "sweep_resumed", "");
     transaction.commit();
     changes_.Notify();
     return absl::OkStatus();
@@ -568,7 +622,7 @@ absl::StatusOr<int> TrialStore::RerunSweep(int64_t sweep_id, bool failed, bool c
     if (cancelled) states.push_back(v1::TRIAL_STATE_CANCELLED);
     int requeued = RequeueFresh(sweep_id, states);
     if (requeued > 0) {
-      RecordEvent(*writer_, now_ms, sweep_id, 0, "", "sweep_rerun",
+      RecordEvent(*prepared_, now_ms, sweep_id, 0, "", "sweep_rerun",
                   absl::StrCat(requeued, " trials requeued"));
       ReactivateSweep(sweep_id, now_ms);
     }
@@ -640,7 +694,7 @@ absl::Status TrialStore::CancelTrial(int64_t trial_id, int64_t now_ms) {
   std::lock_guard<std::mutex> lock(write_mu_);
   return Guarded("cancel trial", [&]() -> absl::Status {
     SQLite::Transaction transaction(*writer_, SQLite::TransactionBehavior::IMMEDIATE);
-    std::optional<LeaseRow> lease = ReadLease(*writer_, trial_id);
+    std::optional<LeaseRow> lease = ReadLease(*prepared_, trial_id);
     if (!lease) return absl::NotFoundError(absl::StrCat("trial ", trial_id, " not found"));
     if (lease->state != v1::TRIAL_STATE_QUEUED && lease->state != v1::TRIAL_STATE_RUNNING) {
       return absl::OkStatus();
@@ -653,7 +707,7 @@ absl::Status TrialStore::CancelTrial(int64_t trial_id, int64_t now_ms) {
     cancel.bind(3, NextSeq());
     cancel.bind(4, trial_id);
     cancel.exec();
-    RecordEvent(*writer_, now_ms, lease->sweep_id, trial_id, lease->owner, "trial_cancelled", "");
+    RecordEvent(*prepared_, now_ms, lease->sweep_id, trial_id, lease->owner, "trial_cancelled", "");
     UpdateSweepState(lease->sweep_id, now_ms);
     transaction.commit();
     changes_.Notify();
@@ -782,7 +836,7 @@ absl::StatusOr<TrialStore::Registered> TrialStore::RegisterWorker(
     registered.released = released;
     SQLite::Statement extend(*writer_, "UPDATE trials SET lease_expires_ms = ? WHERE id = ?");
     for (const v1::TrialRef& ref : running) {
-      std::optional<LeaseRow> lease = ReadLease(*writer_, ref.trial_id());
+      std::optional<LeaseRow> lease = ReadLease(*prepared_, ref.trial_id());
       if (lease && lease->state == v1::TRIAL_STATE_RUNNING && lease->owner == worker_id &&
           lease->attempt == ref.attempt()) {
         extend.reset();
@@ -813,10 +867,10 @@ absl::StatusOr<TrialStore::Registered> TrialStore::RegisterWorker(
 
 namespace {
 
-absl::Status TouchWorkerLocked(SQLite::Database& db, const std::string& worker_id,
+absl::Status TouchWorkerLocked(PreparedStatements& db, const std::string& worker_id,
                                const std::string& incarnation, int64_t now_ms) {
-  SQLite::Statement touch(
-      db, "UPDATE workers SET last_heartbeat_ms = ? WHERE id = ? AND incarnation = ?");
+  PreparedStatements::Handle touch =
+      db.Use("UPDATE workers SET last_heartbeat_ms = ? WHERE id = ? AND incarnation = ?");
   touch.bind(1, now_ms);
   touch.bind(2, worker_id);
   touch.bind(3, incarnation);
@@ -834,7 +888,7 @@ absl::Status TrialStore::TouchWorker(const std::string& worker_id, const std::st
   std::lock_guard<std::mutex> lock(write_mu_);
   return Guarded("touch worker", [&]() -> absl::Status {
     SQLite::Transaction transaction(*writer_, SQLite::TransactionBehavior::IMMEDIATE);
-    absl::Status status = TouchWorkerLocked(*writer_, worker_id, incarnation, now_ms);
+    absl::Status status = TouchWorkerLocked(*prepared_, worker_id, incarnation, now_ms);
     if (!status.ok()) return status;
     transaction.commit();
     return absl::OkStatus();
@@ -862,68 +916,91 @@ absl::StatusOr<std::optional<LeasedTrial>> TrialStore::LeaseNext(const std::stri
   std::lock_guard<std::mutex> lock(write_mu_);
   return Guarded("lease trial", [&]() -> absl::StatusOr<std::optional<LeasedTrial>> {
     SQLite::Transaction transaction(*writer_, SQLite::TransactionBehavior::IMMEDIATE);
-    // Active sweeps are few; each lookup is a step on trials_by_sweep_state. Fair share:
-    // among equal priorities the sweep with the fewest running trials goes first, so sweeps
-    // of equal priority advance round-robin whatever their sizes.
-    SQLite::Statement sweeps(
-        *writer_,
-        "SELECT s.id, (SELECT COUNT(*) FROM trials r WHERE r.sweep_id = s.id AND r.state = ?4) "
-        "AS running FROM sweeps s WHERE s.state IN (?1, ?2) AND EXISTS "
-        "(SELECT 1 FROM trials q WHERE q.sweep_id = s.id AND q.state = ?3) "
-        "ORDER BY s.priority DESC, running ASC, s.id ASC LIMIT 1");
-    sweeps.bind(1, static_cast<int>(v1::SWEEP_STATE_QUEUED));
-    sweeps.bind(2, static_cast<int>(v1::SWEEP_STATE_RUNNING));
-    sweeps.bind(3, static_cast<int>(v1::TRIAL_STATE_QUEUED));
-    sweeps.bind(4, static_cast<int>(v1::TRIAL_STATE_RUNNING));
-    if (!sweeps.executeStep()) return std::optional<LeasedTrial>();
-    const int64_t sweep_id = sweeps.getColumn(0).getInt64();
-    SQLite::Statement next(*writer_,
-                           "SELECT id, attempt, config FROM trials "
-                           "WHERE sweep_id = ? AND state = ? ORDER BY idx LIMIT 1");
-    next.bind(1, sweep_id);
-    next.bind(2, static_cast<int>(v1::TRIAL_STATE_QUEUED));
-    if (!next.executeStep()) return std::optional<LeasedTrial>();
-    std::optional<LeasedTrial> leased;
-    leased.emplace();
-    leased->trial_id = next.getColumn(0).getInt64();
-    leased->sweep_id = sweep_id;
-    leased->attempt = next.getColumn(1).getInt() + 1;
-    leased->config.ParseFromString(BlobOf(next.getColumn(2)));
-    if (leased->attempt > 1) {
-      // An earlier attempt ran: resume from its checkpoint, and keep exactly the points up to
-      // it so that the resumed run's points are not doubled (none kept without a checkpoint).
-      SQLite::Statement checkpoint(*writer_,
-                                   "SELECT iteration, state FROM checkpoints WHERE trial_id = ?");
-      checkpoint.bind(1, leased->trial_id);
-      if (checkpoint.executeStep()) {
-        leased->checkpoint_iteration = checkpoint.getColumn(0).getInt64();
-        leased->checkpoint = BlobOf(checkpoint.getColumn(1));
-      }
-      SQLite::Statement drop(*writer_,
-                             "DELETE FROM curve_points WHERE trial_id = ? AND iteration > ?");
-      drop.bind(1, leased->trial_id);
-      drop.bind(2, leased->checkpoint.empty() ? int64_t{-1} : leased->checkpoint_iteration);
-      drop.exec();
-      stored_points_.erase(leased->trial_id);
-    }
-    SQLite::Statement update(
-        *writer_,
-        "UPDATE trials SET state = ?1, attempt = ?2, lease_owner = ?3, worker_id = ?3, "
-        "lease_expires_ms = ?4, started_ms = ?5, finished_ms = 0, error = '', change_seq = ?6 "
-        "WHERE id = ?7");
-    update.bind(1, static_cast<int>(v1::TRIAL_STATE_RUNNING));
-    update.bind(2, leased->attempt);
-    update.bind(3, worker_id);
-    update.bind(4, lease_expires_ms);
-    update.bind(5, now_ms);
-    update.bind(6, NextSeq());
-    update.bind(7, leased->trial_id);
-    update.exec();
-    UpdateSweepState(leased->sweep_id, now_ms);
+    std::optional<LeasedTrial> leased = LeaseNextLocked(worker_id, now_ms, lease_expires_ms);
+    if (!leased) return leased;
     transaction.commit();
     changes_.Notify();
     return leased;
   });
+}
+
+absl::StatusOr<TrialStore::LeaseOutcome> TrialStore::ExpireTouchAndLease(
+    const std::string& worker_id, const std::string& incarnation, int64_t now_ms,
+    int64_t lease_expires_ms, int max_attempts) {
+  std::lock_guard<std::mutex> lock(write_mu_);
+  return Guarded("lease trial", [&]() -> absl::StatusOr<LeaseOutcome> {
+    SQLite::Transaction transaction(*writer_, SQLite::TransactionBehavior::IMMEDIATE);
+    LeaseOutcome outcome;
+    outcome.expired = ExpireLeasesLocked(now_ms, max_attempts);
+    absl::Status touched = TouchWorkerLocked(*prepared_, worker_id, incarnation, now_ms);
+    if (touched.ok()) outcome.trial = LeaseNextLocked(worker_id, now_ms, lease_expires_ms);
+    // The expiry stands even when the worker must register again.
+    if (touched.ok() || outcome.expired > 0) transaction.commit();
+    if (outcome.expired > 0 || outcome.trial) changes_.Notify();
+    if (!touched.ok()) return touched;
+    return outcome;
+  });
+}
+
+std::optional<LeasedTrial> TrialStore::LeaseNextLocked(const std::string& worker_id, int64_t now_ms,
+                                                       int64_t lease_expires_ms) {
+  std::optional<LeasedTrial> leased;
+  // Active sweeps are few; each lookup is a step on trials_by_sweep_state. Fair share:
+  // among equal priorities the sweep with the fewest running trials goes first, so sweeps
+  // of equal priority advance round-robin whatever their sizes.
+  PreparedStatements::Handle sweeps = prepared_->Use(
+      "SELECT s.id, (SELECT COUNT(*) FROM trials r WHERE r.sweep_id = s.id AND r.state = ?4) "
+      "AS running FROM sweeps s WHERE s.state IN (?1, ?2) AND EXISTS "
+      "(SELECT 1 FROM trials q WHERE q.sweep_id = s.id AND q.state = ?3) "
+      "ORDER BY s.priority DESC, running ASC, s.id ASC LIMIT 1");
+  sweeps.bind(1, static_cast<int>(v1::SWEEP_STATE_QUEUED));
+  sweeps.bind(2, static_cast<int>(v1::SWEEP_STATE_RUNNING));
+  sweeps.bind(3, static_cast<int>(v1::TRIAL_STATE_QUEUED));
+  sweeps.bind(4, static_cast<int>(v1::TRIAL_STATE_RUNNING));
+  if (!sweeps.executeStep()) return leased;
+  const int64_t sweep_id = sweeps.getColumn(0).getInt64();
+  PreparedStatements::Handle next = prepared_->Use(
+      "SELECT id, attempt, config FROM trials "
+      "WHERE sweep_id = ? AND state = ? ORDER BY idx LIMIT 1");
+  next.bind(1, sweep_id);
+  next.bind(2, static_cast<int>(v1::TRIAL_STATE_QUEUED));
+  if (!next.executeStep()) return leased;
+  leased.emplace();
+  leased->trial_id = next.getColumn(0).getInt64();
+  leased->sweep_id = sweep_id;
+  leased->attempt = next.getColumn(1).getInt() + 1;
+  leased->config.ParseFromString(BlobOf(next.getColumn(2)));
+  if (leased->attempt > 1) {
+    // An earlier attempt ran: resume from its checkpoint, and keep exactly the points up to
+    // it so that the resumed run's points are not doubled (none kept without a checkpoint).
+    PreparedStatements::Handle checkpoint =
+        prepared_->Use("SELECT iteration, state FROM checkpoints WHERE trial_id = ?");
+    checkpoint.bind(1, leased->trial_id);
+    if (checkpoint.executeStep()) {
+      leased->checkpoint_iteration = checkpoint.getColumn(0).getInt64();
+      leased->checkpoint = BlobOf(checkpoint.getColumn(1));
+    }
+    PreparedStatements::Handle drop =
+        prepared_->Use("DELETE FROM curve_points WHERE trial_id = ? AND iteration > ?");
+    drop.bind(1, leased->trial_id);
+    drop.bind(2, leased->checkpoint.empty() ? int64_t{-1} : leased->checkpoint_iteration);
+    drop.exec();
+    stored_points_.erase(leased->trial_id);
+  }
+  PreparedStatements::Handle update = prepared_->Use(
+      "UPDATE trials SET state = ?1, attempt = ?2, lease_owner = ?3, worker_id = ?3, "
+      "lease_expires_ms = ?4, started_ms = ?5, finished_ms = 0, error = '', change_seq = ?6 "
+      "WHERE id = ?7");
+  update.bind(1, static_cast<int>(v1::TRIAL_STATE_RUNNING));
+  update.bind(2, leased->attempt);
+  update.bind(3, worker_id);
+  update.bind(4, lease_expires_ms);
+  update.bind(5, now_ms);
+  update.bind(6, NextSeq());
+  update.bind(7, leased->trial_id);
+  update.exec();
+  UpdateSweepState(leased->sweep_id, now_ms);
+  return leased;
 }
 
 absl::StatusOr<std::vector<v1::TrialRef>> TrialStore::Heartbeat(
@@ -932,12 +1009,13 @@ absl::StatusOr<std::vector<v1::TrialRef>> TrialStore::Heartbeat(
   std::lock_guard<std::mutex> lock(write_mu_);
   return Guarded("heartbeat", [&]() -> absl::StatusOr<std::vector<v1::TrialRef>> {
     SQLite::Transaction transaction(*writer_, SQLite::TransactionBehavior::IMMEDIATE);
-    absl::Status status = TouchWorkerLocked(*writer_, worker_id, incarnation, now_ms);
+    absl::Status status = TouchWorkerLocked(*prepared_, worker_id, incarnation, now_ms);
     if (!status.ok()) return status;
-    SQLite::Statement extend(*writer_, "UPDATE trials SET lease_expires_ms = ? WHERE id = ?");
+    PreparedStatements::Handle extend =
+        prepared_->Use("UPDATE trials SET lease_expires_ms = ? WHERE id = ?");
     std::vector<v1::TrialRef> stop;
     for (const v1::TrialRef& ref : running) {
-      std::optional<LeaseRow> lease = ReadLease(*writer_, ref.trial_id());
+      std::optional<LeaseRow> lease = ReadLease(*prepared_, ref.trial_id());
       if (lease && lease->state == v1::TRIAL_STATE_RUNNING && lease->owner == worker_id &&
           lease->attempt == ref.attempt()) {
         extend.reset();
@@ -959,7 +1037,7 @@ absl::StatusOr<ProgressVerdict> TrialStore::AppendPoints(
   std::lock_guard<std::mutex> lock(write_mu_);
   return Guarded("report progress", [&]() -> absl::StatusOr<ProgressVerdict> {
     SQLite::Transaction transaction(*writer_, SQLite::TransactionBehavior::IMMEDIATE);
-    absl::StatusOr<LeaseRow> lease = CheckFence(*writer_, worker_id, ref);
+    absl::StatusOr<LeaseRow> lease = CheckFence(*prepared_, worker_id, ref);
     if (!lease.ok()) return lease.status();
     ProgressVerdict verdict;
     if (lease->state == v1::TRIAL_STATE_CANCELLED) {
@@ -971,7 +1049,8 @@ absl::StatusOr<ProgressVerdict> TrialStore::AppendPoints(
     // which only makes the check stricter near the limit.
     auto counted = stored_points_.find(ref.trial_id());
     if (counted == stored_points_.end()) {
-      SQLite::Statement count(*writer_, "SELECT COUNT(*) FROM curve_points WHERE trial_id = ?");
+      PreparedStatements::Handle count =
+          prepared_->Use("SELECT COUNT(*) FROM curve_points WHERE trial_id = ?");
       count.bind(1, ref.trial_id());
       count.executeStep();
       counted = stored_points_.emplace(ref.trial_id(), count.getColumn(0).getInt64()).first;
@@ -984,8 +1063,7 @@ absl::StatusOr<ProgressVerdict> TrialStore::AppendPoints(
     }
     // All points of the call in this one transaction with one prepared statement: the commit,
     // not the rows, is what costs.
-    SQLite::Statement insert(
-        *writer_,
+    PreparedStatements::Handle insert = prepared_->Use(
         "INSERT OR REPLACE INTO curve_points (trial_id, iteration, attempt, epoch, train_loss, "
         "train_accuracy, test_loss, test_accuracy, learning_rate, stats) "
         "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
@@ -1013,15 +1091,15 @@ absl::StatusOr<ProgressVerdict> TrialStore::AppendPoints(
       insert.bind(9, point.learning_rate());
       insert.exec();
     }
-    SQLite::Statement pruned(*writer_, "SELECT prune FROM trials WHERE id = ?");
+    PreparedStatements::Handle pruned = prepared_->Use("SELECT prune FROM trials WHERE id = ?");
     pruned.bind(1, ref.trial_id());
     verdict.prune = pruned.executeStep() && pruned.getColumn(0).getInt() != 0;
     const PruningRule& rule = PruningOf(lease->sweep_id);
     if (!verdict.prune && rule.enabled()) {
-      SQLite::Statement others(*writer_,
-                               "SELECT c.test_accuracy FROM trials t JOIN curve_points c "
-                               "ON c.trial_id = t.id AND c.iteration = ?1 "
-                               "WHERE t.sweep_id = ?2 AND t.id != ?3");
+      PreparedStatements::Handle others = prepared_->Use(
+          "SELECT c.test_accuracy FROM trials t JOIN curve_points c "
+          "ON c.trial_id = t.id AND c.iteration = ?1 "
+          "WHERE t.sweep_id = ?2 AND t.id != ?3");
       for (const v1::CurvePoint& point : points) {
         if (!rule.DecidesAt(point.iteration())) continue;
         others.reset();
@@ -1032,10 +1110,11 @@ absl::StatusOr<ProgressVerdict> TrialStore::AppendPoints(
         while (others.executeStep()) accuracies.push_back(others.getColumn(0).getDouble());
         if (rule.ShouldPrune(point.test_accuracy(), std::move(accuracies))) {
           verdict.prune = true;
-          SQLite::Statement mark(*writer_, "UPDATE trials SET prune = 1 WHERE id = ?");
+          PreparedStatements::Handle mark =
+              prepared_->Use("UPDATE trials SET prune = 1 WHERE id = ?");
           mark.bind(1, ref.trial_id());
           mark.exec();
-          RecordEvent(*writer_, 0, lease->sweep_id, ref.trial_id(), worker_id, "trial_pruned",
+          RecordEvent(*prepared_, 0, lease->sweep_id, ref.trial_id(), worker_id, "trial_pruned",
                       absl::StrCat("below the median at iteration ", point.iteration()));
           break;
         }
@@ -1064,7 +1143,7 @@ absl::Status TrialStore::StoreCheckpoint(const std::string& worker_id, const v1:
   std::lock_guard<std::mutex> lock(write_mu_);
   return Guarded("store checkpoint", [&]() -> absl::Status {
     SQLite::Transaction transaction(*writer_, SQLite::TransactionBehavior::IMMEDIATE);
-    absl::StatusOr<LeaseRow> lease = CheckFence(*writer_, worker_id, ref);
+    absl::StatusOr<LeaseRow> lease = CheckFence(*prepared_, worker_id, ref);
     if (!lease.ok()) return lease.status();
     if (lease->state != v1::TRIAL_STATE_RUNNING) {
       return absl::FailedPreconditionError(
@@ -1072,8 +1151,7 @@ absl::Status TrialStore::StoreCheckpoint(const std::string& worker_id, const v1:
                        v1::TrialState_Name(static_cast<v1::TrialState>(lease->state)),
                        "): checkpoint not stored"));
     }
-    SQLite::Statement upsert(
-        *writer_,
+    PreparedStatements::Handle upsert = prepared_->Use(
         "INSERT OR REPLACE INTO checkpoints (trial_id, attempt, iteration, state, created_ms) "
         "VALUES (?, ?, ?, ?, ?)");
     upsert.bind(1, ref.trial_id());
@@ -1092,11 +1170,11 @@ absl::Status TrialStore::ReleaseTrial(const std::string& worker_id, const v1::Tr
   std::lock_guard<std::mutex> lock(write_mu_);
   return Guarded("release trial", [&]() -> absl::Status {
     SQLite::Transaction transaction(*writer_, SQLite::TransactionBehavior::IMMEDIATE);
-    absl::StatusOr<LeaseRow> lease = CheckFence(*writer_, worker_id, ref);
+    absl::StatusOr<LeaseRow> lease = CheckFence(*prepared_, worker_id, ref);
     if (!lease.ok()) return lease.status();
     if (lease->state == v1::TRIAL_STATE_CANCELLED) {
       // The worker stopped before it heard of the cancel: drop its lease, keep CANCELLED.
-      ReleaseCancelledLease(*writer_, ref.trial_id());
+      ReleaseCancelledLease(*prepared_, ref.trial_id());
       transaction.commit();
       return absl::OkStatus();
     }
@@ -1109,7 +1187,7 @@ absl::Status TrialStore::ReleaseTrial(const std::string& worker_id, const v1::Tr
     requeue.bind(2, NextSeq());
     requeue.bind(3, ref.trial_id());
     requeue.exec();
-    RecordEvent(*writer_, now_ms, lease->sweep_id, ref.trial_id(), worker_id, "trial_released",
+    RecordEvent(*prepared_, now_ms, lease->sweep_id, ref.trial_id(), worker_id, "trial_released",
                 reason.empty() ? std::string("released by the worker") : reason);
     UpdateSweepState(lease->sweep_id, now_ms);
     transaction.commit();
@@ -1124,16 +1202,15 @@ absl::Status TrialStore::CompleteTrial(const std::string& worker_id, const v1::T
   std::lock_guard<std::mutex> lock(write_mu_);
   return Guarded("complete trial", [&]() -> absl::Status {
     SQLite::Transaction transaction(*writer_, SQLite::TransactionBehavior::IMMEDIATE);
-    absl::StatusOr<LeaseRow> lease = CheckFence(*writer_, worker_id, ref);
+    absl::StatusOr<LeaseRow> lease = CheckFence(*prepared_, worker_id, ref);
     if (!lease.ok()) return lease.status();
     if (lease->state == v1::TRIAL_STATE_CANCELLED) {
       // The worker stopped before it heard of the cancel: drop its lease, keep CANCELLED.
-      ReleaseCancelledLease(*writer_, ref.trial_id());
+      ReleaseCancelledLease(*prepared_, ref.trial_id());
       transaction.commit();
       return absl::OkStatus();
     }
-    SQLite::Statement update(
-        *writer_,
+    PreparedStatements::Handle update = prepared_->Use(
         "UPDATE trials SET state = ?1, result = ?2, outcome = ?3, error = ?4, finished_ms = ?5, "
         "lease_owner = NULL, lease_expires_ms = 0, change_seq = ?6 WHERE id = ?7");
     std::string result_blob;
@@ -1153,17 +1230,18 @@ absl::Status TrialStore::CompleteTrial(const std::string& worker_id, const v1::T
     update.bind(6, NextSeq());
     update.bind(7, ref.trial_id());
     update.exec();
-    SQLite::Statement done(*writer_,
-                           "UPDATE workers SET trials_done = trials_done + 1 WHERE id = ?");
+    PreparedStatements::Handle done =
+        prepared_->Use("UPDATE workers SET trials_done = trials_done + 1 WHERE id = ?");
     done.bind(1, worker_id);
     done.exec();
     if (result == nullptr) {
-      RecordEvent(*writer_, now_ms, lease->sweep_id, ref.trial_id(), worker_id, "trial_failed",
+      RecordEvent(*prepared_, now_ms, lease->sweep_id, ref.trial_id(), worker_id, "trial_failed",
                   error);
     }
     stored_points_.erase(ref.trial_id());
     // A finished trial never resumes: its checkpoint is dead weight.
-    SQLite::Statement drop_checkpoint(*writer_, "DELETE FROM checkpoints WHERE trial_id = ?");
+    PreparedStatements::Handle drop_checkpoint =
+        prepared_->Use("DELETE FROM checkpoints WHERE trial_id = ?");
     drop_checkpoint.bind(1, ref.trial_id());
     drop_checkpoint.exec();
     absl::StatusOr<int> planned = PlanFollowUp(lease->sweep_id, now_ms);
@@ -1179,22 +1257,28 @@ absl::StatusOr<int> TrialStore::ExpireLeases(int64_t now_ms, int max_attempts) {
   std::lock_guard<std::mutex> lock(write_mu_);
   return Guarded("expire leases", [&]() -> absl::StatusOr<int> {
     SQLite::Transaction transaction(*writer_, SQLite::TransactionBehavior::IMMEDIATE);
-    SQLite::Statement expired(*writer_,
-                              "SELECT id, attempt, sweep_id, free_attempts FROM trials "
-                              "WHERE state = ? AND lease_expires_ms < ?");
-    expired.bind(1, static_cast<int>(v1::TRIAL_STATE_RUNNING));
-    expired.bind(2, now_ms);
-    std::vector<RunningTrial> lost;
-    while (expired.executeStep()) {
-      lost.push_back({expired.getColumn(0).getInt64(), expired.getColumn(1).getInt(),
-                      expired.getColumn(2).getInt64(), expired.getColumn(3).getInt()});
-    }
-    if (lost.empty()) return 0;
-    ReleaseTrials(lost, now_ms, max_attempts, "lease expired");
+    const int expired = ExpireLeasesLocked(now_ms, max_attempts);
+    if (expired == 0) return 0;
     transaction.commit();
     changes_.Notify();
-    return static_cast<int>(lost.size());
+    return expired;
   });
+}
+
+int TrialStore::ExpireLeasesLocked(int64_t now_ms, int max_attempts) {
+  PreparedStatements::Handle expired = prepared_->Use(
+      "SELECT id, attempt, sweep_id, free_attempts FROM trials "
+      "WHERE state = ? AND lease_expires_ms < ?");
+  expired.bind(1, static_cast<int>(v1::TRIAL_STATE_RUNNING));
+  expired.bind(2, now_ms);
+  std::vector<RunningTrial> lost;
+  while (expired.executeStep()) {
+    lost.push_back({expired.getColumn(0).getInt64(), expired.getColumn(1).getInt(),
+                    expired.getColumn(2).getInt64(), expired.getColumn(3).getInt()});
+  }
+  if (lost.empty()) return 0;
+  ReleaseTrials(lost, now_ms, max_attempts, "lease expired");
+  return static_cast<int>(lost.size());
 }
 
 absl::StatusOr<int> TrialStore::ExtendRunningLeases(int64_t min_expires_ms) {
@@ -1240,13 +1324,12 @@ absl::StatusOr<std::vector<v1::WorkerInfo>> TrialStore::ListWorkers() {
 
 void TrialStore::ReleaseTrials(const std::vector<RunningTrial>& trials, int64_t now_ms,
                                int max_attempts, const std::string& reason) {
-  SQLite::Statement requeue(
-      *writer_,
+  PreparedStatements::Handle requeue = prepared_->Use(
       "UPDATE trials SET state = ?, lease_owner = NULL, lease_expires_ms = 0, "
       "change_seq = ? WHERE id = ?");
-  SQLite::Statement fail(*writer_,
-                         "UPDATE trials SET state = ?, lease_owner = NULL, lease_expires_ms = 0, "
-                         "error = ?, finished_ms = ?, change_seq = ? WHERE id = ?");
+  PreparedStatements::Handle fail = prepared_->Use(
+      "UPDATE trials SET state = ?, lease_owner = NULL, lease_expires_ms = 0, "
+      "error = ?, finished_ms = ?, change_seq = ? WHERE id = ?");
   std::set<int64_t> sweeps;
   for (const RunningTrial& trial : trials) {
     sweeps.insert(trial.sweep_id);
@@ -1257,7 +1340,7 @@ void TrialStore::ReleaseTrials(const std::vector<RunningTrial>& trials, int64_t 
       requeue.bind(2, NextSeq());
       requeue.bind(3, trial.id);
       requeue.exec();
-      RecordEvent(*writer_, now_ms, trial.sweep_id, trial.id, "", "trial_requeued",
+      RecordEvent(*prepared_, now_ms, trial.sweep_id, trial.id, "", "trial_requeued",
                   absl::StrCat(reason, " (attempt ", trial.attempt, ")"));
     } else {
       std::string error = absl::StrCat(reason, " ", lost_leases, " times (worker lost)");
@@ -1268,7 +1351,7 @@ void TrialStore::ReleaseTrials(const std::vector<RunningTrial>& trials, int64_t 
       fail.bind(4, NextSeq());
       fail.bind(5, trial.id);
       fail.exec();
-      RecordEvent(*writer_, now_ms, trial.sweep_id, trial.id, "", "trial_failed", error);
+      RecordEvent(*prepared_, now_ms, trial.sweep_id, trial.id, "", "trial_failed", error);
     }
   }
   for (int64_t sweep_id : sweeps) {
@@ -1279,14 +1362,13 @@ void TrialStore::ReleaseTrials(const std::vector<RunningTrial>& trials, int64_t 
 }
 
 void TrialStore::UpdateSweepState(int64_t sweep_id, int64_t now_ms) {
-  SQLite::Statement current(*writer_, "SELECT state FROM sweeps WHERE id = ?");
+  PreparedStatements::Handle current = prepared_->Use("SELECT state FROM sweeps WHERE id = ?");
   current.bind(1, sweep_id);
   if (!current.executeStep()) return;
   int state = current.getColumn(0).getInt();
   if (state == v1::SWEEP_STATE_CANCELLED || state == v1::SWEEP_STATE_DONE) return;
 
-  SQLite::Statement active(
-      *writer_,
+  PreparedStatements::Handle active = prepared_->Use(
       "SELECT EXISTS (SELECT 1 FROM trials WHERE sweep_id = ?1 AND state = ?2), "
       "EXISTS (SELECT 1 FROM trials WHERE sweep_id = ?1 AND state = ?3), "
       "EXISTS (SELECT 1 FROM trials WHERE sweep_id = ?1 AND state > ?3)");
@@ -1306,7 +1388,8 @@ void TrialStore::UpdateSweepState(int64_t sweep_id, int64_t now_ms) {
   // A paused sweep stays paused until resumed, unless nothing is left to run.
   if (state == v1::SWEEP_STATE_PAUSED && next_state != v1::SWEEP_STATE_DONE) return;
   if (next_state == state) return;
-  SQLite::Statement update(*writer_, "UPDATE sweeps SET state = ?, finished_ms = ? WHERE id = ?");
+  PreparedStatements::Handle update =
+      prepared_->Use("UPDATE sweeps SET state = ?, finished_ms = ? WHERE id = ?");
   update.bind(1, next_state);
   update.bind(2, next_state == v1::SWEEP_STATE_DONE ? now_ms : int64_t{0});
   update.bind(3, sweep_id);
@@ -1331,14 +1414,21 @@ const PruningRule& TrialStore::PruningOf(int64_t sweep_id) {
 
 absl::StatusOr<int> TrialStore::PlanFollowUp(int64_t sweep_id, int64_t now_ms) {
   if (!follow_up_planner_) return 0;
+  // Called on every finished trial: only bisect sweeps plan, so the others' specs are parsed
+  // once, not per trial.
+  if (auto known = plans_follow_ups_.find(sweep_id);
+      known != plans_follow_ups_.end() && !known->second) {
+    return 0;
+  }
   SQLite::Statement query(*writer_, "SELECT spec, state FROM sweeps WHERE id = ?");
   query.bind(1, sweep_id);
   if (!query.executeStep()) return 0;
-  // A cancelled search plans nothing more.
-  if (query.getColumn(1).getInt() == v1::SWEEP_STATE_CANCELLED) return 0;
   v1::SweepSpec spec;
   spec.ParseFromString(BlobOf(query.getColumn(0)));
+  plans_follow_ups_[sweep_id] = spec.method() == "bisect";
   if (spec.method() != "bisect") return 0;
+  // A cancelled search plans nothing more.
+  if (query.getColumn(1).getInt() == v1::SWEEP_STATE_CANCELLED) return 0;
   int reused = 0;
   // Reused probes finish at once and may call for the next ones. The planner only returns
   // configs the sweep does not hold yet, so this ends.

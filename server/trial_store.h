@@ -29,6 +29,8 @@ class Database;
 
 namespace bitsweep::server {
 
+class PreparedStatements;  // trial_store.cc: the writer's statements, prepared once
+
 // A trial handed to a worker.
 struct LeasedTrial {
   int64_t trial_id = 0;
@@ -187,6 +189,17 @@ class TrialStore {
   absl::StatusOr<std::optional<LeasedTrial>> LeaseNext(const std::string& worker_id, int64_t now_ms,
                                                        int64_t lease_expires_ms);
 
+  // What ExpireTouchAndLease did: leases expired by its expiry pass, and the trial leased.
+  struct LeaseOutcome {
+    int expired = 0;
+    std::optional<LeasedTrial> trial;
+  };
+  // ExpireLeases(now_ms, max_attempts), TouchWorker and LeaseNext in one transaction (one
+  // commit per lease instead of three). The expiry stands even when the worker is unknown.
+  // Errors: NotFound (worker or incarnation not registered), Internal.
+  absl::StatusOr<LeaseOutcome> ExpireTouchAndLease(const std::string& worker_id,
+                                                   const std::string& incarnation, int64_t now_ms,
+                                                   int64_t lease_expires_ms, int max_attempts);
   // Records the heartbeat and extends the leases of the listed trials still RUNNING for this
   // worker and attempt. Returns the listed trials the worker must stop (cancelled, finished,
   // unknown, or leased to someone else / another attempt).
@@ -268,6 +281,10 @@ class TrialStore {
   // Caller holds write_mu_ inside a transaction.
   void UpdateSweepState(int64_t sweep_id, int64_t now_ms);
   int64_t NextSeq() { return ++last_seq_; }
+  // The bodies of ExpireLeases and LeaseNext. Caller holds write_mu_ inside a transaction.
+  int ExpireLeasesLocked(int64_t now_ms, int max_attempts);
+  std::optional<LeasedTrial> LeaseNextLocked(const std::string& worker_id, int64_t now_ms,
+                                             int64_t lease_expires_ms);
   // The sweep's parsed pruning rule (cached: specs never change). Caller holds write_mu_.
   const PruningRule& PruningOf(int64_t sweep_id);
   // Adds the trials the follow-up planner asks for (bisect sweeps), reusing finished results
@@ -300,8 +317,13 @@ class TrialStore {
   std::mutex write_mu_;
   int64_t max_curve_points_per_trial_ = kDefaultMaxCurvePointsPerTrial;
   std::unique_ptr<SQLite::Database> writer_;
+  // Declared after writer_: its statements are finalized before the connection closes.
+  std::unique_ptr<PreparedStatements> prepared_;
   int64_t last_seq_ = 0;
   std::unordered_map<int64_t, PruningRule> pruning_rules_;  // by sweep id
+  // Whether the sweep plans follow-up trials (method bisect; specs never change), by sweep id.
+  // Guarded by write_mu_.
+  std::unordered_map<int64_t, bool> plans_follow_ups_;
   // Curve points stored per trial that reported since this store opened (an upper bound:
   // re-sent iterations count twice). Dropped when its points are deleted or it finishes.
   std::unordered_map<int64_t, int64_t> stored_points_;

@@ -117,6 +117,10 @@ int main(int argc, char** argv) {
   app.add_option("--points", points, "Curve points per trial")->capture_default_str();
   app.add_option("--probes", probes, "One-trial sweeps for the idle-slot latency")
       ->capture_default_str();
+  int checkpoint_every = -1;
+  app.add_option("--checkpoint-every", checkpoint_every,
+                 "Server's --checkpoint-every (evaluations per checkpoint upload; -1: its default)")
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 
   absl::StatusOr<std::unique_ptr<Cluster>> created = Cluster::Create();
@@ -126,7 +130,11 @@ int main(int argc, char** argv) {
   }
   Cluster& cluster = **created;
   cluster.set_log_levels("warn", "warn");
-  if (absl::Status started = cluster.StartServer(); !started.ok()) {
+  std::vector<std::string> server_args;
+  if (checkpoint_every >= 0) {
+    server_args = {"--checkpoint-every", std::to_string(checkpoint_every)};
+  }
+  if (absl::Status started = cluster.StartServer(server_args); !started.ok()) {
     std::cerr << started << "\n";
     return 1;
   }
@@ -141,14 +149,26 @@ int main(int argc, char** argv) {
   }
   Print("orchestration.workers", workers, "processes");
   Print("orchestration.slots_per_worker", slots, "slots");
+  Print("orchestration.points_per_trial", points, "points");
+  Print("orchestration.checkpoint_every", checkpoint_every < 0 ? 5 : checkpoint_every, "points");
 
   // 1. Idle-slot latency.
   std::vector<int64_t> probe_sweeps;
   for (int i = 0; i < probes; ++i) {
-    absl::StatusOr<bitsweep::v1::SubmitSweepResponse> submitted =
-        cluster.Submit(bitsweep::e2e::SimulatedSweep("probe-" + std::to_string(i), 1, 1, 0));
+    // A distinct config per probe (batch size i+1; the throughput sweep leaves it unset):
+    // an identical config would be reused from the previous probe's result, never run.
+    bitsweep::v1::SweepSpec probe =
+        bitsweep::e2e::SimulatedSweep("probe-" + std::to_string(i), 1, 1, 0);
+    bitsweep::v1::SweepParameter* batch = probe.add_parameters();
+    batch->set_path("train.batch_size");
+    batch->mutable_values()->add_values()->set_number_value(i + 1);
+    absl::StatusOr<bitsweep::v1::SubmitSweepResponse> submitted = cluster.Submit(probe);
     if (!submitted.ok()) {
       std::cerr << submitted.status() << "\n";
+      return 1;
+    }
+    if (submitted->reused() != 0) {
+      std::cerr << "probe " << i << " was answered from a stored result, not run\n";
       return 1;
     }
     probe_sweeps.push_back(submitted->sweep_id());
@@ -176,6 +196,10 @@ int main(int argc, char** argv) {
   absl::StatusOr<bitsweep::v1::SubmitSweepResponse> submitted = cluster.Submit(spec);
   if (!submitted.ok()) {
     std::cerr << submitted.status() << "\n";
+    return 1;
+  }
+  if (submitted->reused() != 0) {
+    std::cerr << "throughput sweep: " << submitted->reused() << " results reused, not run\n";
     return 1;
   }
   const double submit_seconds =

@@ -1,14 +1,22 @@
 // bitsweep_store_ingest: curve points ingested per second by the server's store, the way
 // ReportProgress stores them (one transaction per report, fencing check included), from
-// several concurrent "workers" on one writer connection. Prints one JSON line.
+// several concurrent "workers" on one writer connection; and the memory the store takes with
+// many trials and points stored (DESIGN §12: 100,000 trials and 10 M points).
 //
-//   bitsweep_store_ingest [--workers N] [--batch B] [--points P] [--db FILE]
+//   bitsweep_store_ingest [--workers N] [--trials T] [--batch B] [--points P] [--db FILE]
+//
+// One sweep of T trials (default: one per worker). Each worker leases trials until none is
+// left, reports P / T points per trial in reports of B points, and completes the trial. Prints
+// one line per figure: `name value unit`. Exit code 1 when a call failed or a count is wrong.
 #include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -21,6 +29,7 @@ namespace {
 
 struct Args {
   int workers = 4;
+  int64_t trials = 0;  // 0: one per worker
   int batch = 100;
   int64_t points = 400'000;
   std::string db;
@@ -32,6 +41,8 @@ bool Parse(int argc, char** argv, Args* args) {
     const char* value = argv[i + 1];
     if (flag == "--workers") {
       args->workers = std::atoi(value);
+    } else if (flag == "--trials") {
+      args->trials = std::atoll(value);
     } else if (flag == "--batch") {
       args->batch = std::atoi(value);
     } else if (flag == "--points") {
@@ -42,7 +53,24 @@ bool Parse(int argc, char** argv, Args* args) {
       return false;
     }
   }
-  return args->workers > 0 && args->batch > 0 && args->points > 0 && argc % 2 == 1;
+  if (args->trials == 0) args->trials = args->workers;
+  return args->workers > 0 && args->trials > 0 && args->batch > 0 && args->points >= args->trials &&
+         argc % 2 == 1;
+}
+
+// A field of /proc/self/status in MiB (VmHWM: peak RSS, VmRSS: current).
+double StatusMiB(const std::string& field) {
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind(field + ":", 0) == 0) return std::stod(line.substr(field.size() + 1)) / 1024.0;
+  }
+  return 0;
+}
+
+void Print(const std::string& name, double value, const std::string& unit) {
+  std::printf("%-44s %14.2f %s\n", name.c_str(), value, unit.c_str());
+  std::fflush(stdout);
 }
 
 }  // namespace
@@ -56,7 +84,9 @@ int main(int argc, char** argv) {
   namespace v1 = bitsweep::v1;
   Args args;
   if (!Parse(argc, argv, &args)) {
-    std::fprintf(stderr, "usage: %s [--workers N] [--batch B] [--points P] [--db FILE]\n", argv[0]);
+    std::fprintf(stderr,
+                 "usage: %s [--workers N] [--trials T] [--batch B] [--points P >= T] [--db FILE]\n",
+                 argv[0]);
     return 2;
   }
   std::filesystem::path dir;
@@ -72,63 +102,89 @@ int main(int argc, char** argv) {
     return 1;
   }
   const bitsweep::common::Clock* clock = bitsweep::common::SystemClock::Get();
-  Scheduler scheduler(store->get(), clock, SchedulerOptions{.lease_timeout_ms = 600'000});
+  Scheduler scheduler(store->get(), clock, SchedulerOptions{.lease_timeout_ms = 3'600'000});
   v1::SweepSpec spec;
   spec.set_name("ingest");
-  std::vector<PlannedTrial> trials(static_cast<size_t>(args.workers));
-  for (int i = 0; i < args.workers; ++i) trials[i].config.set_seed(static_cast<uint64_t>(i));
-  if (!(*store)->CreateSweep(spec, trials, clock->NowUnixMs()).ok()) return 1;
-  std::vector<v1::TrialRef> refs;
-  for (int i = 0; i < args.workers; ++i) {
-    std::string worker = "w" + std::to_string(i);
-    if (!scheduler.RegisterWorker({worker, "inc", "bench", 1}).ok()) return 1;
-    auto leased = scheduler.LeaseTrial(worker, "inc");
-    if (!leased.ok() || !leased->has_value()) return 1;
-    v1::TrialRef& ref = refs.emplace_back();
-    ref.set_trial_id((*leased)->trial_id);
-    ref.set_attempt((*leased)->attempt);
+  std::vector<PlannedTrial> trials(static_cast<size_t>(args.trials));
+  for (int64_t i = 0; i < args.trials; ++i) {
+    trials[static_cast<size_t>(i)].config.set_seed(static_cast<uint64_t>(i));
+    trials[static_cast<size_t>(i)].config_hash = "ingest-" + std::to_string(i);
   }
-  (*store)->set_max_curve_points_per_trial(args.points + args.batch);
-  const int64_t per_worker = args.points / args.workers;
-  const int64_t reports = per_worker / args.batch;
+  if (!(*store)->CreateSweep(spec, trials, clock->NowUnixMs()).ok()) return 1;
+  for (int w = 0; w < args.workers; ++w) {
+    if (!scheduler.RegisterWorker({"w" + std::to_string(w), "inc", "bench", 1}).ok()) return 1;
+  }
+  const int64_t per_trial = args.points / args.trials;
+  (*store)->set_max_curve_points_per_trial(per_trial + args.batch);
+  std::atomic<int64_t> reports{0};
+  std::atomic<int64_t> finished{0};
+  std::atomic<int> errors{0};
   auto start = std::chrono::steady_clock::now();
   std::vector<std::thread> threads;
-  std::vector<int> errors(static_cast<size_t>(args.workers), 0);
   for (int w = 0; w < args.workers; ++w) {
     threads.emplace_back([&, w] {
       const std::string worker = "w" + std::to_string(w);
-      std::vector<v1::CurvePoint> points(static_cast<size_t>(args.batch));
-      for (int64_t r = 0; r < reports; ++r) {
-        for (int i = 0; i < args.batch; ++i) {
-          v1::CurvePoint& point = points[static_cast<size_t>(i)];
-          point.set_iteration(r * args.batch + i);
-          point.set_epoch(0.001 * static_cast<double>(r));
-          point.set_train_loss(1.0 / static_cast<double>(r + 1));
-          point.set_test_accuracy(0.5);
+      std::vector<v1::CurvePoint> points;
+      while (true) {
+        auto leased = scheduler.LeaseTrial(worker, "inc");
+        if (!leased.ok()) ++errors;
+        if (!leased.ok() || !leased->has_value()) return;
+        v1::TrialRef ref;
+        ref.set_trial_id((*leased)->trial_id);
+        ref.set_attempt((*leased)->attempt);
+        for (int64_t first = 0; first < per_trial; first += args.batch) {
+          points.resize(static_cast<size_t>(std::min<int64_t>(args.batch, per_trial - first)));
+          for (size_t i = 0; i < points.size(); ++i) {
+            const int64_t iteration = first + static_cast<int64_t>(i);
+            v1::CurvePoint& point = points[i];
+            point.set_iteration(iteration);
+            point.set_epoch(0.001 * static_cast<double>(iteration));
+            point.set_train_loss(1.0 / static_cast<double>(iteration + 1));
+            point.set_test_accuracy(0.5);
+          }
+          if (!scheduler.ReportProgress(worker, ref, points).ok()) ++errors;
+          ++reports;
         }
-        if (!scheduler.ReportProgress(worker, refs[static_cast<size_t>(w)], points).ok()) {
-          ++errors[static_cast<size_t>(w)];
-        }
+        v1::TrialResult result;
+        result.set_outcome(v1::TRIAL_OUTCOME_COMPLETED);
+        if (!scheduler.CompleteTrial(worker, ref, &result, "").ok()) ++errors;
+        ++finished;
       }
     });
   }
   for (std::thread& thread : threads) thread.join();
-  double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  // Stored counts from the database, not from what was sent.
+  auto sweep = (*store)->GetSweep(1);
   int64_t stored = 0;
-  for (const v1::TrialRef& ref : refs) {
-    auto curve = (*store)->GetCurve(ref.trial_id());
+  for (int64_t id = 1; id <= std::min<int64_t>(args.trials, 4); ++id) {
+    auto curve = (*store)->GetCurve(id);
     if (curve.ok()) stored += static_cast<int64_t>(curve->size());
   }
-  int total_errors = 0;
-  for (int e : errors) total_errors += e;
-  std::printf(
-      "{\"figure\": \"curve_points_ingested_per_s\", \"value\": %.0f, \"workers\": %d, "
-      "\"batch\": %d, \"points\": %lld, \"seconds\": %.3f, \"reports_per_s\": %.0f, "
-      "\"errors\": %d}\n",
-      static_cast<double>(stored) / seconds, args.workers, args.batch,
-      static_cast<long long>(stored), seconds,
-      static_cast<double>(reports * args.workers) / seconds, total_errors);
+  const bool counts_ok = sweep.ok() && sweep->counts().done() == args.trials &&
+                         stored == per_trial * std::min<int64_t>(args.trials, 4);
+  const int64_t ingested = per_trial * args.trials;
+  Print("store.workers", args.workers, "threads");
+  Print("store.trials", static_cast<double>(args.trials), "trials");
+  Print("store.curve_points", static_cast<double>(ingested), "points");
+  Print("store.seconds", seconds, "s");
+  Print("store.curve_points_per_second", static_cast<double>(ingested) / seconds, "points/s");
+  Print("store.reports_per_second", static_cast<double>(reports.load()) / seconds, "reports/s");
+  Print("store.trials_per_second", static_cast<double>(finished.load()) / seconds, "trials/s");
+  Print("store.peak_rss", StatusMiB("VmHWM"), "MiB");
+  Print("store.rss_after", StatusMiB("VmRSS"), "MiB");
+  std::error_code no_wal;
+  const uintmax_t wal_bytes = std::filesystem::file_size(args.db + "-wal", no_wal);
+  Print("store.db_size",
+        static_cast<double>(std::filesystem::file_size(args.db) + (no_wal ? 0 : wal_bytes)) /
+            (1 << 20),
+        "MiB");
   store->reset();
   if (!dir.empty()) std::filesystem::remove_all(dir);
-  return total_errors == 0 && stored == reports * args.batch * args.workers ? 0 : 1;
+  if (errors.load() != 0 || !counts_ok) {
+    std::fprintf(stderr, "%d calls failed; counts %s\n", errors.load(), counts_ok ? "ok" : "wrong");
+    return 1;
+  }
+  return 0;
 }

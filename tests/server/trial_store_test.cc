@@ -309,6 +309,69 @@ TEST_F(TrialStoreTest, ExpireLeases_RequeuesKeepingAttemptThenFailsAtMaxAttempts
   EXPECT_EQ(store_->GetSweep(*id)->state(), v1::SWEEP_STATE_DONE);
 }
 
+TEST_F(TrialStoreTest, ExpireTouchAndLease_ReleasesTheLostLeaseThenLeasesIt) {
+  ASSERT_TRUE(store_->CreateSweep(Spec("s"), MakeTrials(1), kNow).ok());
+  ASSERT_TRUE(store_->RegisterWorker("w2", "inc2", "host", 1, kNow, kMaxAttempts).ok());
+  LeasedTrial first = MustLease("w1", kNow + 100);
+  // w1's lease passed: the same call requeues the trial and hands it to w2, next attempt.
+  auto outcome = store_->ExpireTouchAndLease("w2", "inc2", kNow + 500, kNow + 1500, kMaxAttempts);
+  ASSERT_TRUE(outcome.ok()) << outcome.status();
+  EXPECT_EQ(outcome->expired, 1);
+  ASSERT_TRUE(outcome->trial.has_value());
+  EXPECT_EQ(outcome->trial->trial_id, first.trial_id);
+  EXPECT_EQ(outcome->trial->attempt, first.attempt + 1);
+  auto trial = store_->GetTrial(first.trial_id);
+  ASSERT_TRUE(trial.ok());
+  EXPECT_EQ(trial->state(), v1::TRIAL_STATE_RUNNING);
+  EXPECT_EQ(trial->worker_id(), "w2");
+  auto workers = store_->ListWorkers();
+  ASSERT_TRUE(workers.ok());
+  ASSERT_EQ(workers->size(), 2u);
+  EXPECT_EQ((*workers)[1].worker_id(), "w2");
+  EXPECT_EQ((*workers)[1].last_heartbeat_unix_ms(), kNow + 500);
+  // The old attempt is fenced off.
+  EXPECT_EQ(store_->AppendPoints("w1", Ref(first), {Point(1, 0.5)}).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  // Nothing left: no trial, nothing expired.
+  auto empty = store_->ExpireTouchAndLease("w1", "inc1", kNow + 600, kNow + 1600, kMaxAttempts);
+  ASSERT_TRUE(empty.ok());
+  EXPECT_EQ(empty->expired, 0);
+  EXPECT_FALSE(empty->trial.has_value());
+}
+
+TEST_F(TrialStoreTest, ExpireTouchAndLease_UnknownIncarnation_KeepsTheExpiryLeasesNothing) {
+  ASSERT_TRUE(store_->CreateSweep(Spec("s"), MakeTrials(2), kNow).ok());
+  LeasedTrial first = MustLease("w1", kNow + 100);
+  auto outcome = store_->ExpireTouchAndLease("w1", "stale", kNow + 500, kNow + 1500, kMaxAttempts);
+  EXPECT_EQ(outcome.status().code(), absl::StatusCode::kNotFound);
+  // The expiry was committed although the lease was refused; the other trial stays queued.
+  auto trial = store_->GetTrial(first.trial_id);
+  ASSERT_TRUE(trial.ok());
+  EXPECT_EQ(trial->state(), v1::TRIAL_STATE_QUEUED);
+  EXPECT_EQ(store_->GetSweep(1)->counts().queued(), 2);
+}
+
+TEST_F(TrialStoreTest, ReportsAfterAFailedCall_ReuseTheirStatementsCleanly) {
+  // The writer's statements are prepared once and reused: a call that failed half-way (fence
+  // refused) must not leave a statement bound or stepping for the next call.
+  ASSERT_TRUE(store_->CreateSweep(Spec("s"), MakeTrials(1), kNow).ok());
+  LeasedTrial leased = MustLease();
+  v1::TrialRef stale = Ref(leased);
+  stale.set_attempt(leased.attempt + 1);
+  for (int i = 1; i <= 50; ++i) {
+    EXPECT_FALSE(store_->AppendPoints("w1", stale, {Point(i, 0.1)}).ok());
+    ASSERT_TRUE(store_->AppendPoints("w1", Ref(leased), {Point(i, 0.01 * i)}).ok());
+  }
+  auto curve = store_->GetCurve(leased.trial_id);
+  ASSERT_TRUE(curve.ok());
+  ASSERT_EQ(curve->size(), 50u);
+  EXPECT_DOUBLE_EQ((*curve)[49].test_accuracy(), 0.5);
+  v1::TrialResult result;
+  result.set_outcome(v1::TRIAL_OUTCOME_COMPLETED);
+  ASSERT_TRUE(store_->CompleteTrial("w1", Ref(leased), &result, "", kNow).ok());
+  EXPECT_EQ(store_->GetTrial(leased.trial_id)->state(), v1::TRIAL_STATE_DONE);
+}
+
 TEST_F(TrialStoreTest, Heartbeat_ExtendsOwnLeasesAndStopsOthers) {
   ASSERT_TRUE(store_->CreateSweep(Spec("s"), MakeTrials(2), kNow).ok());
   LeasedTrial leased = MustLease("w1", kNow + 100);
