@@ -1,8 +1,10 @@
 // The sweep page: seed-group curves, final accuracy vs an axis with error bars, a heatmap,
-// iterations to target, and the trial table; kept live by the sweep's event stream.
+// iterations to target, the trial table, and the analysis panel (analysis_panel.js); kept live by
+// the sweep's event stream.
 import {esc, num, badge, fmtAcc, fmtDuration, getJson, stats, t975, download, csvField} from './util.js';
-import {lineChart, errorBarChart, colour, dash, alpha, viridis, legend} from './charts.js';
+import {lineChart, errorBarChart, colour, dash, lineStyle, alpha, viridis, legend, accuracyRange} from './charts.js';
 import {progressBar} from './sweeps_page.js';
+import {AnalysisPanel} from './analysis_panel.js';
 
 const PAGE_ROWS = 100;
 const MAX_SEED_LINES = 2000;
@@ -41,11 +43,16 @@ export class SweepPage {
       this.ui.xAxis = pickAxis(this.axes, [/format$/, /bits?/, /precision/], 0);
       this.ui.seriesAxis = pickAxis(this.axes, [/rounding/], this.axes.length > 1 ? 1 : -1);
       if (this.ui.seriesAxis === this.ui.xAxis) this.ui.seriesAxis = this.axes.length > 1 ? (this.ui.xAxis + 1) % this.axes.length : -1;
+      // Lines of one colour differ in the other axes: tell the series axis (rounding) apart by style.
+      this.ui.styleAxis = this.ui.seriesAxis !== this.ui.colorAxis ? this.ui.seriesAxis : -1;
       this.ui.hx = this.ui.xAxis;
       this.ui.hy = this.ui.seriesAxis >= 0 ? this.ui.seriesAxis : this.ui.xAxis;
     }
     this.setGroups(groups);
     this.renderFrame();
+    // Not awaited: the analysis (bootstrap included) may take longer than the page's own data.
+    this.analysis = new AnalysisPanel(this.app.querySelector('#analysis'), this.id, this.axes);
+    this.analysis.fetch();
     this.renderAll();
     this.loaded = true;
     for (const delta of this.pending) this.apply(delta);
@@ -77,7 +84,13 @@ export class SweepPage {
       if (!this.loaded) this.pending.push(delta); else this.apply(delta);
     });
   }
-  close() { if (this.source) this.source.close(); }
+  close() {
+    if (this.source) this.source.close();
+    if (this.analysis) this.analysis.close();
+    // A pending redraw would set the status line of the next page to "live".
+    clearTimeout(this.redraw);
+    this.redraw = null;
+  }
 
   // Applies an event: replaced rows, new points (added to the group statistics), counts.
   apply(delta) {
@@ -118,6 +131,9 @@ export class SweepPage {
       }
       curvesChanged = true;
     }
+    // A trial that finished changes the analysis (throttled by the panel).
+    const finishedStates = ['DONE', 'FAILED', 'CANCELLED'];
+    if (this.analysis && (delta.trials || []).some((r) => finishedStates.includes(r[COL.state]))) this.analysis.refreshSoon();
     if (delta.sweep) {
       this.sweep.counts = delta.sweep.counts;
       const el = this.app.querySelector('#progress');
@@ -153,10 +169,12 @@ export class SweepPage {
         elapsed ${fmt(s.elapsed_ms)} · remaining ${s.eta_ms >= 0 ? fmt(s.eta_ms) : '—'} ·
         ${this.table.rows.length} trials in ${this.groups.length} seed groups ·
         target accuracy ${fmtAcc(this.table.target_accuracy)}</p>
+      <div class="panel" id="analysis"></div>
       <div class="panel"><h2>Curves <span class="muted">(mean of each seed group, band = ${ui.band === 'ci95' ? '95% interval' : '±1 std'})</span></h2>
         <div class="controls">
           <label>metric <select data-ui="metric">${METRICS.map((m) => `<option${m === ui.metric ? ' selected' : ''}>${m}</option>`).join('')}</select></label>
           <label>colour by ${this.axisSelect('colorAxis', ui.colorAxis)}</label>
+          <label>line style by ${this.axisSelect('styleAxis', ui.styleAxis, true)}</label>
           <label>band <select data-ui="band"><option value="ci95"${ui.band === 'ci95' ? ' selected' : ''}>95% interval</option><option value="std"${ui.band === 'std' ? ' selected' : ''}>±1 std</option><option value="none"${ui.band === 'none' ? ' selected' : ''}>none</option></select></label>
           <label><input type="checkbox" data-ui="seeds"${ui.seeds ? ' checked' : ''}> individual seeds</label>
         </div>
@@ -191,7 +209,7 @@ export class SweepPage {
   async onControl(name, el) {
     const ui = this.ui;
     if (el.type === 'checkbox') ui[name] = el.checked;
-    else if (['colorAxis', 'xAxis', 'seriesAxis', 'hx', 'hy'].includes(name)) ui[name] = Number(el.value);
+    else if (['colorAxis', 'styleAxis', 'xAxis', 'seriesAxis', 'hx', 'hy'].includes(name)) ui[name] = Number(el.value);
     else ui[name] = el.value;
     if (name === 'metric') {
       this.setGroups(await getJson(`/api/sweeps/${this.id}/groups?metric=${ui.metric}`));
@@ -208,6 +226,10 @@ export class SweepPage {
     const ui = this.ui, axis = ui.colorAxis;
     const values = this.axes[axis] ? this.axes[axis].values : [''];
     const colorOf = (params) => Math.max(0, values.indexOf(params[axis]));
+    const styleAxis = ui.styleAxis !== axis && this.axes[ui.styleAxis] ? ui.styleAxis : -1;
+    const styleValues = styleAxis >= 0 ? this.axes[styleAxis].values : [];
+    const styleOf = (params, ci) =>
+      (styleAxis >= 0 ? lineStyle(Math.max(0, styleValues.indexOf(params[styleAxis]))) : dash(ci));
     const xs = new Set();
     for (const g of this.groups) for (const it of g.curve.iteration) xs.add(it);
     if (ui.seeds && !this.seedCurves) {
@@ -237,7 +259,7 @@ export class SweepPage {
         if (!g) continue;
         const ci = colorOf(g.params);
         series.push({label: 'trial ' + id, values: place(s.iteration, s.value),
-                     color: alpha(colour(ci), 0.35), width: 1, dash: dash(ci)});
+                     color: alpha(colour(ci), 0.35), width: 1, dash: styleOf(g.params, ci)});
       }
     }
     let lines = 0;
@@ -246,7 +268,7 @@ export class SweepPage {
       const ci = colorOf(g.params), c = g.curve;
       const half = c.mean.map((m, k) => (ui.band === 'std' ? c.std[k] : c.ci95[k]));
       const s = {label: g.params.join(' · '), values: place(c.iteration, c.mean), color: colour(ci),
-                 width: 2, dash: dash(ci)};
+                 width: 2, dash: styleOf(g.params, ci)};
       if (bands) {
         s.lo = place(c.iteration, c.mean.map((m, k) => (Number.isFinite(half[k]) ? m - half[k] : m)));
         s.hi = place(c.iteration, c.mean.map((m, k) => (Number.isFinite(half[k]) ? m + half[k] : m)));
@@ -259,15 +281,18 @@ export class SweepPage {
     el.dataset.seedLines = String(ui.seeds ? Math.min(MAX_SEED_LINES, this.seedCurves.size) : 0);
     const capped = ui.seeds && this.seedCurves.size > MAX_SEED_LINES ?
       `<p class="muted">individual seeds: the first ${MAX_SEED_LINES} of ${this.seedCurves.size} trials are drawn</p>` : '';
-    this.app.querySelector('#curves-legend').innerHTML = capped + legend(values.map((v, i) =>
-      ({label: `${esc(short(this.axes[axis]?.path || ''))} = ${esc(v)}`, color: colour(i)})));
+    const colourItems = values.map((v, i) => ({label: `${esc(short(this.axes[axis]?.path || ''))} = ${esc(v)}`,
+                                               color: colour(i), dash: styleAxis >= 0 ? undefined : dash(i)}));
+    const styleItems = styleValues.map((v, i) => ({label: `${esc(short(this.axes[styleAxis].path))} = ${esc(v)}`,
+                                                   color: '#555', dash: lineStyle(i)}));
+    this.app.querySelector('#curves-legend').innerHTML = capped + legend(colourItems.concat(styleItems));
     el.dataset.maxIteration = String(x.length ? x[x.length - 1] : -1);
     // Points behind the group curves (tests watch this grow as live points arrive).
     el.dataset.points = String(this.groups.reduce((a, g) => a + g.curve.n.reduce((b, n) => b + n, 0), 0));
     if (!x.length) { el.innerHTML = '<p class="muted">No curve points yet.</p>'; return; }
     if (this.curvesPlot) this.curvesPlot.destroy();
     this.curvesPlot = lineChart(el, {x, series, xLabel: 'iteration', yLabel: ui.metric.replace('_', ' '),
-                                     yRange: ui.metric.endsWith('accuracy') ? [0, 1] : undefined});
+                                     yRange: ui.metric.endsWith('accuracy') ? accuracyRange : undefined});
   }
 
   // Rows' values grouped by (x value, series value): {categories, series: [{label, mean, ci}]}.
@@ -296,15 +321,16 @@ export class SweepPage {
     el.dataset.series = String(acc.series.length);
     el.dataset.points = String(acc.series.reduce((a, s) => a + s.mean.filter(Number.isFinite).length, 0));
     el.dataset.values = JSON.stringify(acc.series.map((s) => s.mean.map((m) => (Number.isFinite(m) ? +m.toFixed(6) : null))));
-    this.app.querySelector('#errorbars-legend').innerHTML = legend(acc.series.map((s) => ({label: esc(s.label), color: s.color})));
+    this.app.querySelector('#errorbars-legend').innerHTML = legend(acc.series.map((s) => ({label: esc(s.label), color: s.color, dash: s.dash})));
     if (this.barsPlot) this.barsPlot.destroy();
     this.barsPlot = errorBarChart(el, {...acc, xLabel: short(this.axes[ui.xAxis].path), yLabel: 'final test accuracy',
-                                       format: (v) => (100 * v).toFixed(1) + '%'});
+                                       format: (v) => (100 * v).toFixed(1) + '%', bounds: [0, 1]});
     const speed = this.summarise(ui.xAxis, ui.seriesAxis, (r) => (finished(r) && r[COL.iterations_to_target] >= 0 ? r[COL.iterations_to_target] : null));
     const sel = this.app.querySelector('#speed');
-    this.app.querySelector('#speed-legend').innerHTML = legend(speed.series.map((s) => ({label: esc(s.label), color: s.color})));
+    this.app.querySelector('#speed-legend').innerHTML = legend(speed.series.map((s) => ({label: esc(s.label), color: s.color, dash: s.dash})));
     if (this.speedPlot) this.speedPlot.destroy();
-    this.speedPlot = errorBarChart(sel, {...speed, xLabel: short(this.axes[ui.xAxis].path), yLabel: 'iterations to target'});
+    this.speedPlot = errorBarChart(sel, {...speed, xLabel: short(this.axes[ui.xAxis].path), yLabel: 'iterations to target',
+                                          bounds: [0, Infinity]});
     // Heatmap of mean final accuracy over two axes.
     const heat = this.summarise(ui.hx, ui.hy === ui.hx ? -1 : ui.hy, (r) => (finished(r) ? r[COL.final_test_accuracy] : null));
     const all = heat.series.flatMap((s) => s.mean).filter(Number.isFinite);

@@ -1,7 +1,7 @@
 // The trial page: config, curves (accuracy, loss, per-site and per-layer statistics when
 // recorded), confusion matrix, per-class recall, kappa, attempts and workers.
 import {esc, num, badge, fmtAcc, fmtTime, fmtDuration, getJson, stateName} from './util.js';
-import {lineChart, colour, viridis, legend} from './charts.js';
+import {lineChart, colour, viridis, legend, accuracyRange} from './charts.js';
 
 function chart(app, id, title, x, series, yLabel, yRange) {
   const box = document.createElement('div');
@@ -51,12 +51,15 @@ export async function renderTrial(app, trialId) {
   const col = (f) => curve.map((p) => (p[f] === undefined ? null : Number(p[f])));
   chart(app, 'accuracy', 'Accuracy', x, [
     {label: 'test', values: col('test_accuracy'), color: colour(0), width: 2},
-    {label: 'train', values: col('train_accuracy'), color: colour(1)}], 'accuracy', [0, 1]);
+    {label: 'train', values: col('train_accuracy'), color: colour(1)}], 'accuracy', accuracyRange);
   chart(app, 'loss', 'Loss', x, [
     {label: 'test', values: col('test_loss'), color: colour(0), width: 2},
     {label: 'train', values: col('train_loss'), color: colour(1)}], 'loss');
   // Per quantised site and per layer, when the worker recorded them (columnar, see docs/api.md).
-  const seriesOf = (block, list, key, field) => block[list].map((e, i) => ({label: e[key], color: colour(i),
+  // Sites often coincide (every site at 10 bits, no overflow anywhere): earlier lines are drawn
+  // wider, so a line hidden under a later one still shows at its edges.
+  const seriesOf = (block, list, key, field) => block[list].map((e, i, all) => ({label: e[key], color: colour(i),
+    width: 1.5 + Math.min(3, all.length - 1 - i),
     values: e[field].map((v) => (v === null || v === undefined ? null : Number(v)))}));
   const sites = body.site_series;
   if (sites && sites.sites.length) {

@@ -9,6 +9,9 @@
 //   dashboard_fixture append DB TRIAL WORKER ATTEMPT FIRST COUNT
 //                                        appends COUNT points from iteration FIRST to a running
 //                                        trial (as its worker would)
+//   dashboard_fixture complete DB TRIAL WORKER ATTEMPT
+//                                        completes a running trial with the result of its
+//                                        stored curve (target accuracy 0.9)
 // The curves follow a saturating exponential whose ceiling falls with fewer bits and with
 // truncation (seed 000's shape); noise is seeded, so every run writes the same numbers.
 #include <chrono>
@@ -213,7 +216,7 @@ int Main(int argc, char** argv) {
   std::vector<std::string> args(argv + 1, argv + argc);
   if (args.size() < 2) {
     std::cerr << "usage: dashboard_fixture small DB | large DB TRIALS POINTS | "
-                 "append DB TRIAL WORKER ATTEMPT FIRST COUNT\n";
+                 "append DB TRIAL WORKER ATTEMPT FIRST COUNT | complete DB TRIAL WORKER ATTEMPT\n";
     return 2;
   }
   absl::StatusOr<std::unique_ptr<TrialStore>> store = TrialStore::Open(args[1]);
@@ -268,6 +271,19 @@ int Main(int argc, char** argv) {
     auto appended = (*store)->AppendPoints(args[3], ref, curve);
     if (!appended.ok()) return Fail(appended.status());
     std::cout << "{\"appended\": " << curve.size() << "}\n";
+    return 0;
+  }
+  if (args[0] == "complete" && args.size() == 5) {
+    v1::TrialRef ref;
+    ref.set_trial_id(std::stoll(args[2]));
+    ref.set_attempt(std::stoi(args[4]));
+    absl::StatusOr<std::vector<v1::CurvePoint>> curve = (*store)->GetCurve(ref.trial_id());
+    if (!curve.ok()) return Fail(curve.status());
+    if (curve->empty()) return Fail(absl::FailedPreconditionError("the trial has no points"));
+    v1::TrialResult result = Result(*curve, 0.9);
+    absl::Status done = (*store)->CompleteTrial(args[3], ref, &result, "", NowMs());
+    if (!done.ok()) return Fail(done);
+    std::cout << "{\"completed\": " << ref.trial_id() << "}\n";
     return 0;
   }
   std::cerr << "dashboard_fixture: unknown command or wrong arguments\n";
