@@ -246,11 +246,9 @@ void HttpServer::RegisterRoutes() {
       }
     }
     if (request.has_param("axis")) options.axis = request.get_param_value("axis");
-    absl::StatusOr<std::vector<v1::Trial>> trials = store_->ListTrials(*id, /*with_config=*/false);
-    if (!trials.ok()) return SendError(response, trials.status());
-    absl::StatusOr<analysis::SweepAnalysis> a = analysis::AnalyzeSweep(*trials, options);
-    if (!a.ok()) return SendError(response, a.status());
-    response.set_content(analysis::SweepAnalysisJson(*a).dump(), kJson);
+    absl::StatusOr<std::string> json = SweepAnalysisJson(*id, options.delta_points, options.axis);
+    if (!json.ok()) return SendError(response, json.status());
+    response.set_content(*json, kJson);
   });
 
   server.Get(R"(/api/trials/([^/]+))",
@@ -419,6 +417,31 @@ bool IsEmptyDelta(const nlohmann::json& delta) {
 }
 
 }  // namespace
+
+absl::StatusOr<std::string> HttpServer::SweepAnalysisJson(int64_t sweep_id, double delta_points,
+                                                          const std::string& axis) {
+  if (!(delta_points >= 0)) {  // also keeps NaN out of the cache's ordered keys
+    return absl::InvalidArgumentError("delta: must be a number >= 0 (percentage points)");
+  }
+  std::lock_guard<std::mutex> lock(analysis_mu_);
+  const auto key = std::make_tuple(sweep_id, delta_points, axis);
+  if (auto it = analysis_cache_.find(key); it != analysis_cache_.end()) {
+    absl::StatusOr<TrialChanges> changed =
+        store_->ListTrialsChangedSince(sweep_id, it->second.change_seq, /*with_config=*/false);
+    if (!changed.ok()) return changed.status();
+    if (changed->trials.empty()) return it->second.json;
+  }
+  // All trials and the sequence number they are current at, from one query.
+  absl::StatusOr<TrialChanges> all = store_->ListTrialsChangedSince(sweep_id, 0, false);
+  if (!all.ok()) return all.status();
+  absl::StatusOr<analysis::SweepAnalysis> a =
+      analysis::AnalyzeSweep(all->trials, {delta_points, axis});
+  if (!a.ok()) return a.status();
+  std::string json = analysis::SweepAnalysisJson(*a).dump();
+  if (analysis_cache_.size() >= 64 && !analysis_cache_.contains(key)) analysis_cache_.clear();
+  analysis_cache_[key] = CachedAnalysis{all->last_seq, json};
+  return json;
+}
 
 void HttpServer::RegisterDashboardRoutes() {
   httplib::Server& server = *server_;

@@ -372,9 +372,29 @@ TEST_F(HttpApiTest, Analysis_IsTheCliAnalysisOfTheStoredTrials) {
   EXPECT_EQ(body, json::parse(analysis::SweepAnalysisJson(*analysis).dump()));
 }
 
+// The server keeps the analysis until a trial of the sweep changes: finishing the running
+// trial must show in the next answer.
+TEST_F(HttpApiTest, Analysis_FollowsTrialChangesThroughTheCache) {
+  auto [status, before] = Get(SweepPath("/analysis"));
+  ASSERT_EQ(status, 200);
+  EXPECT_EQ(Get(SweepPath("/analysis")).second, before);  // unchanged: the cached answer
+  EXPECT_EQ(before["groups"][3]["n"], 2);
+  v1::TrialResult result;
+  result.set_outcome(v1::TRIAL_OUTCOME_COMPLETED);
+  result.set_final_test_accuracy(0.9);
+  result.set_iterations(100);
+  ASSERT_TRUE(store_->CompleteTrial(kWorker, running_, &result, "", clock_.NowUnixMs()).ok());
+  auto [after_status, after] = Get(SweepPath("/analysis"));
+  ASSERT_EQ(after_status, 200);
+  EXPECT_EQ(after["groups"][3]["n"], 3);
+  EXPECT_EQ(after["groups"][3]["unfinished"], 0);
+  EXPECT_NEAR(after["groups"][3]["mean"].get<double>(), (0.79 + 0.80 + 0.9) / 3, 1e-6);
+}
+
 TEST_F(HttpApiTest, Analysis_BadParametersAre400NamingThem) {
   for (const auto& [query, word] : {std::pair<const char*, const char*>{"?delta=abc", "delta"},
                                     {"?delta=-1", "delta"},
+                                    {"?delta=nan", "delta"},
                                     {"?axis=model.dense", "model.dense"}}) {
     auto [status, body] = Get(SweepPath(std::string("/analysis") + query));
     EXPECT_EQ(status, 400) << query;
