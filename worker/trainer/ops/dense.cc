@@ -45,9 +45,10 @@ void DenseBackward(int n, int in_dim, int out_dim, const float* dout, const floa
     for (int o = 0; o < out_dim; ++o) dbias[o] += row[o];
   }
   if (din != nullptr) {
-    // din [N, I] = dout [N, O] · W [O, I].
-    ParallelGemm(n, in_dim, out_dim, MatrixView{dout, out_dim, 1}, MatrixView{weights, in_dim, 1},
-                 din, in_dim, false);
+    // din [N, I] = dout [N, O] · W [O, I]: one of the layer's three GEMMs, so the accumulator
+    // site rounds it too (pass 1, as the conv input gradient).
+    AnyGemm(n, in_dim, out_dim, MatrixView{dout, out_dim, 1}, MatrixView{weights, in_dim, 1}, din,
+            in_dim, accumulator, 1);
   }
 }
 
