@@ -1,5 +1,6 @@
 #include "analysis/accumulator_width.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
@@ -33,20 +34,30 @@ double TruncateToMantissa(double x, int mantissa_bits) {
 }
 
 absl::StatusOr<double> MonteCarloVrr(int mantissa_bits, int64_t n, const VrrOptions& options) {
+  return MonteCarloVrr(mantissa_bits, Accumulation{n, 1}, options);
+}
+
+absl::StatusOr<double> MonteCarloVrr(int mantissa_bits, const Accumulation& sum,
+                                     const VrrOptions& options) {
   if (mantissa_bits < 1 || mantissa_bits > 52) {
     return absl::InvalidArgumentError(
         absl::StrCat("accumulator mantissa bits ", mantissa_bits, " not in 1..52"));
   }
-  if (n < 1) return absl::InvalidArgumentError("accumulation length must be >= 1");
+  if (sum.chain < 1) return absl::InvalidArgumentError("accumulation length must be >= 1");
+  if (sum.groups < 1) return absl::InvalidArgumentError("accumulation groups must be >= 1");
   if (options.samples < 2) return absl::InvalidArgumentError("need >= 2 Monte-Carlo samples");
   uint64_t state = options.seed;
   double exact_ss = 0, rounded_ss = 0;
   for (int s = 0; s < options.samples; ++s) {
     double exact = 0, rounded = 0;
-    for (int64_t i = 0; i < n; ++i) {
-      const double p = Normal(state);
-      exact += p;
-      rounded = TruncateToMantissa(rounded + p, mantissa_bits);
+    for (int64_t g = 0; g < sum.groups; ++g) {
+      double group = 0;
+      for (int64_t i = 0; i < sum.chain; ++i) {
+        const double p = Normal(state);
+        exact += p;
+        group = TruncateToMantissa(group + p, mantissa_bits);
+      }
+      rounded = g == 0 ? group : TruncateToMantissa(rounded + group, mantissa_bits);
     }
     exact_ss += exact * exact;
     rounded_ss += rounded * rounded;
@@ -55,13 +66,18 @@ absl::StatusOr<double> MonteCarloVrr(int mantissa_bits, int64_t n, const VrrOpti
 }
 
 absl::StatusOr<int> MinAccumulatorMantissa(int64_t n, double min_vrr, const VrrOptions& options) {
+  return MinAccumulatorMantissa(Accumulation{n, 1}, min_vrr, options);
+}
+
+absl::StatusOr<int> MinAccumulatorMantissa(const Accumulation& sum, double min_vrr,
+                                           const VrrOptions& options) {
   if (!(min_vrr > 0 && min_vrr < 1)) {
     return absl::InvalidArgumentError(absl::StrCat("minimum VRR ", min_vrr, " not in (0, 1)"));
   }
   int lo = 1, hi = 52;  // invariant: VRR(hi) >= min_vrr (52 bits: float64, assumed enough)
   while (lo < hi) {
     const int mid = (lo + hi) / 2;
-    absl::StatusOr<double> v = MonteCarloVrr(mid, n, options);
+    absl::StatusOr<double> v = MonteCarloVrr(mid, sum, options);
     if (!v.ok()) return v.status();
     if (*v >= min_vrr) {
       hi = mid;
@@ -75,8 +91,9 @@ absl::StatusOr<int> MinAccumulatorMantissa(int64_t n, double min_vrr, const VrrO
 absl::StatusOr<std::vector<LayerAccumulation>> AccumulationLengths(const v1::ModelConfig& model,
                                                                    int channels, int height,
                                                                    int width, int num_classes,
-                                                                   int batch) {
+                                                                   int batch, int conv_group) {
   if (batch < 1) return absl::InvalidArgumentError("batch size must be >= 1");
+  if (conv_group < 1) return absl::InvalidArgumentError("conv example group must be >= 1");
   std::vector<LayerAccumulation> layers;
   int64_t c = channels, h = height, w = width;
   for (int l = 0; l < model.conv_size(); ++l) {
@@ -88,7 +105,15 @@ absl::StatusOr<std::vector<LayerAccumulation>> AccumulationLengths(const v1::Mod
       return absl::InvalidArgumentError(
           absl::StrCat("model.conv: layer ", l, " has an empty output on ", h, "x", w, " inputs"));
     }
-    layers.push_back({absl::StrCat("conv", l), c * k * k, f * k * k, int64_t{batch} * oh * ow});
+    const int64_t group = std::min<int64_t>(batch, conv_group);
+    const int64_t groups = (batch + conv_group - 1) / conv_group;
+    LayerAccumulation layer;
+    layer.layer = absl::StrCat("conv", l);
+    layer.forward = {c * k * k, 1};
+    layer.backward = {f, 1};
+    layer.gradient = {group * oh * ow, groups};
+    layer.gradient_dot_product = int64_t{batch} * oh * ow;
+    layers.push_back(layer);
     c = f;
     h = oh / p;
     w = ow / p;
@@ -97,7 +122,13 @@ absl::StatusOr<std::vector<LayerAccumulation>> AccumulationLengths(const v1::Mod
   for (int j = 0; j <= model.dense_size(); ++j) {
     const bool output = j == model.dense_size();
     const int64_t out = output ? num_classes : model.dense(j);
-    layers.push_back({output ? std::string("output") : absl::StrCat("dense", j), in, out, batch});
+    LayerAccumulation layer;
+    layer.layer = output ? std::string("output") : absl::StrCat("dense", j);
+    layer.forward = {in, 1};
+    layer.backward = {out, 1};
+    layer.gradient = {batch, 1};
+    layer.gradient_dot_product = batch;
+    layers.push_back(layer);
     in = out;
   }
   return layers;

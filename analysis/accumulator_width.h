@@ -36,25 +36,53 @@ struct VrrOptions {
 // Errors: InvalidArgument when mantissa_bits is not in 1..52, n < 1 or samples < 2.
 absl::StatusOr<double> MonteCarloVrr(int mantissa_bits, int64_t n, const VrrOptions& options);
 
+// A sum as the trainer's accumulator site computes it (worker/trainer/ops/gemm.h, conv.h):
+// `groups` running sums of `chain` products each, every step rounded, and then the groups'
+// results added one after another, also rounded. groups == 1 is one running sum of n = chain.
+struct Accumulation {
+  int64_t chain = 0;
+  int64_t groups = 1;
+  int64_t products() const { return chain * groups; }
+};
+
+// The VRR of such a grouped sum (same model and estimator as above). Errors: as MonteCarloVrr,
+// and InvalidArgument when groups < 1.
+absl::StatusOr<double> MonteCarloVrr(int mantissa_bits, const Accumulation& sum,
+                                     const VrrOptions& options);
+
 // The fewest mantissa bits m in 1..52 whose VRR ≥ min_vrr (default 0.99: at most 1% of the
 // variance lost; our choice, the seed names no cut-off), by bisection (VRR grows with m).
 // Errors: as MonteCarloVrr; InvalidArgument when min_vrr is not in (0, 1).
 absl::StatusOr<int> MinAccumulatorMantissa(int64_t n, double min_vrr, const VrrOptions& options);
+absl::StatusOr<int> MinAccumulatorMantissa(const Accumulation& sum, double min_vrr,
+                                           const VrrOptions& options);
 
-// Accumulation lengths of one parameter layer's three GEMMs (seed 003).
+// The accumulations of one parameter layer's three GEMMs (seed 003) as bitsweep's trainer
+// performs them, which is what an `accumulator` sweep rounds:
+//   forward   one chain over the fan-in: C·k·k (conv), inputs (dense);
+//   backward  one chain over the outputs: F (conv: Wᵀ·dout per position; col2im then adds the
+//             k·k overlapping columns in float32, outside the site), outputs (dense);
+//   gradient  conv: per group of `conv_group` examples one chain over their output positions
+//             (examples × OH·OW), then the ceil(batch / conv_group) group sums added in order;
+//             dense: one chain over the batch.
+// `dot_product` is each weight gradient's full length (batch × positions), the n of a
+// hardware dot product without grouping.
 struct LayerAccumulation {
-  std::string layer;     // conv0, ..., dense0, ..., output
-  int64_t forward = 0;   // fan-in: C·k·k (conv), inputs (dense)
-  int64_t backward = 0;  // fan-out: F·k·k (conv), outputs (dense)
-  int64_t gradient = 0;  // batch × output positions (conv), batch (dense)
+  std::string layer;  // conv0, ..., dense0, ..., output
+  Accumulation forward;
+  Accumulation backward;
+  Accumulation gradient;
+  int64_t gradient_dot_product = 0;
 };
 
 // The layers of `model` on channels × height × width inputs with `num_classes` outputs and
-// mini-batch `batch` (conv k×k stride 1 valid, max-pool p; model.kernels / pools per layer).
-// Errors: InvalidArgument when a conv layer's output would be empty or batch < 1.
+// mini-batch `batch` (conv k×k stride 1 valid, max-pool p; model.kernels / pools per layer),
+// the conv weight gradients grouped by `conv_group` examples (trainer::kConvGroup).
+// Errors: InvalidArgument when a conv layer's output would be empty, batch < 1 or
+// conv_group < 1.
 absl::StatusOr<std::vector<LayerAccumulation>> AccumulationLengths(const v1::ModelConfig& model,
                                                                    int channels, int height,
                                                                    int width, int num_classes,
-                                                                   int batch);
+                                                                   int batch, int conv_group);
 
 }  // namespace bitsweep::analysis

@@ -24,6 +24,7 @@
 #include "worker/trainer/analysis/noise_gain.h"
 #include "worker/trainer/data/dataset.h"
 #include "worker/trainer/network.h"
+#include "worker/trainer/ops/conv.h"
 #include "worker/trainer/ops/loss.h"
 #include "worker/trainer/quant/sites.h"
 #include "worker/trainer/trainer.h"
@@ -359,10 +360,12 @@ absl::Status RunPredict(const PredictRequest& request, std::ostream& out, std::o
         << " (submit it with `bitsweep submit`)\n";
   }
 
-  // Seed 003: accumulation lengths and the minimum accumulator mantissa per GEMM.
-  ASSIGN_OR_RETURN(std::vector<analysis::LayerAccumulation> lengths,
-                   analysis::AccumulationLengths(config.model(), data->channels, data->height,
-                                                 data->width, data->num_classes, batch));
+  // Seed 003: the accumulations as the trainer's accumulator site performs them, and the
+  // minimum accumulator mantissa of each.
+  ASSIGN_OR_RETURN(
+      std::vector<analysis::LayerAccumulation> lengths,
+      analysis::AccumulationLengths(config.model(), data->channels, data->height, data->width,
+                                    data->num_classes, batch, trainer::kConvGroup));
   analysis::VrrOptions vrr;
   vrr.samples = 200;
   json accumulators = json::array();
@@ -371,14 +374,17 @@ absl::Status RunPredict(const PredictRequest& request, std::ostream& out, std::o
   for (const analysis::LayerAccumulation& l : lengths) {
     std::vector<std::string> row = {l.layer};
     json entry = {{"layer", l.layer}};
-    for (const auto& [name, n] : {std::pair<const char*, int64_t>{"forward", l.forward},
-                                  {"backward", l.backward},
-                                  {"gradient", l.gradient}}) {
-      ASSIGN_OR_RETURN(int m, analysis::MinAccumulatorMantissa(n, request.min_vrr, vrr));
-      entry[name] = {{"length", n}, {"min_mantissa", m}};
-      row.push_back(absl::StrCat(n));
+    for (const auto& [name, sum] :
+         {std::pair<const char*, analysis::Accumulation>{"forward", l.forward},
+          {"backward", l.backward},
+          {"gradient", l.gradient}}) {
+      ASSIGN_OR_RETURN(int m, analysis::MinAccumulatorMantissa(sum, request.min_vrr, vrr));
+      entry[name] = {{"length", sum.chain}, {"groups", sum.groups}, {"min_mantissa", m}};
+      row.push_back(sum.groups > 1 ? absl::StrCat(sum.chain, " x", sum.groups)
+                                   : absl::StrCat(sum.chain));
       row.push_back(absl::StrCat(m));
     }
+    entry["gradient"]["dot_product"] = l.gradient_dot_product;
     accumulators.push_back(entry);
     acc_table.AddRow(row);
   }
@@ -458,7 +464,8 @@ absl::Status RunPredict(const PredictRequest& request, std::ostream& out, std::o
       per_layer.reference_bits, per_layer.bound, per_layer_measured);
   out << absl::StrFormat(
       "\nminimum accumulator mantissa bits m per GEMM (seed 003: Monte-Carlo VRR >= %.2f, "
-      "%d sums, truncating accumulator)\n",
+      "%d sums, truncating accumulator; n as the trainer accumulates: a chain of n products, "
+      "\"n xG\" G chains whose results are then summed)\n",
       request.min_vrr, vrr.samples);
   acc_table.Render(out);
   out << absl::StrFormat("\n(%.1f s: fp32 model %.1f s, mismatch measurements %.1f s)\n", seconds,

@@ -55,29 +55,57 @@ TEST(MonteCarloVrrTest, BadInput_IsAnError) {
   EXPECT_FALSE(MinAccumulatorMantissa(10, 1.0, {}).ok());
 }
 
-TEST(AccumulationLengthsTest, ForwardBackwardGradientPerLayer) {
+TEST(AccumulationLengthsTest, TheTrainersChainsPerLayer) {
   v1::ModelConfig model;
   model.add_conv(8);
   model.set_kernel(5);
   model.set_pool(2);
   model.add_dense(100);
-  auto layers = AccumulationLengths(model, 1, 28, 28, 10, 128);
+  auto layers = AccumulationLengths(model, 1, 28, 28, 10, 128, 8);
   ASSERT_TRUE(layers.ok()) << layers.status();
   ASSERT_EQ(layers->size(), 3u);
   const LayerAccumulation& conv = (*layers)[0];
   EXPECT_EQ(conv.layer, "conv0");
-  EXPECT_EQ(conv.forward, 25);    // 1 channel · 5 · 5
-  EXPECT_EQ(conv.backward, 200);  // 8 filters · 5 · 5
-  EXPECT_EQ(conv.gradient, 128 * 24 * 24);
+  EXPECT_EQ(conv.forward.chain, 25);  // 1 channel · 5 · 5
+  EXPECT_EQ(conv.forward.groups, 1);
+  EXPECT_EQ(conv.backward.chain, 8);            // Wᵀ·dout over the 8 filters
+  EXPECT_EQ(conv.gradient.chain, 8 * 24 * 24);  // 8 examples' positions per group
+  EXPECT_EQ(conv.gradient.groups, 16);          // 128 / 8 group sums
+  EXPECT_EQ(conv.gradient.products(), conv.gradient_dot_product);
+  EXPECT_EQ(conv.gradient_dot_product, 128 * 24 * 24);
   EXPECT_EQ((*layers)[1].layer, "dense0");
-  EXPECT_EQ((*layers)[1].forward, 8 * 12 * 12);
-  EXPECT_EQ((*layers)[1].backward, 100);
-  EXPECT_EQ((*layers)[1].gradient, 128);
+  EXPECT_EQ((*layers)[1].forward.chain, 8 * 12 * 12);
+  EXPECT_EQ((*layers)[1].backward.chain, 100);
+  EXPECT_EQ((*layers)[1].gradient.chain, 128);
+  EXPECT_EQ((*layers)[1].gradient.groups, 1);
   EXPECT_EQ((*layers)[2].layer, "output");
-  EXPECT_EQ((*layers)[2].forward, 100);
-  EXPECT_EQ((*layers)[2].backward, 10);
+  EXPECT_EQ((*layers)[2].forward.chain, 100);
+  EXPECT_EQ((*layers)[2].backward.chain, 10);
+  // A batch smaller than a group is one chain; a ragged last group still counts.
+  layers = AccumulationLengths(model, 1, 28, 28, 10, 5, 8);
+  ASSERT_TRUE(layers.ok());
+  EXPECT_EQ((*layers)[0].gradient.chain, 5 * 24 * 24);
+  EXPECT_EQ((*layers)[0].gradient.groups, 1);
+  layers = AccumulationLengths(model, 1, 28, 28, 10, 20, 8);
+  ASSERT_TRUE(layers.ok());
+  EXPECT_EQ((*layers)[0].gradient.groups, 3);
+  EXPECT_FALSE(AccumulationLengths(model, 1, 28, 28, 10, 128, 0).ok());
   model.set_kernel(29);
-  EXPECT_FALSE(AccumulationLengths(model, 1, 28, 28, 10, 128).ok());
+  EXPECT_FALSE(AccumulationLengths(model, 1, 28, 28, 10, 128, 8).ok());
+}
+
+// Grouping keeps every partial sum short: G chains of n/G products lose less variance than
+// one chain of n, and one group is exactly the ungrouped sum.
+TEST(MonteCarloVrrTest, GroupedSumsRetainMoreThanOneLongChain) {
+  VrrOptions options;
+  options.samples = 300;
+  const double one_chain = *MonteCarloVrr(8, Accumulation{4096, 1}, options);
+  const double grouped = *MonteCarloVrr(8, Accumulation{512, 8}, options);
+  EXPECT_GT(grouped, one_chain);
+  EXPECT_EQ(*MonteCarloVrr(8, Accumulation{4096, 1}, options), *MonteCarloVrr(8, 4096, options));
+  EXPECT_LE(*MinAccumulatorMantissa(Accumulation{512, 8}, 0.99, options),
+            *MinAccumulatorMantissa(Accumulation{4096, 1}, 0.99, options));
+  EXPECT_FALSE(MonteCarloVrr(8, Accumulation{16, 0}, options).ok());
 }
 
 }  // namespace
