@@ -7,19 +7,13 @@
 #include <utility>
 #include <vector>
 
-#include "worker/trainer/data/synthetic.h"
-#include "worker/trainer/trainer.h"
+#include "tests/trainer/train_run.h"
 #include "worker/trainer/trial_config.h"
 
 namespace bitsweep::trainer {
 namespace {
 
 using ::testing::HasSubstr;
-
-const Dataset& Synthetic() {
-  static const Dataset* const data = new Dataset(MakeSyntheticDataset());
-  return *data;
-}
 
 // Small and short: every checkpoint of the run can be resumed from within a second or two.
 v1::TrialConfig ShortConfig() {
@@ -61,36 +55,6 @@ v1::TrialConfig StatefulConfig() {
   return c;
 }
 
-struct TrainRun {
-  v1::TrialResult result;
-  std::vector<v1::CurvePoint> curve;
-  std::vector<std::pair<int64_t, std::string>> checkpoints;
-};
-
-TrainRun MustTrain(const v1::TrialConfig& config, TrainOptions options) {
-  TrainRun run;
-  options.on_checkpoint = [&run](int64_t iteration, std::string state) {
-    run.checkpoints.emplace_back(iteration, std::move(state));
-  };
-  auto result = Train(
-      config, Synthetic(),
-      [&run](const v1::CurvePoint& p) {
-        run.curve.push_back(p);
-        return true;
-      },
-      options);
-  EXPECT_TRUE(result.ok()) << result.status();
-  if (result.ok()) run.result = *result;
-  return run;
-}
-
-// Everything but the wall-clock fields, as bytes.
-std::string Comparable(v1::TrialResult r) {
-  r.clear_images_per_second();
-  r.clear_train_seconds();
-  return r.SerializeAsString();
-}
-
 void ExpectResumesMatch(const v1::TrialConfig& config) {
   TrainOptions options;
   options.checkpoint_every = 1;
@@ -114,7 +78,7 @@ void ExpectResumesMatch(const v1::TrialConfig& config) {
       EXPECT_EQ(rest.curve[j].SerializeAsString(), full.curve[i + 1 + j].SerializeAsString())
           << "point at iteration " << rest.curve[j].iteration();
     }
-    EXPECT_EQ(Comparable(rest.result), Comparable(full.result));
+    EXPECT_EQ(ComparableResult(rest.result), ComparableResult(full.result));
     // The resumed run's own checkpoints are those of the uninterrupted run.
     ASSERT_EQ(rest.checkpoints.size(), full.checkpoints.size() - i - 1);
     for (size_t j = 0; j < rest.checkpoints.size(); ++j) {

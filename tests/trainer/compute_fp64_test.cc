@@ -9,10 +9,9 @@
 #include <utility>
 #include <vector>
 
-#include "worker/trainer/data/synthetic.h"
+#include "tests/trainer/train_run.h"
 #include "worker/trainer/network.h"
 #include "worker/trainer/quant/format.h"
-#include "worker/trainer/trainer.h"
 #include "worker/trainer/trial_config.h"
 
 namespace bitsweep::trainer {
@@ -20,34 +19,10 @@ namespace {
 
 using ::testing::HasSubstr;
 
-const Dataset& Synthetic() {
-  static const Dataset* const data = new Dataset(MakeSyntheticDataset());
-  return *data;
-}
-
-// Two conv layers (one unpooled) and two hidden dense layers; batch 20 = gradient groups of 8,
-// 8 and 4.
+// train_run.h's two-conv network, 12 iterations, in `compute`.
 v1::TrialConfig SmallConfig(const char* compute) {
-  v1::TrialConfig c = DefaultTrialConfig();
-  c.mutable_dataset()->set_name("synthetic");
-  c.mutable_dataset()->set_train_limit(400);
-  c.mutable_dataset()->set_test_limit(100);
-  v1::ModelConfig* m = c.mutable_model();
-  m->clear_conv();
-  m->add_conv(4);
-  m->add_conv(6);
-  m->add_kernels(3);
-  m->add_kernels(2);
-  m->add_pools(2);
-  m->add_pools(1);
-  m->clear_dense();
-  m->add_dense(24);
-  m->add_dense(12);
-  c.mutable_train()->set_batch_size(20);
-  c.mutable_train()->set_iterations(12);
-  c.mutable_train()->set_eval_every(4);
+  v1::TrialConfig c = TwoConvTwoDenseConfig(12);
   c.mutable_train()->set_compute(compute);
-  c.set_seed(5);
   return c;
 }
 
@@ -68,45 +43,12 @@ v1::TrialConfig StatefulConfig(const char* compute) {
   return c;
 }
 
-struct TrainRun {
-  v1::TrialResult result;
-  std::vector<v1::CurvePoint> curve;
-  std::vector<std::pair<int64_t, std::string>> checkpoints;
-};
-
-TrainRun MustTrain(const v1::TrialConfig& config, TrainOptions options = {}) {
-  TrainRun run;
-  options.on_checkpoint = [&run](int64_t iteration, std::string state) {
-    run.checkpoints.emplace_back(iteration, std::move(state));
-  };
-  auto result = Train(
-      config, Synthetic(),
-      [&run](const v1::CurvePoint& p) {
-        run.curve.push_back(p);
-        return true;
-      },
-      options);
-  EXPECT_TRUE(result.ok()) << result.status();
-  if (result.ok()) run.result = *result;
-  return run;
-}
-
-// Curve and result without the wall-clock fields.
-std::string Bytes(const TrainRun& run) {
-  v1::TrialResult r = run.result;
-  r.clear_images_per_second();
-  r.clear_train_seconds();
-  std::string out = r.SerializeAsString();
-  for (const v1::CurvePoint& p : run.curve) out += p.SerializeAsString();
-  return out;
-}
-
 TEST(ComputeFp64Test, DiffersFromFp32ButAgreesWithinAThousandthInLoss) {
   const TrainRun single = MustTrain(SmallConfig("fp32"));
   const TrainRun dbl = MustTrain(SmallConfig("fp64"));
   ASSERT_EQ(single.curve.size(), 3u);
   ASSERT_EQ(dbl.curve.size(), single.curve.size());
-  EXPECT_NE(Bytes(dbl), Bytes(single));
+  EXPECT_NE(ComparableBytes(dbl), ComparableBytes(single));
   bool any_loss_differs = false;
   for (size_t i = 0; i < single.curve.size(); ++i) {
     const v1::CurvePoint& a = single.curve[i];
@@ -131,11 +73,11 @@ TEST(ComputeFp64Test, DiffersFromFp32ButAgreesWithinAThousandthInLoss) {
 TEST(ComputeFp64Test, IsBitwiseTheSameForOneTwoAndThreeThreads) {
   for (const v1::TrialConfig& config : {SmallConfig("fp64"), StatefulConfig("fp64")}) {
     TrainOptions one;
-    const std::string want = Bytes(MustTrain(config, one));
+    const std::string want = ComparableBytes(MustTrain(config, one));
     for (int threads : {2, 3}) {
       TrainOptions options;
       options.threads = threads;
-      EXPECT_EQ(Bytes(MustTrain(config, options)), want) << threads << " threads";
+      EXPECT_EQ(ComparableBytes(MustTrain(config, options)), want) << threads << " threads";
     }
   }
 }
@@ -160,7 +102,7 @@ TEST(ComputeFp64Test, ResumeFromEveryCheckpoint_GivesTheUninterruptedRun) {
     tail.curve.clear();
     TrainRun rest_tail = rest;
     rest_tail.curve.clear();
-    EXPECT_EQ(Bytes(rest_tail), Bytes(tail));
+    EXPECT_EQ(ComparableBytes(rest_tail), ComparableBytes(tail));
   }
 }
 
@@ -206,7 +148,7 @@ TEST(ComputeFp64Test, QuantisedSitesTrainAndAreMeasured) {
     EXPECT_LE(s.effective_bits(), 12) << s.site();
     EXPECT_GT(s.quantization_error_percent(), 0) << s.site();
   }
-  EXPECT_NE(Bytes(run), Bytes(MustTrain(SmallConfig("fp64"))));
+  EXPECT_NE(ComparableBytes(run), ComparableBytes(MustTrain(SmallConfig("fp64"))));
 }
 
 v1::ModelConfig TinyModel() {

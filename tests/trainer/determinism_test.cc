@@ -7,8 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "worker/trainer/data/synthetic.h"
-#include "worker/trainer/trainer.h"
+#include "tests/trainer/train_run.h"
 #include "worker/trainer/trial_config.h"
 
 namespace bitsweep::trainer {
@@ -16,35 +15,8 @@ namespace {
 
 using ::testing::HasSubstr;
 
-const Dataset& Synthetic() {
-  static const Dataset* const data = new Dataset(MakeSyntheticDataset());
-  return *data;
-}
-
-// Two conv layers (the second without pooling, per-layer kernels), two hidden dense layers: every
-// op and every per-example / per-group split is exercised. Batch 20: groups of 8, 8 and 4.
-v1::TrialConfig SmallConfig() {
-  v1::TrialConfig c = DefaultTrialConfig();
-  c.mutable_dataset()->set_name("synthetic");
-  c.mutable_dataset()->set_train_limit(400);
-  c.mutable_dataset()->set_test_limit(100);
-  v1::ModelConfig* m = c.mutable_model();
-  m->clear_conv();
-  m->add_conv(4);
-  m->add_conv(6);
-  m->add_kernels(3);
-  m->add_kernels(2);
-  m->add_pools(2);
-  m->add_pools(1);
-  m->clear_dense();
-  m->add_dense(24);
-  m->add_dense(12);
-  c.mutable_train()->set_batch_size(20);
-  c.mutable_train()->set_iterations(30);
-  c.mutable_train()->set_eval_every(10);
-  c.set_seed(5);
-  return c;
-}
+// train_run.h's two-conv network (every op, every per-example / per-group split), 30 iterations.
+v1::TrialConfig SmallConfig() { return TwoConvTwoDenseConfig(30); }
 
 v1::TrialConfig QuantizedConfig() {
   v1::TrialConfig c = SmallConfig();
@@ -55,41 +27,12 @@ v1::TrialConfig QuantizedConfig() {
   return c;
 }
 
-struct TrainRun {
-  v1::TrialResult result;
-  std::vector<v1::CurvePoint> curve;
-};
-
-TrainRun MustTrain(const v1::TrialConfig& config, int threads) {
-  TrainRun run;
-  TrainOptions options;
-  options.threads = threads;
-  auto result = Train(
-      config, Synthetic(),
-      [&run](const v1::CurvePoint& p) {
-        run.curve.push_back(p);
-        return true;
-      },
-      options);
-  EXPECT_TRUE(result.ok()) << result.status();
-  if (result.ok()) run.result = *result;
-  return run;
-}
-
-std::string Bytes(const TrainRun& run) {
-  v1::TrialResult r = run.result;
-  r.clear_images_per_second();
-  r.clear_train_seconds();
-  std::string out = r.SerializeAsString();
-  for (const v1::CurvePoint& p : run.curve) out += p.SerializeAsString();
-  return out;
-}
-
 void ExpectSameForAnyThreadCount(const v1::TrialConfig& config) {
-  const TrainRun one = MustTrain(config, 1);
+  const TrainRun one = MustTrain(config, WithThreads(1));
   ASSERT_EQ(one.curve.size(), 3u);
   for (int threads : {2, 3}) {
-    EXPECT_EQ(Bytes(MustTrain(config, threads)), Bytes(one)) << threads << " threads";
+    EXPECT_EQ(ComparableBytes(MustTrain(config, WithThreads(threads))), ComparableBytes(one))
+        << threads << " threads";
   }
 }
 
@@ -117,7 +60,8 @@ TEST(AccumulatorTest, Fp32AccumulatorIsThePlainKernel) {
   v1::TrialConfig with = SmallConfig();
   with.mutable_precision()->add_sites("accumulator");
   with.mutable_precision()->mutable_accumulator()->set_format("fp32");
-  EXPECT_EQ(Bytes(MustTrain(with, 1)), Bytes(MustTrain(SmallConfig(), 1)));
+  EXPECT_EQ(ComparableBytes(MustTrain(with, WithThreads(1))),
+            ComparableBytes(MustTrain(SmallConfig(), WithThreads(1))));
 }
 
 TEST(AccumulatorTest, Bf16AccumulatorChangesTheCurveButStillLearns) {
@@ -129,13 +73,13 @@ TEST(AccumulatorTest, Bf16AccumulatorChangesTheCurveButStillLearns) {
   v1::TrialConfig plain = SmallConfig();
   plain.mutable_train()->set_iterations(10);
   plain.mutable_train()->set_eval_every(10);
-  const TrainRun a = MustTrain(c, 2), b = MustTrain(plain, 2);
+  const TrainRun a = MustTrain(c, WithThreads(2)), b = MustTrain(plain, WithThreads(2));
   EXPECT_NE(a.curve.back().train_loss(), b.curve.back().train_loss());
   EXPECT_NEAR(a.curve.back().train_loss(), b.curve.back().train_loss(), 0.5);
 }
 
 TEST(LayerStatsTest, EveryPointHasOneEntryPerParameterLayer) {
-  const TrainRun run = MustTrain(QuantizedConfig(), 1);
+  const TrainRun run = MustTrain(QuantizedConfig(), WithThreads(1));
   ASSERT_FALSE(run.curve.empty());
   for (const v1::CurvePoint& p : run.curve) {
     ASSERT_EQ(p.layers_size(), 5);
@@ -151,7 +95,7 @@ TEST(LayerStatsTest, EveryPointHasOneEntryPerParameterLayer) {
     }
   }
   // fp32 gradients: nothing is flushed.
-  const TrainRun fp32 = MustTrain(SmallConfig(), 1);
+  const TrainRun fp32 = MustTrain(SmallConfig(), WithThreads(1));
   for (const v1::LayerStats& l : fp32.curve[0].layers()) {
     EXPECT_EQ(l.flushed_to_zero(), 0) << l.layer();
   }
@@ -159,7 +103,7 @@ TEST(LayerStatsTest, EveryPointHasOneEntryPerParameterLayer) {
   v1::TrialConfig coarse = QuantizedConfig();
   coarse.mutable_precision()->mutable_gradients()->set_format("fixed:8,1");
   coarse.mutable_precision()->mutable_gradients()->set_rounding("nearest");
-  const TrainRun c = MustTrain(coarse, 1);
+  const TrainRun c = MustTrain(coarse, WithThreads(1));
   EXPECT_GT(c.curve[0].layers(0).flushed_to_zero(), 0.5);
 }
 
@@ -176,7 +120,7 @@ TEST(ScheduleTest, SwitchingToFp32AfterAnIterationMatchesFp32FromThereOnlyInPrec
   v1::PrecisionSwitch* down = switched.mutable_precision()->add_schedule();
   down->set_after_iteration(20);
   down->mutable_precision()->mutable_default_()->set_format("mask:9");
-  const TrainRun a = MustTrain(low, 1), s = MustTrain(switched, 2);
+  const TrainRun a = MustTrain(low, WithThreads(1)), s = MustTrain(switched, WithThreads(2));
   ASSERT_EQ(a.curve.size(), 3u);
   ASSERT_EQ(s.curve.size(), 3u);
   // Identical until the switch (the point at iteration 10 is measured before it applies).
@@ -186,7 +130,7 @@ TEST(ScheduleTest, SwitchingToFp32AfterAnIterationMatchesFp32FromThereOnlyInPrec
   ASSERT_GT(s.curve[1].sites_size(), 0);
   EXPECT_EQ(s.curve[1].sites(0).effective_bits(), 32);
   EXPECT_EQ(s.curve[2].sites(0).effective_bits(), 9);
-  EXPECT_EQ(Bytes(MustTrain(switched, 1)), Bytes(s));
+  EXPECT_EQ(ComparableBytes(MustTrain(switched, WithThreads(1))), ComparableBytes(s));
 }
 
 TEST(LayerPrecisionTest, OverridingEveryLayerToFp32GivesTheFp32Run) {
@@ -199,7 +143,8 @@ TEST(LayerPrecisionTest, OverridingEveryLayerToFp32GivesTheFp32Run) {
   c.mutable_precision()->add_sites("optimizer");
   for (int l = 0; l < 5; ++l)
     c.mutable_precision()->add_layers()->mutable_default_()->set_format("fp32");
-  const TrainRun overridden = MustTrain(c, 2), fp32 = MustTrain(SmallConfig(), 1);
+  const TrainRun overridden = MustTrain(c, WithThreads(2)),
+                 fp32 = MustTrain(SmallConfig(), WithThreads(1));
   ASSERT_EQ(overridden.curve.size(), fp32.curve.size());
   for (size_t i = 0; i < fp32.curve.size(); ++i) {
     EXPECT_EQ(overridden.curve[i].train_loss(), fp32.curve[i].train_loss());
@@ -209,7 +154,7 @@ TEST(LayerPrecisionTest, OverridingEveryLayerToFp32GivesTheFp32Run) {
   c.mutable_precision()->clear_layers();
   for (int l = 0; l < 4; ++l) c.mutable_precision()->add_layers();
   c.mutable_precision()->add_layers()->mutable_default_()->set_format("fp32");
-  const TrainRun output_only = MustTrain(c, 1);
+  const TrainRun output_only = MustTrain(c, WithThreads(1));
   EXPECT_NE(output_only.curve.back().train_loss(), fp32.curve.back().train_loss());
 }
 

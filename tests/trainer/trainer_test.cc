@@ -9,18 +9,13 @@
 #include <thread>
 #include <vector>
 
-#include "worker/trainer/data/synthetic.h"
+#include "tests/trainer/train_run.h"
 #include "worker/trainer/trial_config.h"
 
 namespace bitsweep::trainer {
 namespace {
 
 using ::testing::HasSubstr;
-
-const Dataset& Synthetic() {
-  static const Dataset* const data = new Dataset(MakeSyntheticDataset());
-  return *data;
-}
 
 // A small CNN on the synthetic set: a few hundred milliseconds per run.
 v1::TrialConfig SmallConfig() {
@@ -39,22 +34,6 @@ v1::TrialConfig SmallConfig() {
   c.mutable_train()->set_target_accuracy(0.8);
   c.set_seed(3);
   return c;
-}
-
-struct TrainRun {
-  v1::TrialResult result;
-  std::vector<v1::CurvePoint> curve;
-};
-
-TrainRun MustTrain(const v1::TrialConfig& config) {
-  TrainRun run;
-  auto result = Train(config, Synthetic(), [&run](const v1::CurvePoint& p) {
-    run.curve.push_back(p);
-    return true;
-  });
-  EXPECT_TRUE(result.ok()) << result.status();
-  if (result.ok()) run.result = *result;
-  return run;
 }
 
 TEST(TrainerTest, LearnsTheSyntheticSetInFp32) {

@@ -7,6 +7,7 @@
 #include <cstring>
 #include <vector>
 
+#include "tests/trainer/ops/random_values.h"
 #include "worker/trainer/quant/format.h"
 #include "worker/trainer/quant/quantizer.h"
 #include "worker/trainer/quant/rng.h"
@@ -14,24 +15,13 @@
 namespace bitsweep::trainer {
 namespace {
 
-std::vector<float> Random(int64_t n, uint64_t key) {
-  CounterRng rng(key);
-  std::vector<float> v(n);
-  for (float& x : v) x = static_cast<float>(2 * rng.Uniform() - 1);
-  return v;
-}
-
-bool SameBits(const std::vector<float>& x, const std::vector<float>& y) {
-  return x.size() == y.size() && std::memcmp(x.data(), y.data(), x.size() * sizeof(float)) == 0;
-}
-
 // Regression: the input gradient din = dout · W skipped the accumulator site (it was a plain
 // float32 GEMM), so accumulator sweeps left one of the three GEMMs of every dense layer exact.
 TEST(DenseBackwardTest, AccumulatorRoundsTheInputGradientGemmToo) {
   const int n = 6, in_dim = 40, out_dim = 300;  // din chains of 300 products: swamping shows
-  const std::vector<float> dout = Random(int64_t{n} * out_dim, 1);
-  const std::vector<float> in = Random(int64_t{n} * in_dim, 2);
-  const std::vector<float> weights = Random(int64_t{out_dim} * in_dim, 3);
+  const std::vector<float> dout = RandomValues(int64_t{n} * out_dim, 1);
+  const std::vector<float> in = RandomValues(int64_t{n} * in_dim, 2);
+  const std::vector<float> weights = RandomValues(int64_t{out_dim} * in_dim, 3);
   const Quantizer coarse(*ParseFormat("float:8,3"), Rounding::kTruncate);
   const AccumulatorRounding rounding{&coarse, 0, 11};
 

@@ -9,19 +9,13 @@
 #include <vector>
 
 #include "oneapi/tbb/task_arena.h"
+#include "tests/trainer/ops/random_values.h"
 #include "worker/trainer/quant/format.h"
 #include "worker/trainer/quant/quantizer.h"
 #include "worker/trainer/quant/rng.h"
 
 namespace bitsweep::trainer {
 namespace {
-
-std::vector<float> Random(int64_t n, uint64_t key) {
-  CounterRng rng(key);
-  std::vector<float> v(n);
-  for (float& x : v) x = static_cast<float>(2 * rng.Uniform() - 1);
-  return v;
-}
 
 // The definition (gemm.h): C[i][j] = fma chain over k in increasing order.
 std::vector<float> Reference(int64_t m, int64_t n, int64_t k, const MatrixView& a,
@@ -37,10 +31,6 @@ std::vector<float> Reference(int64_t m, int64_t n, int64_t k, const MatrixView& 
     }
   }
   return c;
-}
-
-bool SameBits(const std::vector<float>& x, const std::vector<float>& y) {
-  return x.size() == y.size() && std::memcmp(x.data(), y.data(), x.size() * sizeof(float)) == 0;
 }
 
 struct Shape {
@@ -60,8 +50,8 @@ TEST(GemmTest, EveryKernelGivesTheBitsOfTheFmaChain) {
   for (const char* kernel : {"avx512", "avx2", "portable"}) {
     for (const Shape& s : kShapes) {
       SCOPED_TRACE(testing::Message() << kernel << " " << s.m << "x" << s.n << "x" << s.k);
-      const std::vector<float> a = Random(s.m * s.k, 1), b = Random(s.k * s.n, 2);
-      const std::vector<float> c0 = Random(s.m * s.n, 3);
+      const std::vector<float> a = RandomValues(s.m * s.k, 1), b = RandomValues(s.k * s.n, 2);
+      const std::vector<float> c0 = RandomValues(s.m * s.n, 3);
       const MatrixView av =
           s.transpose_a ? MatrixView{a.data(), 1, s.m} : MatrixView{a.data(), s.k, 1};
       const MatrixView bv =
@@ -77,8 +67,8 @@ TEST(GemmTest, EveryKernelGivesTheBitsOfTheFmaChain) {
 
 TEST(GemmTest, ParallelGemmIsBitwiseTheSameForAnyThreadCount) {
   for (const Shape& s : kShapes) {
-    const std::vector<float> a = Random(s.m * s.k, 4), b = Random(s.k * s.n, 5);
-    const std::vector<float> c0 = Random(s.m * s.n, 6);
+    const std::vector<float> a = RandomValues(s.m * s.k, 4), b = RandomValues(s.k * s.n, 5);
+    const std::vector<float> c0 = RandomValues(s.m * s.n, 6);
     const MatrixView av{a.data(), s.k, 1}, bv{b.data(), s.n, 1};
     std::vector<float> serial = c0;
     Gemm(s.m, s.n, s.k, av, bv, serial.data(), s.n, s.accumulate);
@@ -93,8 +83,8 @@ TEST(GemmTest, ParallelGemmIsBitwiseTheSameForAnyThreadCount) {
 
 TEST(GemmTest, PackedOperandGivesTheSameBits) {
   for (const Shape& s : kShapes) {
-    const std::vector<float> a = Random(s.m * s.k, 11), b = Random(s.k * s.n, 12);
-    const std::vector<float> c0 = Random(s.m * s.n, 13);
+    const std::vector<float> a = RandomValues(s.m * s.k, 11), b = RandomValues(s.k * s.n, 12);
+    const std::vector<float> c0 = RandomValues(s.m * s.n, 13);
     const MatrixView av =
         s.transpose_a ? MatrixView{a.data(), 1, s.m} : MatrixView{a.data(), s.k, 1};
     const MatrixView bv{b.data(), s.n, 1};
@@ -109,7 +99,7 @@ TEST(GemmTest, PackedOperandGivesTheSameBits) {
 
 TEST(GemmTest, IsCloseToTheExactProduct) {
   const int64_t m = 33, n = 47, k = 700;
-  const std::vector<float> a = Random(m * k, 7), b = Random(k * n, 8);
+  const std::vector<float> a = RandomValues(m * k, 7), b = RandomValues(k * n, 8);
   std::vector<float> c(m * n);
   Gemm(m, n, k, MatrixView{a.data(), k, 1}, MatrixView{b.data(), n, 1}, c.data(), n, false);
   for (int64_t i = 0; i < m; ++i) {
@@ -149,7 +139,7 @@ TEST(AccumulatorGemmTest, ExactFormatGivesTheUnfusedChainAndRowsSplitFreely) {
   // float:8,23 is float32's grid: q is the identity, so each step is s = (s + a·b) rounded
   // twice, without fusion; with any thread split the bits are the same.
   const int64_t m = 19, n = 23, k = 300;
-  const std::vector<float> a = Random(m * k, 9), b = Random(k * n, 10);
+  const std::vector<float> a = RandomValues(m * k, 9), b = RandomValues(k * n, 10);
   const Quantizer exact(*ParseFormat("float:8,23"), Rounding::kNearest);
   const AccumulatorRounding rounding{&exact, 0, 1};
   std::vector<float> serial(m * n), parallel(m * n);

@@ -6,6 +6,7 @@
 #include <functional>
 #include <vector>
 
+#include "tests/trainer/ops/random_values.h"
 #include "worker/trainer/ops/activation.h"
 #include "worker/trainer/ops/conv.h"
 #include "worker/trainer/ops/dense.h"
@@ -15,13 +16,6 @@
 
 namespace bitsweep::trainer {
 namespace {
-
-std::vector<float> Random(int64_t n, uint64_t key, double scale = 1.0) {
-  CounterRng rng(key);
-  std::vector<float> v(n);
-  for (float& x : v) x = static_cast<float>(scale * (2 * rng.Uniform() - 1));
-  return v;
-}
 
 double Dot(const std::vector<float>& a, const std::vector<float>& b) {
   double s = 0;
@@ -50,10 +44,10 @@ void CheckGradient(const char* what, std::vector<float>& x, const std::vector<fl
 TEST(ConvGradientTest, MatchesNumericGradient) {
   const ConvShape s{2, 6, 5, 3, 3};
   const int n = 2;
-  std::vector<float> in = Random(n * s.in_size(), 1);
-  std::vector<float> w = Random(s.weight_size(), 2, 0.5);
-  std::vector<float> b = Random(s.f, 3);
-  const std::vector<float> r = Random(n * s.out_size(), 4);
+  std::vector<float> in = RandomValues(n * s.in_size(), 1);
+  std::vector<float> w = RandomValues(s.weight_size(), 2, 0.5);
+  std::vector<float> b = RandomValues(s.f, 3);
+  const std::vector<float> r = RandomValues(n * s.out_size(), 4);
   std::vector<float> out(n * s.out_size());
   auto objective = [&] {
     ConvForward(s, n, in.data(), w.data(), b.data(), out.data());
@@ -71,10 +65,10 @@ TEST(ConvGradientTest, MatchesNumericGradient) {
 TEST(ConvGradientTest, GroupedBatchMatchesDirectConvolution) {
   const ConvShape s{8, 20, 20, 3, 5};
   const int n = 2 * kConvGroup + 3;
-  const std::vector<float> in = Random(n * s.in_size(), 21);
-  const std::vector<float> w = Random(s.weight_size(), 22, 0.2);
-  const std::vector<float> b = Random(s.f, 23);
-  const std::vector<float> dout = Random(n * s.out_size(), 24);
+  const std::vector<float> in = RandomValues(n * s.in_size(), 21);
+  const std::vector<float> w = RandomValues(s.weight_size(), 22, 0.2);
+  const std::vector<float> b = RandomValues(s.f, 23);
+  const std::vector<float> dout = RandomValues(n * s.out_size(), 24);
   std::vector<float> out(n * s.out_size()), dw(w.size()), db(s.f), din(in.size());
   ConvForward(s, n, in.data(), w.data(), b.data(), out.data());
   ConvBackward(s, n, dout.data(), in.data(), w.data(), dw.data(), db.data(), din.data());
@@ -111,7 +105,7 @@ TEST(ConvGradientTest, GroupedBatchMatchesDirectConvolution) {
 
 TEST(ConvGradientTest, OneByOneKernelIsAPerPixelDenseLayer) {
   const ConvShape s{2, 3, 3, 1, 1};
-  const std::vector<float> in = Random(s.in_size(), 5);
+  const std::vector<float> in = RandomValues(s.in_size(), 5);
   const std::vector<float> w = {0.5f, -2.0f};
   const std::vector<float> b = {0.25f};
   std::vector<float> out(s.out_size());
@@ -122,8 +116,8 @@ TEST(ConvGradientTest, OneByOneKernelIsAPerPixelDenseLayer) {
 TEST(MaxPoolGradientTest, MatchesNumericGradientAndDropsTheRemainder) {
   const PoolShape s{2, 5, 4, 2};  // 5 rows: the last one is dropped
   const int n = 2;
-  std::vector<float> in = Random(n * s.in_size(), 6);
-  const std::vector<float> r = Random(n * s.out_size(), 7);
+  std::vector<float> in = RandomValues(n * s.in_size(), 6);
+  const std::vector<float> r = RandomValues(n * s.out_size(), 7);
   std::vector<float> out(n * s.out_size());
   std::vector<int32_t> argmax(out.size());
   auto objective = [&] {
@@ -141,10 +135,10 @@ TEST(MaxPoolGradientTest, MatchesNumericGradientAndDropsTheRemainder) {
 
 TEST(DenseGradientTest, MatchesNumericGradient) {
   const int n = 3, in_dim = 5, out_dim = 4;
-  std::vector<float> in = Random(n * in_dim, 8);
-  std::vector<float> w = Random(out_dim * in_dim, 9);
-  std::vector<float> b = Random(out_dim, 10);
-  const std::vector<float> r = Random(n * out_dim, 11);
+  std::vector<float> in = RandomValues(n * in_dim, 8);
+  std::vector<float> w = RandomValues(out_dim * in_dim, 9);
+  std::vector<float> b = RandomValues(out_dim, 10);
+  const std::vector<float> r = RandomValues(n * out_dim, 11);
   std::vector<float> out(n * out_dim);
   auto objective = [&] {
     DenseForward(n, in_dim, out_dim, in.data(), w.data(), b.data(), out.data());
@@ -160,11 +154,11 @@ TEST(DenseGradientTest, MatchesNumericGradient) {
 
 TEST(ActivationGradientTest, MatchesNumericGradient) {
   for (Activation act : {Activation::kRelu, Activation::kSigmoid, Activation::kTanh}) {
-    std::vector<float> x = Random(50, 12, 3.0);
+    std::vector<float> x = RandomValues(50, 12, 3.0);
     for (float& v : x) {
       if (std::fabs(v) < 0.05f) v = 0.5f;  // keep relu's kink out of the difference quotient
     }
-    const std::vector<float> r = Random(50, 13);
+    const std::vector<float> r = RandomValues(50, 13);
     std::vector<float> y;
     auto objective = [&] {
       y = x;
@@ -182,7 +176,7 @@ TEST(LossGradientTest, MatchesNumericGradientOfTheMeanLoss) {
   const int n = 4, k = 5;
   const uint8_t labels[] = {0, 3, 4, 3};
   for (Loss loss : {Loss::kCrossEntropy, Loss::kSquaredError}) {
-    std::vector<float> z = Random(n * k, 14, 2.0);
+    std::vector<float> z = RandomValues(n * k, 14, 2.0);
     auto objective = [&] {
       return LossForwardBackward(loss, n, k, z.data(), labels, 0, nullptr, nullptr).loss_sum / n;
     };
