@@ -94,6 +94,17 @@ TEST_F(PredictCommandTest, BoundFallsFourTimesPerBitAndMeasuredMismatchFallsWith
   EXPECT_GT(fine->at("bounds").back()["bits"].get<int>(), widest);
   EXPECT_EQ(fine->at("bounds").back()["measured"].get<double>(), 0.0);
   EXPECT_GE(bounds.front()["measured"].get<double>(), bounds.back()["measured"].get<double>());
+
+  // Seed 003 on the model's GEMMs: every mantissa, both roundings, one entry per layer; the
+  // conv0 weight gradient (the longest sums) keeps more with more bits.
+  const json& retention = r["gradient_retention"];
+  ASSERT_EQ(retention.size(), 20u);  // m = 4..22 step 2, truncate and nearest
+  for (const json& e : retention) ASSERT_EQ(e["layers"].size(), 4u) << e.dump();
+  EXPECT_EQ(retention[0]["mantissa"], 4);
+  EXPECT_EQ(retention[0]["rounding"], "truncate");
+  EXPECT_LT(retention[0]["layers"][0]["cosine"].get<double>(),
+            retention[18]["layers"][0]["cosine"].get<double>());
+  EXPECT_GT(retention[18]["layers"][0]["retention"].get<double>(), 0.99);  // m = 22 truncate
 }
 
 TEST_F(PredictCommandTest, VerifySweep_IsASubmittableSweepOverTheAssignments) {
