@@ -578,8 +578,13 @@ TEST(QuantizerPropertiesTest, ApplyMeasuredGivesBitwiseTheSameResultAsApply) {
 
 TEST(QuantizerPropertiesTest, ApplyEqualsQuantizeOneWithElementRandomBits) {
   // The contract of Apply (also after vectorisation): element i gets ElementRandom(key, i), and
-  // the result does not depend on the buffer's length or alignment.
-  const std::vector<float> values = Values(1001, 81);
+  // the result does not depend on the buffer's length or alignment. Specials included: the
+  // branch-free loops compute every path for every element and select.
+  std::vector<float> values = Values(1001, 81);
+  for (float special : {kInf, -kInf, std::numeric_limits<float>::quiet_NaN(), 0.0f, -0.0f,
+                        std::numeric_limits<float>::denorm_min(), 0x1p-14f, -0x1p-15f}) {
+    values.insert(values.begin() + 5, special);
+  }
   for (const char* spec : kAllFormats) {
     const Format f = F(spec);
     if (f.kind == FormatKind::kInt) continue;  // per-tensor scale: QuantizeOne is the identity

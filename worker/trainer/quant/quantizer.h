@@ -123,6 +123,8 @@ class Quantizer {
   uint32_t min_normal_bits_ = 0;  // magnitudes below this take the subnormal path
   int emin_ = -126;               // smallest normal exponent of the format
   int mantissa_bits_ = 23;
+  double subnormal_scale_ = 1;  // 2^(M-emin): |x| in steps of the subnormal grid
+  double subnormal_step_ = 1;   // 2^(emin-M)
 
   bool fixed_ = false;  // fixed, dynfixed, dps: the FixedOne path
 
