@@ -16,10 +16,6 @@
 namespace bitsweep::trainer {
 namespace {
 
-bool AnySaturated(const uint8_t* saturated, int64_t n) {
-  return std::any_of(saturated, saturated + n, [](uint8_t s) { return s != 0; });
-}
-
 // The clipped straight-through estimator (DESIGN §4; Hubara et al. 2016): the derivative of a
 // clip is 0 outside the range, so a value the activations site saturated passes no error back.
 // Passing it straight through makes the loss push the value ever further out of range.
@@ -141,17 +137,18 @@ int64_t EstimateNetworkBytes(const v1::ModelConfig& model, int channels, int hei
   return floats * scalar_bytes + mask_bytes;
 }
 
-void ApplyQuantizer(SiteQuantizer& q, int tensor, double* data, int64_t n, uint64_t key,
+bool ApplyQuantizer(SiteQuantizer& q, int tensor, double* data, int64_t n, uint64_t key,
                     uint8_t* saturated) {
   if (!q.enabled()) {  // fp32 in a double network: no rounding (see network.h)
     if (saturated != nullptr) std::fill(saturated, saturated + n, uint8_t{0});
-    return;
+    return false;
   }
   thread_local std::vector<float> scratch;
   if (static_cast<int64_t>(scratch.size()) < n) scratch.resize(n);
   for (int64_t i = 0; i < n; ++i) scratch[i] = static_cast<float>(data[i]);
-  q.Apply(tensor, scratch.data(), n, key, saturated);
+  const bool any = q.Apply(tensor, scratch.data(), n, key, saturated);
   for (int64_t i = 0; i < n; ++i) data[i] = scratch[i];
+  return any;
 }
 
 template <typename T>
@@ -259,9 +256,8 @@ const T* BasicNetwork<T>::Forward(const T* x, int n, SitePrecision& precision, u
     }
     const int64_t size = n * b.conv.out_size();
     uint8_t* marks = qa.enabled() ? b.saturated.data() : nullptr;  // fp32: nothing clips
-    ApplyQuantizer(qa, static_cast<int>(l), b.act.data(), size,
-                   SiteKey(step_key, Site::kActivations, l), marks);
-    b.any_saturated = marks != nullptr && AnySaturated(marks, size);
+    b.any_saturated = ApplyQuantizer(qa, static_cast<int>(l), b.act.data(), size,
+                                     SiteKey(step_key, Site::kActivations, l), marks);
     if (b.pool.p > 1) {
       const int64_t in_size = b.pool.in_size(), out_size = b.pool.out_size();
       ForEachExample(n, [&](int e) {
@@ -289,9 +285,9 @@ const T* BasicNetwork<T>::Forward(const T* x, int n, SitePrecision& precision, u
     const int64_t size = int64_t{n} * d.out;
     if (j + 1 < dense_.size()) ActivationForward(activation_, d.y.data(), size);
     uint8_t* marks = qa.enabled() ? d.saturated.data() : nullptr;
-    ApplyQuantizer(qa, static_cast<int>(kDenseTensorBase + j), d.y.data(), size,
-                   SiteKey(step_key, Site::kActivations, kDenseTensorBase + j), marks);
-    d.any_saturated = marks != nullptr && AnySaturated(marks, size);
+    d.any_saturated =
+        ApplyQuantizer(qa, static_cast<int>(kDenseTensorBase + j), d.y.data(), size,
+                       SiteKey(step_key, Site::kActivations, kDenseTensorBase + j), marks);
     in = d.y.data();
   }
   return in;

@@ -86,11 +86,12 @@ using Param = BasicParam<float>;
 // (nearest) -> the format -> double, through a scratch buffer. Rounding twice may differ from a
 // direct rounding of the double by one step of the format at rare near-ties. `saturated`, when
 // not null, receives SiteQuantizer::Apply's per-element clip marks (all 0 when disabled).
-inline void ApplyQuantizer(SiteQuantizer& q, int tensor, float* data, int64_t n, uint64_t key,
+// Returns whether any element was marked.
+inline bool ApplyQuantizer(SiteQuantizer& q, int tensor, float* data, int64_t n, uint64_t key,
                            uint8_t* saturated = nullptr) {
-  q.Apply(tensor, data, n, key, saturated);
+  return q.Apply(tensor, data, n, key, saturated);
 }
-void ApplyQuantizer(SiteQuantizer& q, int tensor, double* data, int64_t n, uint64_t key,
+bool ApplyQuantizer(SiteQuantizer& q, int tensor, double* data, int64_t n, uint64_t key,
                     uint8_t* saturated = nullptr);
 
 template <typename T>

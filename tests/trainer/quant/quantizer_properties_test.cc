@@ -602,5 +602,34 @@ TEST(QuantizerPropertiesTest, ApplyEqualsQuantizeOneWithElementRandomBits) {
   }
 }
 
+// MarkSaturated compares in float with bounds rounded inward; it must mark exactly what the
+// per-element Saturates (double bounds) marks, also where a bound is not a float (fixed:32,16's
+// top is 32767.99998...) and for values next to the bounds.
+TEST(QuantizerPropertiesTest, MarkSaturatedMarksExactlyWhatSaturatesSays) {
+  for (const char* spec : kAllFormats) {
+    const Quantizer q(F(spec), Rounding::kNearest);
+    std::vector<float> values = Values(2001, 91);
+    for (float x : {kInf, -kInf, std::numeric_limits<float>::quiet_NaN(), 0.0f, -0.0f}) {
+      values.push_back(x);
+    }
+    const float top = q.QuantizeOne(std::numeric_limits<float>::max(), 0);
+    const float bottom = q.QuantizeOne(std::numeric_limits<float>::lowest(), 0);
+    for (float edge : {top, bottom}) {
+      values.push_back(edge);
+      values.push_back(std::nextafter(edge, kInf));
+      values.push_back(std::nextafter(edge, -kInf));
+    }
+    std::vector<uint8_t> marks(values.size(), 7);
+    const bool any =
+        q.MarkSaturated(values.data(), static_cast<int64_t>(values.size()), marks.data());
+    bool expected_any = false;
+    for (size_t i = 0; i < values.size(); ++i) {
+      ASSERT_EQ(marks[i], q.Saturates(values[i]) ? 1 : 0) << spec << " x=" << values[i];
+      expected_any = expected_any || q.Saturates(values[i]);
+    }
+    EXPECT_EQ(any, expected_any) << spec;
+  }
+}
+
 }  // namespace
 }  // namespace bitsweep::trainer

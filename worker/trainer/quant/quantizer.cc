@@ -67,6 +67,23 @@ Quantizer::Quantizer(const Format& format, Rounding rounding)
   }
 }
 
+bool Quantizer::MarkSaturated(const float* __restrict data, int64_t n,
+                              uint8_t* __restrict saturated) const {
+  // In float: for a float x, x > highest ⇔ x > (the largest float ≤ highest), and likewise
+  // below, so comparing with those floats is exact and vectorises without conversions.
+  float high = static_cast<float>(highest_), low = static_cast<float>(lowest_);
+  if (static_cast<double>(high) > highest_) high = std::nextafter(high, -INFINITY);
+  if (static_cast<double>(low) < lowest_) low = std::nextafter(low, INFINITY);
+  uint8_t any = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const float x = data[i];
+    const uint8_t s = static_cast<uint8_t>((x < low) | (x > high));
+    saturated[i] = s;
+    any |= s;
+  }
+  return any != 0;
+}
+
 void QuantStats::Add(const QuantStats& other) {
   values += other.values;
   overflows += other.overflows;

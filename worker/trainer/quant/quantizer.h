@@ -92,6 +92,10 @@ class Quantizer {
   // [-2^(IL-1), 2^(IL-1) - 2^-FL]; float:E,M and mask:B beyond ±max finite; never for fp32 and
   // int:B (its scale follows the tensor's max|x|). The QuantStats overflow count, per value.
   bool Saturates(float x) const { return x < lowest_ || x > highest_; }
+  // saturated[i] = Saturates(data[i]) for i in [0, n); returns whether any is set. One
+  // vectorisable pass (the per-element Saturates through a uint8_t store, which may alias the
+  // floats, was not).
+  bool MarkSaturated(const float* data, int64_t n, uint8_t* saturated) const;
 
  private:
   template <Rounding R>

@@ -121,11 +121,11 @@ void SiteQuantizer::Apply(int tensor, float* data, int64_t n, uint64_t key) {
   Apply(tensor, data, n, key, nullptr);
 }
 
-void SiteQuantizer::Apply(int tensor, float* data, int64_t n, uint64_t key, uint8_t* saturated) {
+bool SiteQuantizer::Apply(int tensor, float* data, int64_t n, uint64_t key, uint8_t* saturated) {
   const Format& f = base_.format();
+  bool any = false;
   auto mark = [&](const Quantizer& q) {
-    if (saturated == nullptr) return;
-    for (int64_t i = 0; i < n; ++i) saturated[i] = q.Saturates(data[i]) ? 1 : 0;
+    if (saturated != nullptr) any = q.MarkSaturated(data, n, saturated);
   };
   if (f.kind == FormatKind::kDynFixed) {
     auto [it, added] = tensors_.try_emplace(tensor);
@@ -164,6 +164,7 @@ void SiteQuantizer::Apply(int tensor, float* data, int64_t n, uint64_t key, uint
       base_.Apply(data, n, key);
     }
   }
+  return any;
 }
 
 void SiteQuantizer::EndIteration() {

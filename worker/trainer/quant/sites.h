@@ -67,8 +67,9 @@ class SiteQuantizer {
   void Apply(int tensor, float* data, int64_t n, uint64_t key);
   // Apply, also setting saturated[i] to 1 when data[i] lay outside the range this application
   // used (Quantizer::Saturates: it was clipped), else 0. The backward pass uses it for the
-  // clipped straight-through estimator (network.h).
-  void Apply(int tensor, float* data, int64_t n, uint64_t key, uint8_t* saturated);
+  // clipped straight-through estimator (network.h). Returns whether any element was marked
+  // (false when saturated is null).
+  bool Apply(int tensor, float* data, int64_t n, uint64_t key, uint8_t* saturated);
 
   // Once per training iteration: the dynamic formats take their next IL/FL from the
   // statistics of the iteration, which become last_iteration().
