@@ -590,13 +590,17 @@ TEST(QuantizerPropertiesTest, ApplyEqualsQuantizeOneWithElementRandomBits) {
     if (f.kind == FormatKind::kInt) continue;  // per-tensor scale: QuantizeOne is the identity
     for (Rounding r : kRoundings) {
       const Quantizer q(f, r);
-      for (int offset : {0, 1, 3}) {
-        std::vector<float> v(values.begin() + offset, values.end());
-        q.Apply(v.data(), static_cast<int64_t>(v.size()), 82);
-        for (size_t i = 0; i < v.size(); ++i) {
-          ASSERT_TRUE(Same(v[i], q.QuantizeOne(values[i + offset], ElementRandom(82, i))))
-              << spec << " " << RoundingName(r) << " i=" << i;
+      for (bool avx512 : {true, false}) {  // the vector loops and the portable ones
+        const bool before = SetQuantizerAvx512ForTesting(avx512);
+        for (int offset : {0, 1, 3}) {
+          std::vector<float> v(values.begin() + offset, values.end());
+          q.Apply(v.data(), static_cast<int64_t>(v.size()), 82);
+          for (size_t i = 0; i < v.size(); ++i) {
+            ASSERT_TRUE(Same(v[i], q.QuantizeOne(values[i + offset], ElementRandom(82, i))))
+                << spec << " " << RoundingName(r) << " avx512 " << avx512 << " i=" << i;
+          }
         }
+        SetQuantizerAvx512ForTesting(before);
       }
     }
   }

@@ -1,8 +1,10 @@
 #include "worker/trainer/quant/quantizer.h"
 
 #include <algorithm>
+#include <atomic>
 #include <bit>
 #include <cmath>
+#include <cstring>
 
 #include "worker/trainer/quant/rng.h"
 
@@ -11,6 +13,48 @@ namespace {
 
 constexpr uint32_t kSignBit = 0x80000000u;
 constexpr uint32_t kInfBits = 0x7F800000u;
+
+// Stochastic rounding of pairs of float32 values with eight exponent bits (FloatOne's logic with
+// selects): pair j takes CounterRandom(key, j), its low half for value 2j, its high half for
+// value 2j + 1. Compiled twice: generically, and for AVX-512 (DQ has the 64-bit multiplies of
+// splitmix64, so the compiler vectorises the whole loop); integer arithmetic, so the two
+// give the same bits.
+struct Float8Bits {
+  uint32_t low_mask, keep_mask, max_bits;
+};
+inline uint32_t RoundWord(uint32_t u, uint32_t random32, const Float8Bits& f) {
+  const uint32_t sign = u & kSignBit;
+  const uint32_t mag = u ^ sign;
+  const uint32_t rounded = std::min((mag + (random32 & f.low_mask)) & f.keep_mask, f.max_bits);
+  return mag >= kInfBits ? u : (sign | rounded);
+}
+#define BITSWEEP_STOCHASTIC_PAIRS_BODY                                                       \
+  for (int64_t j = 0; j < pairs; ++j) {                                                      \
+    const uint64_t r = CounterRandom(key, static_cast<uint64_t>(j));                         \
+    uint64_t pair;                                                                           \
+    std::memcpy(&pair, w + 2 * j, sizeof pair);                                              \
+    const uint64_t lo = RoundWord(static_cast<uint32_t>(pair), static_cast<uint32_t>(r), f); \
+    const uint64_t hi =                                                                      \
+        RoundWord(static_cast<uint32_t>(pair >> 32), static_cast<uint32_t>(r >> 32), f);     \
+    pair = lo | (hi << 32);                                                                  \
+    std::memcpy(w + 2 * j, &pair, sizeof pair);                                              \
+  }
+void StochasticPairs(float* __restrict w, int64_t pairs, uint64_t key, Float8Bits f) {
+  BITSWEEP_STOCHASTIC_PAIRS_BODY
+}
+__attribute__((target("avx512f,avx512dq,avx512vl,avx512bw"))) void StochasticPairsAvx512(
+    float* __restrict w, int64_t pairs, uint64_t key, Float8Bits f){BITSWEEP_STOCHASTIC_PAIRS_BODY}
+#undef BITSWEEP_STOCHASTIC_PAIRS_BODY
+
+std::atomic<bool> avx512_allowed{true};
+
+bool UseAvx512() {
+  static const bool has = (__builtin_cpu_init(), __builtin_cpu_supports("avx512f") &&
+                                                     __builtin_cpu_supports("avx512dq") &&
+                                                     __builtin_cpu_supports("avx512vl") &&
+                                                     __builtin_cpu_supports("avx512bw"));
+  return has && avx512_allowed.load(std::memory_order_relaxed);
+}
 
 }  // namespace
 
@@ -83,6 +127,8 @@ bool Quantizer::MarkSaturated(const float* __restrict data, int64_t n,
   }
   return any != 0;
 }
+
+bool SetQuantizerAvx512ForTesting(bool allowed) { return avx512_allowed.exchange(allowed); }
 
 void QuantStats::Add(const QuantStats& other) {
   values += other.values;
@@ -265,13 +311,14 @@ void Quantizer::ApplyFloat(float* data, int64_t n, uint64_t key) const {
   };
   int64_t i = 0;
   if constexpr (R == Rounding::kStochastic) {
-    for (; i + 1 < n; i += 2) {
-      const uint64_t r = CounterRandom(key, static_cast<uint64_t>(i) >> 1);
-      data[i] =
-          std::bit_cast<float>(round(std::bit_cast<uint32_t>(data[i]), static_cast<uint32_t>(r)));
-      data[i + 1] = std::bit_cast<float>(
-          round(std::bit_cast<uint32_t>(data[i + 1]), static_cast<uint32_t>(r >> 32)));
+    const Float8Bits bits{low_mask_, keep_mask_, max_bits_};
+    const int64_t pairs = n / 2;
+    if (UseAvx512()) {
+      StochasticPairsAvx512(data, pairs, key, bits);
+    } else {
+      StochasticPairs(data, pairs, key, bits);
     }
+    i = 2 * pairs;
   }
   for (; i < n; ++i) {
     const uint64_t r = R == Rounding::kStochastic ? ElementRandom(key, i) : 0;

@@ -143,4 +143,8 @@ class Quantizer {
   double highest_ = std::numeric_limits<double>::infinity();
 };
 
+// Testing: whether Apply may use its AVX-512 loops where the machine has them (default true;
+// the portable loops give the same bits). Returns the previous setting.
+bool SetQuantizerAvx512ForTesting(bool allowed);
+
 }  // namespace bitsweep::trainer
