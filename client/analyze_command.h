@@ -45,7 +45,6 @@ absl::StatusOr<int> AnalyzeCommand(SweepClient& client, const AnalyzeRequest& re
                                    const CommandEnv& env);
 
 // Registers `analyze` on the CLI; `set_run` receives the command to run once parsed.
-using RemoteRun = std::function<absl::StatusOr<int>(SweepClient&, const CommandEnv&)>;
 void AddAnalyzeCommand(CLI::App& app, const std::function<void(RemoteRun)>& set_run);
 
 }  // namespace bitsweep::client

@@ -289,7 +289,8 @@ int RunCli(const std::vector<std::string>& args, const CliEnvironment& env) {
   };
   AddQuantizeCommand(app, &std::cin, &out, set_local_run);
   AddTrainCommand(app, &out, &err, &err == &std::cerr && isatty(STDERR_FILENO) == 1, set_local_run);
-  AddPredictCommand(app, &out, &err, set_local_run);
+  AddPredictCommand(app, &out, &err, set_local_run,
+                    [&line](RemoteRun run) { line.run = std::move(run); });
   AddAnalyzeCommand(app, [&line](RemoteRun run) { line.run = std::move(run); });
 
   std::vector<const char*> argv;

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <ostream>
 #include <string>
 #include <vector>
@@ -26,6 +27,9 @@ struct CommandEnv {
   // For ages such as "last heartbeat 3s ago".
   const common::Clock* clock = common::SystemClock::Get();
 };
+
+// A command that talks to the server, run once the command line is parsed.
+using RemoteRun = std::function<absl::StatusOr<int>(SweepClient&, const CommandEnv&)>;
 
 // Exit codes of the bitsweep CLI.
 inline constexpr int kExitOk = 0;

@@ -12,10 +12,15 @@
 #include <random>
 #include <sstream>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/strip.h"
 #include "analysis/accumulator_width.h"
 #include "analysis/mismatch_bound.h"
+#include "client/sweep_client.h"
+#include "client/sweep_file.h"
 #include "client/text_table.h"
 #include "client/train_command.h"
 #include "common/status_macros.h"
@@ -180,13 +185,45 @@ void IntegersAsNumbers(json& j) {
   }
 }
 
+// One value of the verifying sweep's precision.layers axis: its label, the uniform B (0 for
+// the fp32 baseline and the per-layer assignment) and the list of layer overrides.
+struct VerifyPoint {
+  std::string label;
+  int bits = 0;
+  json layers;
+};
+
+// The values of the verifying sweep's axis, in order: the fp32 baseline (no layer formats),
+// uniform B-2..B+2 and the per-layer assignment, in exactly the formats measured here.
+std::vector<VerifyPoint> VerifyPoints(const analysis::PrecisionAssignment& uniform,
+                                      const analysis::PrecisionAssignment& per_layer,
+                                      const Ranges& ranges) {
+  const size_t layers = uniform.weight_bits.size();
+  auto layer_list = [&](const analysis::PrecisionAssignment& a) {
+    json list = json::array();
+    const v1::PrecisionConfig c = FixedPointConfig(a, ranges);
+    for (const v1::LayerPrecision& l : c.layers()) {
+      list.push_back(
+          {{"weights", {{"format", l.weights().format()}, {"rounding", "nearest"}}},
+           {"activations", {{"format", l.activations().format()}, {"rounding", "nearest"}}}});
+    }
+    return list;
+  };
+  std::vector<VerifyPoint> points;
+  points.push_back({"fp32 baseline", 0, json::array()});
+  for (int b = uniform.reference_bits - 2; b <= uniform.reference_bits + 2; ++b) {
+    if (b < 2) continue;
+    points.push_back({absl::StrCat("uniform B = ", b), b, layer_list(Uniform(b, layers))});
+  }
+  points.push_back({absl::StrCat("per-layer assignment, B_ref = ", per_layer.reference_bits), 0,
+                    layer_list(per_layer)});
+  return points;
+}
+
 // Writes the verifying sweep (see predict_command.h): `config` as the base, float32 weights and
-// activations by default with master weights fp32, and one axis precision.layers over the fp32
-// baseline (no layer formats), uniform B−2..B+2 and the per-layer assignment.
+// activations by default with master weights fp32, and one axis precision.layers over `points`.
 absl::Status WriteVerifySweep(const std::string& path, const v1::TrialConfig& config,
-                              const analysis::PrecisionAssignment& uniform,
-                              const analysis::PrecisionAssignment& per_layer,
-                              const Ranges& ranges) {
+                              const std::vector<VerifyPoint>& points) {
   v1::TrialConfig base = config;
   base.clear_seed();
   v1::PrecisionConfig* precision = base.mutable_precision();
@@ -206,29 +243,6 @@ absl::Status WriteVerifySweep(const std::string& path, const v1::TrialConfig& co
   json base_json = json::parse(text);
   IntegersAsNumbers(base_json);
 
-  const size_t layers = uniform.weight_bits.size();
-  json values = json::array();
-  std::vector<std::string> labels;
-  values.push_back(json::array());
-  labels.push_back("fp32 baseline");
-  auto layer_list = [&](const analysis::PrecisionAssignment& a) {
-    json list = json::array();
-    const v1::PrecisionConfig c = FixedPointConfig(a, ranges);
-    for (const v1::LayerPrecision& l : c.layers()) {
-      list.push_back(
-          {{"weights", {{"format", l.weights().format()}, {"rounding", "nearest"}}},
-           {"activations", {{"format", l.activations().format()}, {"rounding", "nearest"}}}});
-    }
-    return list;
-  };
-  for (int b = uniform.reference_bits - 2; b <= uniform.reference_bits + 2; ++b) {
-    if (b < 2) continue;
-    values.push_back(layer_list(Uniform(b, layers)));
-    labels.push_back(absl::StrCat("uniform B = ", b));
-  }
-  values.push_back(layer_list(per_layer));
-  labels.push_back(absl::StrCat("per-layer assignment, B_ref = ", per_layer.reference_bits));
-
   std::ofstream file(path, std::ios::binary | std::ios::trunc);
   if (!file) return absl::NotFoundError(absl::StrCat("--verify-sweep: cannot write ", path));
   const std::string stem = std::filesystem::path(path).stem().string();
@@ -236,51 +250,54 @@ absl::Status WriteVerifySweep(const std::string& path, const v1::TrialConfig& co
           "# `bitsweep predict`: fixed point (fixed:W,FL, round to nearest) at the weights and\n"
           "# activations sites, per layer on the ranges [-2^I, 2^I) of the float32 model.\n"
           "# Values of precision.layers, in order:\n";
-  for (size_t i = 0; i < labels.size(); ++i) file << "#   " << i << ": " << labels[i] << "\n";
+  for (size_t i = 0; i < points.size(); ++i) file << "#   " << i << ": " << points[i].label << "\n";
   file << "name: " << json(stem.empty() ? "seed001-verify" : stem).dump() << "\n";
   file << "base: " << base_json.dump() << "\n";
   file << "sweep:\n  method: grid\n  seeds: 1\n  parameters:\n    precision.layers:\n";
-  for (const json& v : values) file << "      - " << v.dump() << "\n";
+  for (const VerifyPoint& point : points) file << "      - " << point.layers.dump() << "\n";
   file.close();
   if (!file) return absl::DataLossError(absl::StrCat("--verify-sweep: error writing ", path));
   return absl::OkStatus();
 }
 
-// Loads the weights of a trainer checkpoint file into `net` (which `config` built).
-absl::Status LoadCheckpoint(const std::string& path, trainer::Network& net) {
-  std::ifstream file(path, std::ios::binary);
-  if (!file) return absl::NotFoundError(absl::StrCat("--checkpoint: cannot read ", path));
-  std::ostringstream bytes;
-  bytes << file.rdbuf();
-  absl::StatusOr<std::vector<std::vector<float>>> weights = trainer::CheckpointWeights(bytes.str());
+// Loads the weights of trainer checkpoint `bytes` into `net` (which the config built). `what`
+// names the checkpoint in errors.
+absl::Status LoadWeights(const std::string& bytes, const std::string& what, trainer::Network& net) {
+  absl::StatusOr<std::vector<std::vector<float>>> weights = trainer::CheckpointWeights(bytes);
   if (!weights.ok()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--checkpoint ", path, ": ", weights.status().message()));
+    return absl::InvalidArgumentError(absl::StrCat(what, ": ", weights.status().message()));
   }
   std::vector<trainer::Param>& params = net.params();
   if (weights->size() != params.size()) {
-    return absl::InvalidArgumentError(absl::StrCat("--checkpoint ", path, ": has ", weights->size(),
+    return absl::InvalidArgumentError(absl::StrCat(what, ": has ", weights->size(),
                                                    " parameter tensors, the config's model has ",
                                                    params.size()));
   }
   for (size_t i = 0; i < params.size(); ++i) {
     if ((*weights)[i].size() != params[i].value.size()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "--checkpoint ", path, ": parameter tensor ", i, " has ", (*weights)[i].size(),
-          " values, the config's model ", params[i].value.size()));
+      return absl::InvalidArgumentError(
+          absl::StrCat(what, ": parameter tensor ", i, " has ", (*weights)[i].size(),
+                       " values, the config's model ", params[i].value.size()));
     }
   }
   for (size_t i = 0; i < params.size(); ++i) params[i].value = std::move((*weights)[i]);
   return absl::OkStatus();
 }
 
-}  // namespace
+// Where the float32 model's weights come from: a checkpoint (`what` names it in messages), or
+// training here when `what` is empty.
+struct ModelWeights {
+  std::string checkpoint;
+  std::string what;
+};
 
-absl::Status RunPredict(const PredictRequest& request, std::ostream& out, std::ostream& err) {
+// The prediction of RunPredict for `config` and `weights`: printed to `out` (text, or JSON
+// with request.json) and returned as the JSON object `--json` prints.
+absl::StatusOr<json> Predict(const v1::TrialConfig& config, const ModelWeights& weights,
+                             const PredictRequest& request, std::ostream& out, std::ostream& err) {
   if (!(request.target_pm > 0 && request.target_pm <= 1)) {
     return absl::InvalidArgumentError("--target-pm must be in (0, 1]");
   }
-  ASSIGN_OR_RETURN(v1::TrialConfig config, LoadTrainConfig(request.config_path, request.sets));
   ASSIGN_OR_RETURN(std::shared_ptr<const trainer::Dataset> data,
                    trainer::LoadDataset(config.dataset().name(), request.data_dir));
   const auto start = std::chrono::steady_clock::now();
@@ -288,11 +305,11 @@ absl::Status RunPredict(const PredictRequest& request, std::ostream& out, std::o
   ASSIGN_OR_RETURN(std::unique_ptr<trainer::Network> net,
                    trainer::Network::Create(config.model(), data->channels, data->height,
                                             data->width, data->num_classes, batch, config.seed()));
-  if (request.checkpoint.empty()) {
+  if (weights.what.empty()) {
     RETURN_IF_ERROR(TrainFloat32(*net, config, *data, err));
   } else {
-    RETURN_IF_ERROR(LoadCheckpoint(request.checkpoint, *net));
-    err << "predict: weights from checkpoint " << request.checkpoint << "\n";
+    RETURN_IF_ERROR(LoadWeights(weights.checkpoint, weights.what, *net));
+    err << "predict: weights from " << weights.what << "\n";
   }
   const double train_seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -358,8 +375,9 @@ absl::Status RunPredict(const PredictRequest& request, std::ostream& out, std::o
       trainer::MeasureMismatchRate(*net, test_images, test_n, size, per_layer_fixed, 1);
   const double measure_seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - measure_start).count();
+  const std::vector<VerifyPoint> verify_points = VerifyPoints(uniform, per_layer, ranges);
   if (!request.verify_sweep.empty()) {
-    RETURN_IF_ERROR(WriteVerifySweep(request.verify_sweep, config, uniform, per_layer, ranges));
+    RETURN_IF_ERROR(WriteVerifySweep(request.verify_sweep, config, verify_points));
     err << "predict: verifying sweep written to " << request.verify_sweep
         << " (submit it with `bitsweep submit`)\n";
   }
@@ -451,35 +469,42 @@ absl::Status RunPredict(const PredictRequest& request, std::ostream& out, std::o
   }
   double scaled_total = 0;
   for (const analysis::LayerNoiseGain& l : layers) scaled_total += l.activations + l.weights;
+  json assignments = json::array();
+  for (const VerifyPoint& point : verify_points) {
+    assignments.push_back({{"label", point.label},
+                           {"bits", point.bits > 0 ? json(point.bits) : json(nullptr)},
+                           {"precision_layers", point.layers}});
+  }
+  json result = {
+      {"fp32_test_accuracy", accuracy},
+      {"inputs", gains.inputs},
+      {"mismatch_inputs", test_n},
+      {"skipped_ties", gains.skipped_ties},
+      {"target_pm", request.target_pm},
+      {"layers", gain_json},
+      {"E_A_total", total_a},
+      {"E_W_total", total_w},
+      {"E_scaled_total", scaled_total},
+      {"uniform",
+       {{"min_bits", uniform.reference_bits},
+        {"bound", uniform.bound},
+        {"measured_min_bits", measured_min_bits >= 0 ? json(measured_min_bits) : json(nullptr)}}},
+      {"per_layer",
+       {{"reference_bits", per_layer.reference_bits},
+        {"bound", per_layer.bound},
+        {"measured", per_layer_measured}}},
+      {"bounds", bounds},
+      {"accumulators", accumulators},
+      {"gradient_retention", retention},
+      {"min_vrr", request.min_vrr},
+      {"train_seconds", train_seconds},
+      {"measure_seconds", measure_seconds},
+      {"assignments", assignments},
+      {"seconds", seconds}};
+  if (!request.verify_sweep.empty()) result["verify_sweep"] = request.verify_sweep;
   if (request.json) {
-    json result = {
-        {"fp32_test_accuracy", accuracy},
-        {"inputs", gains.inputs},
-        {"mismatch_inputs", test_n},
-        {"skipped_ties", gains.skipped_ties},
-        {"target_pm", request.target_pm},
-        {"layers", gain_json},
-        {"E_A_total", total_a},
-        {"E_W_total", total_w},
-        {"E_scaled_total", scaled_total},
-        {"uniform",
-         {{"min_bits", uniform.reference_bits},
-          {"bound", uniform.bound},
-          {"measured_min_bits", measured_min_bits >= 0 ? json(measured_min_bits) : json(nullptr)}}},
-        {"per_layer",
-         {{"reference_bits", per_layer.reference_bits},
-          {"bound", per_layer.bound},
-          {"measured", per_layer_measured}}},
-        {"bounds", bounds},
-        {"accumulators", accumulators},
-        {"gradient_retention", retention},
-        {"min_vrr", request.min_vrr},
-        {"train_seconds", train_seconds},
-        {"measure_seconds", measure_seconds},
-        {"seconds", seconds}};
-    if (!request.verify_sweep.empty()) result["verify_sweep"] = request.verify_sweep;
     out << result.dump(2) << "\n";
-    return absl::OkStatus();
+    return result;
   }
   out << absl::StrFormat(
       "fp32 model: test accuracy %.2f%%; noise gains over %d test images (seed 001)\n",
@@ -514,15 +539,152 @@ absl::Status RunPredict(const PredictRequest& request, std::ostream& out, std::o
   ret_table.Render(out);
   out << absl::StrFormat("\n(%.1f s: fp32 model %.1f s, mismatch measurements %.1f s)\n", seconds,
                          train_seconds, measure_seconds);
-  return absl::OkStatus();
+  return result;
+}
+
+}  // namespace
+
+absl::Status RunPredict(const PredictRequest& request, std::ostream& out, std::ostream& err) {
+  ASSIGN_OR_RETURN(v1::TrialConfig config, LoadTrainConfig(request.config_path, request.sets));
+  ModelWeights weights;
+  if (!request.checkpoint.empty()) {
+    std::ifstream file(request.checkpoint, std::ios::binary);
+    if (!file) {
+      return absl::NotFoundError(absl::StrCat("--checkpoint: cannot read ", request.checkpoint));
+    }
+    std::ostringstream bytes;
+    bytes << file.rdbuf();
+    weights.checkpoint = bytes.str();
+    weights.what = absl::StrCat("--checkpoint ", request.checkpoint);
+  }
+  return Predict(config, weights, request, out, err).status();
+}
+
+bool IsTrialId(const std::string& argument) {
+  return !argument.empty() && argument.size() < 19 &&
+         std::all_of(argument.begin(), argument.end(), [](char c) { return c >= '0' && c <= '9'; });
+}
+
+bool NeedsServer(const PredictRequest& request) {
+  return IsTrialId(request.config_path) || request.record || request.record_sweep != 0 ||
+         request.submit;
+}
+
+namespace {
+
+// The trial's config with `sets` applied the way LoadTrainConfig applies them (through the
+// same YAML path), validated.
+absl::StatusOr<v1::TrialConfig> ApplySets(const v1::TrialConfig& config, int64_t trial_id,
+                                          const std::vector<std::string>& sets) {
+  if (sets.empty()) return config;
+  google::protobuf::util::JsonPrintOptions options;
+  options.preserve_proto_field_names = true;
+  // Every field, zeros included: the YAML path fills what is left out with the defaults.
+  options.always_print_primitive_fields = true;
+  std::string text;
+  auto status = google::protobuf::util::MessageToJsonString(config, &text, options);
+  if (!status.ok()) return absl::InternalError(std::string(status.message()));
+  json j = json::parse(text);
+  IntegersAsNumbers(j);
+  return TrainConfigFromYaml(j.dump(), absl::StrCat("trial ", trial_id, "'s config"), sets);
+}
+
+}  // namespace
+
+absl::StatusOr<int> PredictCommand(SweepClient& client, const PredictRequest& request,
+                                   std::ostream& out, std::ostream& err) {
+  // Usage errors before any work: the prediction takes seconds to minutes.
+  const bool trial_argument = IsTrialId(request.config_path);
+  if (request.submit && request.verify_sweep.empty()) {
+    return absl::InvalidArgumentError(
+        "--submit submits the verifying sweep: give --verify-sweep FILE too");
+  }
+  if (request.submit && request.record_sweep != 0) {
+    return absl::InvalidArgumentError(
+        "--submit records on the sweep it submits: --sweep cannot name another");
+  }
+  if (request.record && request.record_sweep == 0 && !request.submit && !trial_argument) {
+    return absl::InvalidArgumentError(
+        "--record: on which sweep? give --sweep ID (or predict a TRIAL, recorded on its sweep, "
+        "or --submit the verifying sweep)");
+  }
+  if (trial_argument && !request.checkpoint.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--checkpoint: trial ", request.config_path,
+                     "'s weights come from the server; --checkpoint FILE goes with a CONFIG file"));
+  }
+  v1::TrialConfig config;
+  ModelWeights weights;
+  int64_t trial_id = 0;
+  int64_t trial_sweep = 0;
+  std::string source;
+  if (trial_argument) {
+    if (!absl::SimpleAtoi(request.config_path, &trial_id) || trial_id <= 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("TRIAL: '", request.config_path, "' is not a trial id"));
+    }
+    ASSIGN_OR_RETURN(v1::GetTrialResponse trial, client.GetTrial(trial_id, false));
+    trial_sweep = trial.trial().sweep_id();
+    ASSIGN_OR_RETURN(config, ApplySets(trial.trial().config(), trial_id, request.sets));
+    ASSIGN_OR_RETURN(v1::GetTrialCheckpointResponse checkpoint,
+                     client.GetTrialCheckpoint(trial_id));
+    const std::string state = absl::AsciiStrToLower(
+        absl::StripPrefix(v1::TrialState_Name(checkpoint.trial_state()), "TRIAL_STATE_"));
+    weights.what = absl::StrCat("trial ", trial_id, "'s checkpoint (", state, ", after iteration ",
+                                checkpoint.iteration(), ")");
+    weights.checkpoint = std::move(*checkpoint.mutable_state());
+    source = absl::StrCat("trial ", trial_id);
+  } else {
+    ASSIGN_OR_RETURN(config, LoadTrainConfig(request.config_path, request.sets));
+    if (!request.checkpoint.empty()) {
+      std::ifstream file(request.checkpoint, std::ios::binary);
+      if (!file) {
+        return absl::NotFoundError(absl::StrCat("--checkpoint: cannot read ", request.checkpoint));
+      }
+      std::ostringstream bytes;
+      bytes << file.rdbuf();
+      weights.checkpoint = bytes.str();
+      weights.what = absl::StrCat("--checkpoint ", request.checkpoint);
+      source = absl::StrCat(request.config_path, " with checkpoint ", request.checkpoint);
+    } else {
+      source = absl::StrCat(request.config_path, " (trained in fp32 by predict)");
+    }
+  }
+  ASSIGN_OR_RETURN(json result, Predict(config, weights, request, out, err));
+  int64_t record_on = request.record_sweep != 0 ? request.record_sweep : 0;
+  if (request.submit) {
+    ASSIGN_OR_RETURN(v1::SweepSpec spec, ParseSweepFile(request.verify_sweep));
+    absl::StatusOr<v1::SubmitSweepResponse> submitted = client.SubmitSweep(spec, false);
+    if (!submitted.ok()) {
+      return absl::Status(
+          submitted.status().code(),
+          absl::StrCat("--submit ", request.verify_sweep, ": ", submitted.status().message()));
+    }
+    record_on = submitted->sweep_id();
+    err << "predict: verifying sweep "
+        << (submitted->existing() ? "already submitted as" : "submitted as") << " sweep "
+        << record_on << " (" << submitted->trial_count() << " trials)\n";
+  } else if (request.record && record_on == 0) {
+    record_on = trial_sweep;
+  }
+  if (record_on != 0) {
+    ASSIGN_OR_RETURN(int64_t id,
+                     client.RecordPrediction(record_on, trial_id, source, result.dump()));
+    err << "predict: prediction " << id << " recorded on sweep " << record_on << "\n";
+  }
+  return 0;
 }
 
 void AddPredictCommand(CLI::App& app, std::ostream* out, std::ostream* err,
-                       const std::function<void(LocalRun)>& set_run) {
+                       const std::function<void(LocalRun)>& set_local_run,
+                       const std::function<void(RemoteRun)>& set_remote_run) {
   auto request = std::make_shared<PredictRequest>();
   CLI::App* command = app.add_subcommand(
       "predict", "Predict the minimum precision of a model (seeds 001 and 003; no server needed)");
-  command->add_option("CONFIG", request->config_path, "Trial config or sweep file (YAML)")
+  command
+      ->add_option("CONFIG_OR_TRIAL", request->config_path,
+                   "Trial config or sweep file (YAML), or the id of a finished trial that kept "
+                   "its final checkpoint (train.keep_final_checkpoint: true)")
       ->required();
   command->add_option("--set", request->sets, "path=value applied over the config");
   command->add_option("--checkpoint", request->checkpoint,
@@ -540,16 +702,26 @@ void AddPredictCommand(CLI::App& app, std::ostream* out, std::ostream* err,
                    "Accumulator: smallest acceptable variance retention ratio")
       ->capture_default_str();
   command->add_flag("--json", request->json, "Print JSON");
+  command->add_flag("--record", request->record,
+                    "Record the prediction at the server (on --sweep, else on TRIAL's sweep, "
+                    "else on the sweep --submit creates); the dashboard shows it");
+  command->add_option("--sweep", request->record_sweep,
+                      "Record the prediction on this sweep (implies --record)");
+  command->add_flag("--submit", request->submit,
+                    "Submit the --verify-sweep file and record the prediction on that sweep");
   command->add_option("--data-dir", request->data_dir, "Dataset directory")->capture_default_str();
   command->footer(
+      "With a TRIAL id the config and weights come from the server (GetTrial and its kept\n"
+      "checkpoint): sweep with train.keep_final_checkpoint: true, then predict any finished\n"
+      "trial. --record stores the JSON prediction on a sweep; the sweep page shows it next to\n"
+      "the sweep's measurements (with --submit, next to the verifying sweep's accuracies).\n"
       "Seed 001 (Sakr et al.): noise gains E_A, E_W per layer, the bound\n"
       "p_m <= sum E*4^I * 4^(1-B) (each quantity in fixed point on its own range [-2^I, 2^I),\n"
       "I from the fp32 model), the predicted minimum uniform B and per-layer B_A / B_W, and the\n"
       "mismatch rate measured against the fp32 network on the config's test images.\n"
       "The fp32 model: trained here from CONFIG (plain SGD with its lr and momentum), or the\n"
-      "weights of a trainer checkpoint (--checkpoint FILE; e.g. a running trial's latest\n"
-      "checkpoint from the server database: sqlite3 DB \"SELECT writefile('c.bin', state)\n"
-      "FROM checkpoints WHERE trial_id = N\"; finished trials keep none).\n"
+      "weights of a trainer checkpoint (--checkpoint FILE; e.g. from the server:\n"
+      "curl -o c.bin http://HOST:8080/api/trials/N/checkpoint), or of TRIAL's kept checkpoint.\n"
       "--verify-sweep FILE writes a sweep over precision.layers: the fp32 baseline, uniform\n"
       "B-2..B+2 and the per-layer assignment, in exactly the formats measured here (weights\n"
       "and activations sites, master weights fp32). Submit it (bitsweep submit FILE): the\n"
@@ -558,9 +730,18 @@ void AddPredictCommand(CLI::App& app, std::ostream* out, std::ostream* err,
       "Examples:\n"
       "  bitsweep predict examples/seed001_predict.yaml --target-pm 0.01\n"
       "  bitsweep predict examples/seed001_predict.yaml --verify-sweep verify.yaml\n"
-      "  bitsweep submit verify.yaml && bitsweep analyze SWEEP_ID");
-  command->callback([request, out, err, set_run] {
-    set_run([request, out, err]() -> absl::StatusOr<int> {
+      "  bitsweep submit verify.yaml && bitsweep analyze SWEEP_ID\n"
+      "  bitsweep predict 12 --record\n"
+      "  bitsweep predict 12 --verify-sweep verify.yaml --submit");
+  command->callback([request, out, err, set_local_run, set_remote_run] {
+    // A trial id or recording needs the server; a CONFIG alone runs offline.
+    if (NeedsServer(*request)) {
+      set_remote_run([request, out, err](SweepClient& client, const CommandEnv&) {
+        return PredictCommand(client, *request, *out, *err);
+      });
+      return;
+    }
+    set_local_run([request, out, err]() -> absl::StatusOr<int> {
       absl::Status status = RunPredict(*request, *out, *err);
       if (!status.ok()) return status;
       return 0;

@@ -28,6 +28,9 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "client/commands.h"
+#include "client/sweep_client.h"
+#include "client/train_command.h"
 
 namespace CLI {
 class App;
@@ -45,6 +48,11 @@ struct PredictRequest {
   double min_vrr = 0.99;
   bool json = false;
   std::string data_dir = "var/data";
+  // With a server (PredictCommand): record the prediction on `record_sweep`, else on the
+  // trial's sweep, else on the sweep `submit` creates from the verify_sweep file.
+  bool record = false;
+  int64_t record_sweep = 0;
+  bool submit = false;
 };
 
 // Errors: as LoadTrainConfig; the dataset's; InvalidArgument for a target outside (0, 1] and
@@ -52,8 +60,27 @@ struct PredictRequest {
 // unreadable checkpoint or unwritable --verify-sweep file.
 absl::Status RunPredict(const PredictRequest& request, std::ostream& out, std::ostream& err);
 
-using LocalRun = std::function<absl::StatusOr<int>()>;
+// Whether `argument` (CONFIG_OR_TRIAL) is a trial id: digits only.
+bool IsTrialId(const std::string& argument);
+// Whether the request needs the server: a trial id, --record, --sweep or --submit.
+bool NeedsServer(const PredictRequest& request);
+
+// `predict TRIAL` and recording: the config of trial request.config_path (GetTrial, with
+// request.sets applied) and the weights of its kept checkpoint (GetTrialCheckpoint), or a
+// CONFIG and --checkpoint as RunPredict; then exactly RunPredict's pipeline and output. With
+// submit, submits request.verify_sweep; then records the JSON prediction (RecordPrediction) on
+// record_sweep, the submitted sweep, or (record) the trial's sweep. Progress goes to `err`.
+// Errors: InvalidArgument (conflicting or incomplete options, before any work: --submit without
+// --verify-sweep, --submit with --sweep, --record with nothing to record on, --checkpoint with
+// a TRIAL); NotFound (no such trial, or it kept no checkpoint: the server's message names the
+// option); Unavailable; and as RunPredict.
+absl::StatusOr<int> PredictCommand(SweepClient& client, const PredictRequest& request,
+                                   std::ostream& out, std::ostream& err);
+
+// Registers `predict`: offline through `set_local_run`, or through `set_remote_run` when
+// NeedsServer.
 void AddPredictCommand(CLI::App& app, std::ostream* out, std::ostream* err,
-                       const std::function<void(LocalRun)>& set_run);
+                       const std::function<void(LocalRun)>& set_local_run,
+                       const std::function<void(RemoteRun)>& set_remote_run);
 
 }  // namespace bitsweep::client

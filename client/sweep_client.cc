@@ -153,6 +153,25 @@ absl::StatusOr<v1::GetTrialResponse> SweepClient::GetTrial(int64_t trial_id, boo
   return Call(&v1::SweepService::Stub::GetTrial, request);
 }
 
+absl::StatusOr<v1::GetTrialCheckpointResponse> SweepClient::GetTrialCheckpoint(int64_t trial_id) {
+  v1::GetTrialCheckpointRequest request;
+  request.set_trial_id(trial_id);
+  return Call(&v1::SweepService::Stub::GetTrialCheckpoint, request);
+}
+
+absl::StatusOr<int64_t> SweepClient::RecordPrediction(int64_t sweep_id, int64_t source_trial_id,
+                                                      const std::string& source,
+                                                      const std::string& json) {
+  v1::RecordPredictionRequest request;
+  request.set_sweep_id(sweep_id);
+  request.set_source_trial_id(source_trial_id);
+  request.set_source(source);
+  request.set_json(json);
+  ASSIGN_OR_RETURN(v1::RecordPredictionResponse response,
+                   Call(&v1::SweepService::Stub::RecordPrediction, request));
+  return response.prediction_id();
+}
+
 absl::StatusOr<std::vector<v1::WorkerInfo>> SweepClient::ListWorkers() {
   ASSIGN_OR_RETURN(v1::ListWorkersResponse response,
                    Call(&v1::SweepService::Stub::ListWorkers, v1::ListWorkersRequest()));

@@ -70,6 +70,13 @@ class SweepClient {
   absl::StatusOr<std::vector<v1::Trial>> ListTrials(int64_t sweep_id);
   // The trial, with its curve when `include_curve`. Errors: NotFound (no such trial).
   absl::StatusOr<v1::GetTrialResponse> GetTrial(int64_t trial_id, bool include_curve);
+  // The trial's stored checkpoint (a DONE trial's final weights when its config set
+  // train.keep_final_checkpoint). Errors: NotFound (no such trial, or no checkpoint).
+  absl::StatusOr<v1::GetTrialCheckpointResponse> GetTrialCheckpoint(int64_t trial_id);
+  // Records `json` (`bitsweep predict --json`'s object) on the sweep; returns its id.
+  // Errors: NotFound (no such sweep or source trial), InvalidArgument (not a prediction).
+  absl::StatusOr<int64_t> RecordPrediction(int64_t sweep_id, int64_t source_trial_id,
+                                           const std::string& source, const std::string& json);
   absl::StatusOr<std::vector<v1::WorkerInfo>> ListWorkers();
 
   // Calls `on_event` for every event of the sweep until the server ends the stream (the sweep

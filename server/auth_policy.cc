@@ -32,7 +32,8 @@ bool IsSweepWrite(absl::string_view method) {
          method == "/bitsweep.v1.SweepService/PauseSweep" ||
          method == "/bitsweep.v1.SweepService/ResumeSweep" ||
          method == "/bitsweep.v1.SweepService/RerunSweep" ||
-         method == "/bitsweep.v1.SweepService/CancelTrial";
+         method == "/bitsweep.v1.SweepService/CancelTrial" ||
+         method == "/bitsweep.v1.SweepService/RecordPrediction";
 }
 
 }  // namespace

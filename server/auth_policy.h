@@ -7,7 +7,8 @@
 //   method                                   no token configured   client token   worker token
 //   grpc.health.*, grpc.reflection.*         open                  open           open
 //   SweepService reads (Get/List/Watch)      open                  allowed        allowed
-//   SweepService writes (Submit/Cancel)      open                  allowed        PERMISSION_DENIED
+//   SweepService writes (Submit/Cancel/      open                  allowed        PERMISSION_DENIED
+//     Pause/Resume/Rerun/RecordPrediction)
 //   WorkerService.*                          open                  PERMISSION_DENIED  allowed
 //
 // "No token configured" is per role: a service is guarded by its own role's token; the server

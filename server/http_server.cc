@@ -280,6 +280,42 @@ void HttpServer::RegisterRoutes() {
                response.set_content(json.dump(), kJson);
              });
 
+  // The trial's checkpoint as the trainer wrote it (`bitsweep predict --checkpoint FILE` reads
+  // it); iteration and attempt in headers.
+  server.Get(R"(/api/trials/([^/]+)/checkpoint)",
+             [this](const httplib::Request& request, httplib::Response& response) {
+               absl::StatusOr<int64_t> id = ParseId(request.matches[1], "trial");
+               if (!id.ok()) return SendError(response, id.status());
+               absl::StatusOr<TrialCheckpoint> checkpoint = store_->GetCheckpoint(*id);
+               if (!checkpoint.ok()) return SendError(response, checkpoint.status());
+               response.set_header("X-Bitsweep-Iteration", std::to_string(checkpoint->iteration));
+               response.set_header("X-Bitsweep-Attempt", std::to_string(checkpoint->attempt));
+               response.set_header("Content-Disposition",
+                                   absl::StrCat("attachment; filename=\"trial-", *id, ".ckpt\""));
+               response.set_content(std::move(checkpoint->state), "application/octet-stream");
+             });
+
+  // Predictions recorded on the sweep (`bitsweep predict --record`), oldest first.
+  server.Get(R"(/api/sweeps/([^/]+)/predictions)", [this](const httplib::Request& request,
+                                                          httplib::Response& response) {
+    absl::StatusOr<int64_t> id = ParseId(request.matches[1], "sweep");
+    if (!id.ok()) return SendError(response, id.status());
+    absl::StatusOr<std::vector<StoredPrediction>> predictions = store_->ListPredictions(*id);
+    if (!predictions.ok()) return SendError(response, predictions.status());
+    nlohmann::json list = nlohmann::json::array();
+    for (const StoredPrediction& p : *predictions) {
+      // Validated when recorded; a row that no longer parses is shown as null, not a 500.
+      list.push_back({{"id", p.id},
+                      {"sweep_id", p.sweep_id},
+                      {"created_unix_ms", p.created_ms},
+                      {"source_trial_id", p.source_trial_id},
+                      {"source", p.source},
+                      {"prediction", nlohmann::json::parse(p.json, nullptr, false)}});
+      if (list.back()["prediction"].is_discarded()) list.back()["prediction"] = nullptr;
+    }
+    response.set_content(nlohmann::json{{"sweep_id", *id}, {"predictions", list}}.dump(), kJson);
+  });
+
   server.Get("/api/workers", [this](const httplib::Request&, httplib::Response& response) {
     absl::StatusOr<std::vector<v1::WorkerInfo>> workers = scheduler_->ListWorkers();
     if (!workers.ok()) return SendError(response, workers.status());

@@ -5,7 +5,9 @@
 //   GET /api/sweeps/{id}          Sweep
 //   GET /api/sweeps/{id}/trials   ListTrialsResponse (configs and confusion matrices left out)
 //   GET /api/sweeps/{id}/analysis `bitsweep analyze --json` (?delta= points, ?axis=)
+//   GET /api/sweeps/{id}/predictions  predictions recorded on the sweep (bitsweep predict --record)
 //   GET /api/trials/{id}          GetTrialResponse with the curve
+//   GET /api/trials/{id}/checkpoint  the trial's checkpoint (application/octet-stream)
 //   GET /api/workers              ListWorkersResponse
 //   GET /, /app.js, /style.css    the dashboard (web/, embedded at build time)
 // and, once AttachDatabase() was called, the dashboard's read model (docs/api.md):

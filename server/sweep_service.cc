@@ -250,4 +250,40 @@ grpc::Status SweepService::CancelTrial(grpc::ServerContext* context,
   return grpc::Status::OK;
 }
 
+grpc::Status SweepService::GetTrialCheckpoint(grpc::ServerContext* context,
+                                              const v1::GetTrialCheckpointRequest* request,
+                                              v1::GetTrialCheckpointResponse* response) {
+  if (grpc::Status denied =
+          AuthorizeCall(auth_, *context, "/bitsweep.v1.SweepService/GetTrialCheckpoint");
+      !denied.ok()) {
+    return denied;
+  }
+  absl::StatusOr<TrialCheckpoint> checkpoint = store_->GetCheckpoint(request->trial_id());
+  if (!checkpoint.ok()) return ToGrpcStatus(checkpoint.status());
+  response->set_trial_id(request->trial_id());
+  response->set_trial_state(checkpoint->trial_state);
+  response->set_attempt(checkpoint->attempt);
+  response->set_iteration(checkpoint->iteration);
+  response->set_state(std::move(checkpoint->state));
+  return grpc::Status::OK;
+}
+
+grpc::Status SweepService::RecordPrediction(grpc::ServerContext* context,
+                                            const v1::RecordPredictionRequest* request,
+                                            v1::RecordPredictionResponse* response) {
+  if (grpc::Status denied =
+          AuthorizeCall(auth_, *context, "/bitsweep.v1.SweepService/RecordPrediction");
+      !denied.ok()) {
+    return denied;
+  }
+  absl::StatusOr<int64_t> id =
+      store_->RecordPrediction(request->sweep_id(), request->source_trial_id(), request->source(),
+                               request->json(), clock_->NowUnixMs());
+  if (!id.ok()) return ToGrpcStatus(id.status());
+  spdlog::info("sweep {}: prediction {} recorded{}", request->sweep_id(), *id,
+               request->source().empty() ? "" : " from " + request->source());
+  response->set_prediction_id(*id);
+  return grpc::Status::OK;
+}
+
 }  // namespace bitsweep::server

@@ -50,6 +50,12 @@ class SweepService final : public v1::SweepService::Service {
                           v1::RerunSweepResponse* response) override;
   grpc::Status CancelTrial(grpc::ServerContext* context, const v1::CancelTrialRequest* request,
                            v1::Trial* response) override;
+  grpc::Status GetTrialCheckpoint(grpc::ServerContext* context,
+                                  const v1::GetTrialCheckpointRequest* request,
+                                  v1::GetTrialCheckpointResponse* response) override;
+  grpc::Status RecordPrediction(grpc::ServerContext* context,
+                                const v1::RecordPredictionRequest* request,
+                                v1::RecordPredictionResponse* response) override;
 
   // Open WatchSweep streams one peer host may hold (RESOURCE_EXHAUSTED beyond). Set before
   // serving.

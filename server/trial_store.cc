@@ -7,7 +7,9 @@
 #include <set>
 #include <utility>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "common/status_macros.h"
 #include "nlohmann/json.hpp"
 #include "server/embedded_file.h"
@@ -418,8 +420,18 @@ int TrialStore::ReuseFinishedTrials(int64_t sweep_id, int64_t first_idx, int64_t
   SQLite::Statement copy_points(
       *writer_, absl::StrCat("INSERT INTO curve_points (trial_id", point_columns, ") SELECT ?1",
                              point_columns, " FROM curve_points WHERE trial_id = ?2"));
+  // A kept final checkpoint (train.keep_final_checkpoint, part of the hash) goes with the
+  // result: the reused trial's weights are the source's.
+  SQLite::Statement copy_checkpoint(
+      *writer_,
+      "INSERT OR REPLACE INTO checkpoints (trial_id, attempt, iteration, state, created_ms) "
+      "SELECT ?1, attempt, iteration, state, created_ms FROM checkpoints WHERE trial_id = ?2");
   SQLite::Statement source_sweep(*writer_, "SELECT sweep_id FROM trials WHERE id = ?");
   for (const auto& [trial_id, source_id] : reuses) {
+    copy_checkpoint.reset();
+    copy_checkpoint.bind(1, trial_id);
+    copy_checkpoint.bind(2, source_id);
+    copy_checkpoint.exec();
     copy_result.reset();
     copy_result.bind(1, static_cast<int>(v1::TRIAL_STATE_DONE));
     copy_result.bind(2, source_id);
@@ -762,6 +774,115 @@ absl::StatusOr<v1::Trial> TrialStore::GetTrial(int64_t trial_id) {
       return absl::NotFoundError(absl::StrCat("trial ", trial_id, " not found"));
     }
     return TrialFromRow(query, /*with_config=*/true);
+  });
+}
+
+absl::StatusOr<TrialCheckpoint> TrialStore::GetCheckpoint(int64_t trial_id) {
+  std::lock_guard<std::mutex> lock(read_mu_);
+  return Guarded("get checkpoint", [&]() -> absl::StatusOr<TrialCheckpoint> {
+    SQLite::Transaction snapshot(*reader_);
+    SQLite::Statement trial(*reader_, "SELECT state FROM trials WHERE id = ?");
+    trial.bind(1, trial_id);
+    if (!trial.executeStep()) {
+      return absl::NotFoundError(absl::StrCat("trial ", trial_id, " not found"));
+    }
+    TrialCheckpoint checkpoint;
+    checkpoint.trial_state = static_cast<v1::TrialState>(trial.getColumn(0).getInt());
+    SQLite::Statement query(*reader_,
+                            "SELECT attempt, iteration, state FROM checkpoints WHERE trial_id = ?");
+    query.bind(1, trial_id);
+    if (!query.executeStep()) {
+      const std::string state = absl::AsciiStrToLower(
+          absl::StripPrefix(v1::TrialState_Name(checkpoint.trial_state), "TRIAL_STATE_"));
+      return absl::NotFoundError(absl::StrCat(
+          "trial ", trial_id, " (", state,
+          ") kept no checkpoint: set train.keep_final_checkpoint: true in its sweep to keep a "
+          "finished trial's final weights"));
+    }
+    checkpoint.attempt = query.getColumn(0).getInt();
+    checkpoint.iteration = query.getColumn(1).getInt64();
+    checkpoint.state = BlobOf(query.getColumn(2));
+    return checkpoint;
+  });
+}
+
+absl::StatusOr<int64_t> TrialStore::RecordPrediction(int64_t sweep_id, int64_t source_trial_id,
+                                                     const std::string& source,
+                                                     const std::string& json, int64_t now_ms) {
+  if (static_cast<int64_t>(json.size()) > kMaxPredictionBytes) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "prediction: ", json.size(), " bytes of JSON exceed the limit of ", kMaxPredictionBytes));
+  }
+  // What the dashboard reads must be there: a prediction object, not any JSON.
+  const nlohmann::json parsed = nlohmann::json::parse(json, nullptr, /*allow_exceptions=*/false);
+  if (parsed.is_discarded()) {
+    return absl::InvalidArgumentError("prediction: not valid JSON (`bitsweep predict --json`)");
+  }
+  if (!parsed.is_object()) {
+    return absl::InvalidArgumentError("prediction: not a JSON object (`bitsweep predict --json`)");
+  }
+  const auto uniform = parsed.find("uniform");
+  if (uniform == parsed.end() || !uniform->is_object() || !uniform->contains("min_bits") ||
+      !(*uniform)["min_bits"].is_number_integer()) {
+    return absl::InvalidArgumentError("prediction: uniform.min_bits missing or not an integer");
+  }
+  if (const auto bounds = parsed.find("bounds"); bounds == parsed.end() || !bounds->is_array()) {
+    return absl::InvalidArgumentError("prediction: bounds missing or not an array");
+  }
+  std::lock_guard<std::mutex> lock(write_mu_);
+  return Guarded("record prediction", [&]() -> absl::StatusOr<int64_t> {
+    SQLite::Transaction transaction(*writer_, SQLite::TransactionBehavior::IMMEDIATE);
+    SQLite::Statement sweep(*writer_, "SELECT 1 FROM sweeps WHERE id = ?");
+    sweep.bind(1, sweep_id);
+    if (!sweep.executeStep()) {
+      return absl::NotFoundError(absl::StrCat("sweep ", sweep_id, " not found"));
+    }
+    if (source_trial_id != 0) {
+      SQLite::Statement trial(*writer_, "SELECT 1 FROM trials WHERE id = ?");
+      trial.bind(1, source_trial_id);
+      if (!trial.executeStep()) {
+        return absl::NotFoundError(
+            absl::StrCat("source trial ", source_trial_id, " of the prediction not found"));
+      }
+    }
+    SQLite::Statement insert(*writer_,
+                             "INSERT INTO predictions (sweep_id, created_ms, source_trial_id, "
+                             "source, json) VALUES (?, ?, ?, ?, ?)");
+    insert.bind(1, sweep_id);
+    insert.bind(2, now_ms);
+    insert.bind(3, source_trial_id);
+    insert.bind(4, source);
+    insert.bind(5, json);
+    insert.exec();
+    const int64_t id = writer_->getLastInsertRowid();
+    RecordEvent(*prepared_, now_ms, sweep_id, source_trial_id, "", "prediction_recorded",
+                absl::StrCat("prediction ", id, source.empty() ? "" : " from ", source));
+    transaction.commit();
+    changes_.Notify();
+    return id;
+  });
+}
+
+absl::StatusOr<std::vector<StoredPrediction>> TrialStore::ListPredictions(int64_t sweep_id) {
+  std::lock_guard<std::mutex> lock(read_mu_);
+  return Guarded("list predictions", [&]() -> absl::StatusOr<std::vector<StoredPrediction>> {
+    SQLite::Transaction snapshot(*reader_);
+    SQLite::Statement sweep(*reader_, "SELECT 1 FROM sweeps WHERE id = ?");
+    sweep.bind(1, sweep_id);
+    if (!sweep.executeStep()) {
+      return absl::NotFoundError(absl::StrCat("sweep ", sweep_id, " not found"));
+    }
+    SQLite::Statement query(*reader_,
+                            "SELECT id, created_ms, source_trial_id, source, json FROM predictions "
+                            "WHERE sweep_id = ? ORDER BY id");
+    query.bind(1, sweep_id);
+    std::vector<StoredPrediction> predictions;
+    while (query.executeStep()) {
+      predictions.push_back({query.getColumn(0).getInt64(), sweep_id, query.getColumn(1).getInt64(),
+                             query.getColumn(2).getInt64(), query.getColumn(3).getString(),
+                             query.getColumn(4).getString()});
+    }
+    return predictions;
   });
 }
 
@@ -1239,11 +1360,26 @@ absl::Status TrialStore::CompleteTrial(const std::string& worker_id, const v1::T
                   error);
     }
     stored_points_.erase(ref.trial_id());
-    // A finished trial never resumes: its checkpoint is dead weight.
-    PreparedStatements::Handle drop_checkpoint =
-        prepared_->Use("DELETE FROM checkpoints WHERE trial_id = ?");
-    drop_checkpoint.bind(1, ref.trial_id());
-    drop_checkpoint.exec();
+    // A finished trial never resumes: its checkpoint is dead weight, unless the trial asked to
+    // keep its final weights (train.keep_final_checkpoint) and is DONE. Only trials holding a
+    // checkpoint pay for reading the config.
+    bool keep = false;
+    if (result != nullptr) {
+      PreparedStatements::Handle kept = prepared_->Use(
+          "SELECT t.config FROM trials t JOIN checkpoints c ON c.trial_id = t.id WHERE t.id = ?");
+      kept.bind(1, ref.trial_id());
+      if (kept.executeStep()) {
+        v1::TrialConfig config;
+        keep = config.ParseFromString(BlobOf(kept.getColumn(0))) &&
+               config.train().keep_final_checkpoint();
+      }
+    }
+    if (!keep) {
+      PreparedStatements::Handle drop_checkpoint =
+          prepared_->Use("DELETE FROM checkpoints WHERE trial_id = ?");
+      drop_checkpoint.bind(1, ref.trial_id());
+      drop_checkpoint.exec();
+    }
     absl::StatusOr<int> planned = PlanFollowUp(lease->sweep_id, now_ms);
     if (!planned.ok()) return planned.status();
     UpdateSweepState(lease->sweep_id, now_ms);

@@ -43,6 +43,25 @@ struct LeasedTrial {
   int64_t checkpoint_iteration = 0;
 };
 
+// A trial's stored checkpoint: the latest upload of a running trial, or the final weights a
+// finished trial kept (train.keep_final_checkpoint).
+struct TrialCheckpoint {
+  v1::TrialState trial_state = v1::TRIAL_STATE_UNSPECIFIED;
+  int32_t attempt = 0;    // the attempt that uploaded it
+  int64_t iteration = 0;  // taken after this iteration
+  std::string state;      // the trainer's serialised state (opaque here)
+};
+
+// A prediction recorded on a sweep (`bitsweep predict --record`).
+struct StoredPrediction {
+  int64_t id = 0;
+  int64_t sweep_id = 0;
+  int64_t created_ms = 0;
+  int64_t source_trial_id = 0;  // 0: none
+  std::string source;
+  std::string json;  // `bitsweep predict --json`'s object, as recorded
+};
+
 // What a progress report is answered with.
 struct ProgressVerdict {
   // The trial was cancelled or pruned: the worker must stop it.
@@ -150,8 +169,26 @@ class TrialStore {
                                                       bool with_config);
   // Errors: NotFound (no such trial), Internal.
   absl::StatusOr<v1::Trial> GetTrial(int64_t trial_id);
+  // The trial's checkpoint. A DONE trial has one only if its config set
+  // train.keep_final_checkpoint (CompleteTrial keeps it); reruns drop it.
+  // Errors: NotFound (no such trial; or no checkpoint, the message naming the trial, its state
+  // and the option), Internal.
+  absl::StatusOr<TrialCheckpoint> GetCheckpoint(int64_t trial_id);
   // The trial's curve by iteration. Errors: NotFound (no such trial), Internal.
   absl::StatusOr<std::vector<v1::CurvePoint>> GetCurve(int64_t trial_id);
+
+  // --- Predictions ------------------------------------------------------------------------
+
+  // Stores a prediction (`bitsweep predict --json`'s object) on the sweep. Returns its id.
+  // Errors: NotFound (no such sweep; no such source trial when it is not 0), InvalidArgument
+  // (not a JSON object with "uniform.min_bits" and a "bounds" array; larger than
+  // kMaxPredictionBytes), Internal.
+  static constexpr int64_t kMaxPredictionBytes = int64_t{1} << 20;
+  absl::StatusOr<int64_t> RecordPrediction(int64_t sweep_id, int64_t source_trial_id,
+                                           const std::string& source, const std::string& json,
+                                           int64_t now_ms);
+  // The sweep's predictions, oldest first. Errors: NotFound (no such sweep), Internal.
+  absl::StatusOr<std::vector<StoredPrediction>> ListPredictions(int64_t sweep_id);
 
   // --- Workers and leases -----------------------------------------------------------------
 
@@ -219,8 +256,9 @@ class TrialStore {
                                                const v1::TrialRef& ref,
                                                const std::vector<v1::CurvePoint>& points);
 
-  // Replaces the trial's checkpoint. Errors: NotFound, FailedPrecondition (as AppendPoints,
-  // and a trial not RUNNING, e.g. cancelled), ResourceExhausted (larger than
+  // Replaces the trial's checkpoint (kept after a DONE completion when the trial's config sets
+  // train.keep_final_checkpoint, else deleted then). Errors: NotFound, FailedPrecondition (as
+  // AppendPoints, and a trial not RUNNING, e.g. cancelled), ResourceExhausted (larger than
   // kMaxCheckpointBytes), Internal.
   static constexpr int64_t kMaxCheckpointBytes = int64_t{64} << 20;
   absl::Status StoreCheckpoint(const std::string& worker_id, const v1::TrialRef& ref,
@@ -238,7 +276,8 @@ class TrialStore {
   void set_max_curve_points_per_trial(int64_t limit) { max_curve_points_per_trial_ = limit; }
 
   // Finishes the trial: DONE with `result`, or FAILED with `error` when result is null.
-  // A trial cancelled while running accepts its completion and stays CANCELLED.
+  // A trial cancelled while running accepts its completion and stays CANCELLED. The trial's
+  // checkpoint is deleted, unless it is DONE and its config sets train.keep_final_checkpoint.
   // Errors: NotFound, FailedPrecondition (as AppendPoints), Internal.
   absl::Status CompleteTrial(const std::string& worker_id, const v1::TrialRef& ref,
                              const v1::TrialResult* result, const std::string& error,

@@ -3,6 +3,10 @@
 // fp32 per slice of the other axes with the evidence either side and the knee, stochastic vs
 // truncate iterations to target, and the sensitivity ranking as bars. δ is an input; the panel
 // refetches (at most every REFRESH_MS) when the sweep's event stream reports finished trials.
+// When a seed 001/003 prediction was recorded on the sweep (`bitsweep predict --record`,
+// GET /api/sweeps/ID/predictions) a "Prediction" section shows it next to the measurements:
+// per uniform B the bound and measured mismatch rate, and, on the verifying sweep, the mean final
+// accuracy of its trials at each assignment (matched by their precision.layers values).
 import {esc, fmtAcc, getJson} from './util.js';
 import {PALETTE} from './charts.js';
 
@@ -30,6 +34,7 @@ export class AnalysisPanel {
     this.formatAxes = axes.map((a) => a.path).filter((p) => /format$/.test(p));
     this.axis = '';
     this.seq = 0;        // request number: answers of older requests are dropped
+    this.predictionSeq = 0;
     this.fetches = 0;
     this.lastFetch = -Infinity;
     this.timer = null;
@@ -43,7 +48,8 @@ export class AnalysisPanel {
     this.el.innerHTML = `<h2>Analysis <span class="muted">(final test accuracy; same as <code>bitsweep analyze</code>)</span></h2>
       <div class="controls"><label>δ <input data-analysis="delta" type="number" min="0" step="0.1" value="${this.delta}" class="delta"> points below fp32</label>
         ${axisChoice}<span class="muted" data-analysis="info"></span></div>
-      <div class="analysis-body"><p class="muted">computing…</p></div>`;
+      <div class="analysis-body"><p class="muted">computing…</p></div>
+      <div class="prediction-body" data-prediction="loading"></div>`;
     const delta = this.el.querySelector('[data-analysis="delta"]');
     let debounce = null;
     delta.addEventListener('input', () => {
@@ -69,6 +75,7 @@ export class AnalysisPanel {
   close() { clearTimeout(this.timer); this.timer = null; this.closed = true; }
 
   async fetch() {
+    this.fetchPrediction();
     const seq = ++this.seq;
     this.lastFetch = Date.now();
     this.el.dataset.state = this.el.dataset.state === 'ready' ? 'refreshing' : 'loading';
@@ -143,6 +150,33 @@ export class AnalysisPanel {
     return `<p class="muted">per value of the other axes: the fewest bits of ${esc(short(t.axis))} whose every wider width stays within ${delta} of the fp32 mean (✓ within, ✗ below; bits: mean)</p><ul class="slices">${slices}</ul>`;
   }
 
+  // The newest recorded prediction, with this sweep's measured accuracy per assignment.
+  async fetchPrediction() {
+    const seq = ++this.predictionSeq;
+    const body = this.el.querySelector('.prediction-body');
+    let predictions, sweep, table;
+    try {
+      predictions = (await getJson(`/api/sweeps/${this.id}/predictions`)).predictions;
+      if (predictions.length) {
+        [sweep, table] = await Promise.all([getJson(`/api/sweeps/${this.id}`), getJson(`/api/sweeps/${this.id}/table`)]);
+      }
+    } catch (error) {
+      if (seq !== this.predictionSeq || this.closed) return;
+      body.innerHTML = `<p class="error">prediction unavailable: ${esc(error.message)}</p>`;
+      body.dataset.prediction = 'error';
+      return;
+    }
+    if (seq !== this.predictionSeq || this.closed) return;
+    const recorded = predictions.filter((p) => p.prediction);
+    if (!recorded.length) {
+      body.innerHTML = '';
+      body.dataset.prediction = 'none';
+      return;
+    }
+    body.innerHTML = predictionSection(recorded[recorded.length - 1], recorded.length, sweep, table);
+    body.dataset.prediction = 'ready';
+  }
+
   convergence(c) {
     if (!c) return '<p class="muted" data-convergence="missing">No comparison: the sweep does not run both stochastic and truncate rounding.</p>';
     const a = esc(c.a), b = esc(c.b);
@@ -189,4 +223,81 @@ export class AnalysisPanel {
       <p class="muted legend-note"><span class="swatch" style="background:${WITHIN}"></span>main effect
         <span class="swatch" style="background:${INTERACTION}"></span>interaction with precision (×) · ${s.observations} trials</p>`;
   }
+}
+
+// JSON with sorted keys: precision.layers values compare equal whatever their key order.
+function canonical(value) {
+  if (Array.isArray(value)) return `[${value.map(canonical).join(',')}]`;
+  if (value && typeof value === 'object') {
+    return `{${Object.keys(value).sort().map((k) => `${JSON.stringify(k)}:${canonical(value[k])}`).join(',')}}`;
+  }
+  return JSON.stringify(value);
+}
+
+// Mean final test accuracy of the DONE trials at each of the prediction's assignments, when
+// this sweep sweeps precision.layers over them (the verifying sweep `bitsweep predict
+// --verify-sweep` writes). The table's axis values are the distinct values in the sweep's order,
+// so the k-th distinct spec value is the k-th axis value. Null when the sweep is not one.
+export function measuredAccuracy(prediction, sweep, table) {
+  const parameter = ((sweep && sweep.spec && sweep.spec.parameters) || []).find((p) => p.path === 'precision.layers');
+  const axis = (table.axes || []).findIndex((a) => a.path === 'precision.layers');
+  if (!parameter || axis < 0) return null;
+  const distinct = [...new Set((parameter.values || []).map(canonical))];
+  const col = Object.fromEntries(table.columns.map((c, i) => [c, i]));
+  const result = new Map();
+  let matched = 0;
+  for (const a of prediction.assignments || []) {
+    const k = distinct.indexOf(canonical(a.precision_layers));
+    if (k < 0 || k >= table.axes[axis].values.length) continue;
+    matched++;
+    const text = table.axes[axis].values[k];
+    const accs = table.rows.filter((r) => r[col.params][axis] === text && r[col.state] === 'DONE' &&
+      r[col.final_test_accuracy] !== null).map((r) => r[col.final_test_accuracy]);
+    result.set(canonical(a.precision_layers),
+               {n: accs.length, mean: accs.length ? accs.reduce((x, y) => x + y, 0) / accs.length : null});
+  }
+  return matched ? result : null;
+}
+
+function predictionSection(recorded, count, sweep, table) {
+  const p = recorded.prediction;
+  const measured = measuredAccuracy(p, sweep, table);
+  const assignments = p.assignments || [];
+  const accuracyOf = (a) => (measured && a ? measured.get(canonical(a.precision_layers)) : undefined);
+  const accCell = (m) => (m === undefined ? '<td class="num muted">—</td>' :
+    `<td class="num" data-accuracy="${m.mean ?? ''}" data-n="${m.n}">${m.mean === null ? '<span class="muted">not finished</span>' : fmtAcc(m.mean)} <span class="muted">(${m.n})</span></td>`);
+  const sci = (x) => (x === null || x === undefined ? '' : Number(x).toPrecision(3));
+  const uniformAt = (bits) => assignments.find((a) => a.bits === bits);
+  const rows = (p.bounds || []).map((b) => {
+    const m = accuracyOf(uniformAt(b.bits));
+    return `<tr data-bits="${b.bits}" data-bound="${b.bound}" data-measured="${b.measured}"${b.bits === p.uniform.min_bits ? ' class="predicted"' : ''}>
+      <td class="num">${b.bits}${b.bits === p.uniform.min_bits ? ' ◀' : ''}</td><td class="num">${sci(b.bound)}</td>
+      <td class="num">${Number(b.measured).toFixed(4)}</td>${measured ? accCell(m) : ''}</tr>`;
+  }).join('');
+  const baseline = assignments.find((a) => (a.precision_layers || []).length === 0);
+  const perLayer = assignments.find((a) => a.bits === null && (a.precision_layers || []).length > 0);
+  const extra = measured ? `<p data-prediction="verifying">This sweep verifies the prediction: fp32 baseline
+      <span data-assignment="baseline" data-accuracy="${accuracyOf(baseline)?.mean ?? ''}">${fmtAcc(accuracyOf(baseline)?.mean)}</span>,
+      per-layer assignment <span data-assignment="per-layer" data-accuracy="${accuracyOf(perLayer)?.mean ?? ''}">${fmtAcc(accuracyOf(perLayer)?.mean)}</span>
+      <span class="muted">(mean final test accuracy of the DONE trials)</span></p>` :
+    '<p class="muted" data-prediction="not-verifying">This sweep does not sweep precision.layers over the prediction\'s assignments: submit its verifying sweep (<code>bitsweep predict … --verify-sweep FILE --submit</code>) to see accuracies here.</p>';
+  const layers = (p.layers || []).map((l) => `<tr data-layer="${esc(l.layer)}" data-b-a="${l.B_A}" data-b-w="${l.B_W}">
+      <td>${esc(l.layer)}</td><td class="num">${l.B_A}</td><td class="num">${l.B_W}</td><td class="num">${l.I_A}</td><td class="num">${l.I_W}</td>
+      <td class="num">${sci(l.E_A)}</td><td class="num">${sci(l.E_W)}</td></tr>`).join('');
+  const gemm = (g) => (g ? `${g.min_mantissa} <span class="muted">(n ${g.length})</span>` : '');
+  const accumulators = (p.accumulators || []).map((a) => `<tr data-accumulator="${esc(a.layer)}" data-forward-m="${a.forward?.min_mantissa}" data-backward-m="${a.backward?.min_mantissa}" data-gradient-m="${a.gradient?.min_mantissa}">
+      <td>${esc(a.layer)}</td><td class="num">${gemm(a.forward)}</td><td class="num">${gemm(a.backward)}</td><td class="num">${gemm(a.gradient)}</td></tr>`).join('');
+  const perLayerText = p.per_layer ?
+    `per-layer assignment B_ref ${p.per_layer.reference_bits} (bound ${sci(p.per_layer.bound)}, measured p<sub>m</sub> ${Number(p.per_layer.measured).toFixed(4)})` : '';
+  return `<h3>Prediction (seeds 001/003) <span class="muted">from ${esc(recorded.source || 'an unnamed model')}${count > 1 ? `, newest of ${count}` : ''}, ${new Date(recorded.created_unix_ms).toLocaleString()}</span></h3>
+    <p data-prediction="summary" data-min-bits="${p.uniform.min_bits}">Predicted for p<sub>m</sub> ≤ ${p.target_pm}: <b>uniform B = ${p.uniform.min_bits}</b>
+      (bound ${sci(p.uniform.bound)}${p.uniform.measured_min_bits !== null && p.uniform.measured_min_bits !== undefined ? `; measured mismatch reaches it at B = ${p.uniform.measured_min_bits}` : ''}); ${perLayerText}.</p>
+    ${extra}
+    <div class="analysis-grid">
+      <div><table class="compact" data-prediction="bounds"><thead><tr><th>B</th><th>bound p<sub>m</sub></th><th>measured p<sub>m</sub></th>${measured ? '<th>accuracy (this sweep)</th>' : ''}</tr></thead><tbody>${rows}</tbody></table>
+        <p class="muted">bound p<sub>m</sub> ≤ Σ E·4<sup>I</sup>·4<sup>1−B</sup> (Sakr et al.); measured: the fixed-point network's mismatch against fp32 on the test images</p></div>
+      <div><table class="compact" data-prediction="layers"><thead><tr><th>layer</th><th>B<sub>A</sub></th><th>B<sub>W</sub></th><th>I<sub>A</sub></th><th>I<sub>W</sub></th><th>E<sub>A</sub></th><th>E<sub>W</sub></th></tr></thead><tbody>${layers}</tbody></table>
+        <h3>Accumulator <span class="muted">(seed 003: minimum mantissa bits per GEMM)</span></h3>
+        <table class="compact" data-prediction="accumulators"><thead><tr><th>layer</th><th>forward</th><th>backward</th><th>gradient</th></tr></thead><tbody>${accumulators}</tbody></table></div>
+    </div>`;
 }

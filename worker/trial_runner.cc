@@ -140,6 +140,20 @@ class TrialRunner::Reporter {
     return absl::OkStatus();
   }
 
+  // Uploads the latest checkpoint if the server does not have it yet, retrying transient
+  // failures: the final weights of a trial that keeps them (train.keep_final_checkpoint).
+  // Errors: Cancelled (shutdown), FailedPrecondition / NotFound (lease lost).
+  absl::Status UploadPending() {
+    Backoff backoff(runner_.backoff_);
+    while (latest_ && !latest_->uploaded) {
+      absl::Status uploaded = UploadLatest();
+      if (uploaded.ok()) break;
+      if (!IsTransient(uploaded)) return uploaded;
+      if (!backoff.Wait(*runner_.shutdown_)) return absl::CancelledError("shutting down");
+    }
+    return absl::OkStatus();
+  }
+
   // Shutdown: delivers what can be delivered (one try each: the process is about to exit),
   // uploads the latest checkpoint if the server does not have it, and gives the trial back.
   // Errors: the first call that failed (the lease then expires and requeues the trial).
@@ -275,6 +289,7 @@ TrialDisposition TrialRunner::Run(const v1::LeaseTrialResponse& lease, const Sto
     reporter.OnCheckpoint(iteration, std::move(state));
   };
   options.resume_from = lease.checkpoint();
+  options.final_checkpoint = config.train().keep_final_checkpoint();
   options.should_stop = [&reporter] { return reporter.ShouldStop(); };
   const trainer::ProgressCallback on_progress = [&reporter](const v1::CurvePoint& point) {
     return reporter.OnPoint(point);
@@ -335,6 +350,15 @@ TrialDisposition TrialRunner::Run(const v1::LeaseTrialResponse& lease, const Sto
       spdlog::warn("{} finished but its curve was not delivered: {}", Describe(ref),
                    flushed.ToString());
       return TrialDisposition::kUnreported;
+    }
+    if (config.train().keep_final_checkpoint()) {
+      // Before the completion: the server keeps a finished trial's checkpoint but accepts
+      // uploads only while it runs.
+      if (absl::Status uploaded = reporter.UploadPending(); !uploaded.ok()) {
+        spdlog::warn("{} finished but its final checkpoint was not delivered: {}", Describe(ref),
+                     uploaded.ToString());
+        return TrialDisposition::kUnreported;
+      }
     }
     *request.mutable_result() = *result;
   } else {

@@ -172,6 +172,42 @@ class FakeSweepService final : public v1::SweepService::Service {
     return grpc::Status::OK;
   }
 
+  grpc::Status GetTrialCheckpoint(grpc::ServerContext*,
+                                  const v1::GetTrialCheckpointRequest* request,
+                                  v1::GetTrialCheckpointResponse* response) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = checkpoints_.find(request->trial_id());
+    if (it == checkpoints_.end()) {
+      return grpc::Status(grpc::StatusCode::NOT_FOUND,
+                          "trial " + std::to_string(request->trial_id()) +
+                              " (done) kept no checkpoint: set train.keep_final_checkpoint: true "
+                              "in its sweep to keep a finished trial's final weights");
+    }
+    *response = it->second;
+    return grpc::Status::OK;
+  }
+
+  // Records every valid call; the server's JSON validation is the store's (tested there).
+  grpc::Status RecordPrediction(grpc::ServerContext*, const v1::RecordPredictionRequest* request,
+                                v1::RecordPredictionResponse* response) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!sweeps_.contains(request->sweep_id()) && request->sweep_id() != 7) {
+      return NotFound(request->sweep_id());  // 7: the sweep SubmitSweep creates
+    }
+    predictions_.push_back(*request);
+    response->set_prediction_id(static_cast<int64_t>(predictions_.size()));
+    return grpc::Status::OK;
+  }
+
+  void AddCheckpoint(const v1::GetTrialCheckpointResponse& checkpoint) {
+    std::lock_guard<std::mutex> lock(mu_);
+    checkpoints_[checkpoint.trial_id()] = checkpoint;
+  }
+  std::vector<v1::RecordPredictionRequest> predictions() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return predictions_;
+  }
+
   void AddSweep(const v1::Sweep& sweep) {
     std::lock_guard<std::mutex> lock(mu_);
     sweeps_[sweep.id()] = sweep;
@@ -232,6 +268,8 @@ class FakeSweepService final : public v1::SweepService::Service {
   bool existing_sweep_ = false;
   int requeue_on_resume_ = 0;
   std::vector<v1::RerunSweepRequest> reruns_;
+  std::map<int64_t, v1::GetTrialCheckpointResponse> checkpoints_;
+  std::vector<v1::RecordPredictionRequest> predictions_;
 };
 
 // Serves `service` on 127.0.0.1 at a port the OS picks and sets `address` to "127.0.0.1:PORT".

@@ -12,8 +12,11 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "client/cli.h"
 #include "client/sweep_file.h"
 #include "client/train_command.h"
+#include "google/protobuf/util/message_differencer.h"
+#include "tests/client/fake_sweep_service.h"
 #include "worker/trainer/data/dataset.h"
 #include "worker/trainer/trainer.h"
 
@@ -176,6 +179,179 @@ TEST_F(PredictCommandTest, Checkpoint_TakesTheTrainedWeightsInsteadOfTraining) {
   EXPECT_NE(other.status().message().find("parameter tensor"), std::string::npos) << other.status();
   r.checkpoint = (dir_ / "missing.ckpt").string();
   EXPECT_EQ(Run(r).status().code(), absl::StatusCode::kNotFound);
+}
+
+// --- predict TRIAL and --record, against the fake server ---------------------------------------
+
+class PredictTrialTest : public PredictCommandTest {
+ protected:
+  void SetUp() override {
+    PredictCommandTest::SetUp();
+    server_ = ServeOnLoopback(&service_, &address_);
+    ASSERT_NE(server_, nullptr);
+    v1::Sweep sweep;
+    sweep.set_id(3);
+    service_.AddSweep(sweep);
+  }
+  void TearDown() override {
+    server_->Shutdown();
+    PredictCommandTest::TearDown();
+  }
+
+  // Trains the config's model as a worker would, keeping the final checkpoint; serves it as
+  // trial 5 of sweep 3. Returns the checkpoint bytes.
+  std::string AddTrainedTrial() {
+    absl::StatusOr<v1::TrialConfig> config = LoadTrainConfig(config_, {});
+    EXPECT_TRUE(config.ok()) << config.status();
+    auto data = trainer::LoadDataset("synthetic", "unused");
+    EXPECT_TRUE(data.ok());
+    trainer::TrainOptions options;
+    options.final_checkpoint = true;
+    v1::GetTrialCheckpointResponse checkpoint;
+    options.on_checkpoint = [&](int64_t iteration, std::string state) {
+      checkpoint.set_iteration(iteration);
+      checkpoint.set_state(std::move(state));
+    };
+    EXPECT_TRUE(trainer::Train(*config, **data, nullptr, options).ok());
+    v1::Trial trial;
+    trial.set_id(5);
+    trial.set_sweep_id(3);
+    trial.set_state(v1::TRIAL_STATE_DONE);
+    *trial.mutable_config() = *config;
+    service_.AddTrial(trial);
+    checkpoint.set_trial_id(5);
+    checkpoint.set_trial_state(v1::TRIAL_STATE_DONE);
+    checkpoint.set_attempt(1);
+    service_.AddCheckpoint(checkpoint);
+    return checkpoint.state();
+  }
+
+  // `bitsweep --server ADDR predict ARGS... --json` with the test's fast settings.
+  int Cli(std::vector<std::string> args, std::string* out, std::string* err) {
+    std::vector<std::string> argv = {"bitsweep", "--server", address_, "predict"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    for (const char* arg : {"--json", "--inputs", "40", "--min-vrr", "0.5"}) argv.push_back(arg);
+    std::ostringstream o, e;
+    CliEnvironment env;
+    env.out = &o;
+    env.err = &e;
+    const int code = RunCli(argv, env);
+    *out = o.str();
+    *err = e.str();
+    return code;
+  }
+
+  // The prediction without its timings (they differ run to run).
+  static json Untimed(json j) {
+    for (const char* key : {"train_seconds", "measure_seconds", "seconds"}) j.erase(key);
+    return j;
+  }
+
+  FakeSweepService service_;
+  std::string address_;
+  std::unique_ptr<grpc::Server> server_;
+};
+
+TEST_F(PredictTrialTest, TrialId_PredictsFromItsConfigAndKeptCheckpoint_SameAsConfigAndFile) {
+  const std::string bytes = AddTrainedTrial();
+  std::string out, err;
+  ASSERT_EQ(Cli({"5"}, &out, &err), 0) << err;
+  EXPECT_NE(err.find("weights from trial 5's checkpoint (done, after iteration 60)"),
+            std::string::npos)
+      << err;
+  const json remote = json::parse(out);
+
+  PredictRequest local = Request();
+  local.checkpoint = Write("trial5.ckpt", bytes);
+  absl::StatusOr<json> expected = Run(local);
+  ASSERT_TRUE(expected.ok()) << expected.status();
+  EXPECT_EQ(Untimed(remote), Untimed(*expected));
+  // The assignments are the verifying sweep's values, fp32 baseline first.
+  ASSERT_EQ(remote["assignments"].size(), 7u);
+  EXPECT_TRUE(remote["assignments"][0]["precision_layers"].empty());
+  EXPECT_EQ(remote["assignments"][3]["bits"], remote["uniform"]["min_bits"]);
+  EXPECT_TRUE(service_.predictions().empty());  // nothing recorded without --record
+}
+
+TEST_F(PredictTrialTest, Record_StoresThePrintedJsonOnTheTrialsSweep_OrTheNamedOne) {
+  AddTrainedTrial();
+  std::string out, err;
+  ASSERT_EQ(Cli({"5", "--record"}, &out, &err), 0) << err;
+  ASSERT_EQ(service_.predictions().size(), 1u);
+  v1::RecordPredictionRequest recorded = service_.predictions()[0];
+  EXPECT_EQ(recorded.sweep_id(), 3);
+  EXPECT_EQ(recorded.source_trial_id(), 5);
+  EXPECT_EQ(recorded.source(), "trial 5");
+  EXPECT_EQ(json::parse(recorded.json()), json::parse(out));
+  EXPECT_NE(err.find("prediction 1 recorded on sweep 3"), std::string::npos) << err;
+
+  // A config trained here, recorded on a named sweep; an unknown sweep is refused.
+  ASSERT_EQ(Cli({config_, "--sweep", "3"}, &out, &err), 0) << err;
+  ASSERT_EQ(service_.predictions().size(), 2u);
+  EXPECT_EQ(service_.predictions()[1].source_trial_id(), 0);
+  EXPECT_NE(service_.predictions()[1].source().find("trained in fp32"), std::string::npos);
+  EXPECT_EQ(Cli({"5", "--sweep", "44"}, &out, &err), 2);
+  EXPECT_NE(err.find("sweep 44 not found"), std::string::npos) << err;
+}
+
+TEST_F(PredictTrialTest, Submit_SubmitsTheVerifyingSweepAndRecordsOnIt) {
+  AddTrainedTrial();
+  const std::string verify = (dir_ / "verify.yaml").string();
+  std::string out, err;
+  ASSERT_EQ(Cli({"5", "--verify-sweep", verify, "--submit"}, &out, &err), 0) << err;
+  ASSERT_EQ(service_.submits().size(), 1u);
+  absl::StatusOr<v1::SweepSpec> written = ParseSweepFile(verify);
+  ASSERT_TRUE(written.ok()) << written.status();
+  EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(service_.submits()[0].spec(),
+                                                                 *written));
+  ASSERT_EQ(service_.predictions().size(), 1u);
+  EXPECT_EQ(service_.predictions()[0].sweep_id(), 7);  // the submitted sweep, not the trial's
+  EXPECT_EQ(service_.predictions()[0].source_trial_id(), 5);
+}
+
+TEST_F(PredictTrialTest, BadRequests_AreClearErrorsBeforeAnyWork) {
+  std::string out, err;
+  // No checkpoint kept: the server's message, naming the trial and the option.
+  v1::Trial trial;
+  trial.set_id(6);
+  trial.set_sweep_id(3);
+  *trial.mutable_config() = *LoadTrainConfig(config_, {});
+  service_.AddTrial(trial);
+  EXPECT_EQ(Cli({"6"}, &out, &err), 2);
+  EXPECT_NE(err.find("trial 6 (done) kept no checkpoint: set train.keep_final_checkpoint: true"),
+            std::string::npos)
+      << err;
+  EXPECT_EQ(Cli({"99"}, &out, &err), 2);
+  EXPECT_NE(err.find("trial 99 not found"), std::string::npos) << err;
+  EXPECT_EQ(Cli({config_, "--record"}, &out, &err), 2);
+  EXPECT_NE(err.find("--record: on which sweep?"), std::string::npos) << err;
+  EXPECT_EQ(Cli({"6", "--submit"}, &out, &err), 2);
+  EXPECT_NE(err.find("--submit submits the verifying sweep: give --verify-sweep FILE"),
+            std::string::npos)
+      << err;
+  EXPECT_EQ(Cli({"6", "--verify-sweep", "v.yaml", "--submit", "--sweep", "3"}, &out, &err), 2);
+  EXPECT_NE(err.find("--sweep cannot name another"), std::string::npos) << err;
+  EXPECT_EQ(Cli({"6", "--checkpoint", "c.bin"}, &out, &err), 2);
+  EXPECT_NE(err.find("--checkpoint FILE goes with a CONFIG file"), std::string::npos) << err;
+  EXPECT_TRUE(out.empty());
+  EXPECT_TRUE(service_.predictions().empty());
+  EXPECT_TRUE(service_.submits().empty());
+  // An unreachable server is exit code 3, as for every server command.
+  std::ostringstream o, e;
+  CliEnvironment env;
+  env.out = &o;
+  env.err = &e;
+  env.connect_timeout = absl::Milliseconds(200);
+  EXPECT_EQ(RunCli({"bitsweep", "--server", "127.0.0.1:1", "predict", "6"}, env), 3) << e.str();
+}
+
+TEST_F(PredictTrialTest, SetsApplyOverTheTrialsConfig) {
+  AddTrainedTrial();
+  std::string out, err;
+  ASSERT_EQ(Cli({"5", "--set", "dataset.test_limit=100"}, &out, &err), 0) << err;
+  EXPECT_EQ(json::parse(out)["mismatch_inputs"], 100);
+  EXPECT_EQ(Cli({"5", "--set", "model.dense=[20]"}, &out, &err), 2);
+  EXPECT_NE(err.find("trial 5's checkpoint"), std::string::npos) << err;
 }
 
 }  // namespace

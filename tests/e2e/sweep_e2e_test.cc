@@ -420,6 +420,54 @@ TEST_F(SweepE2ETest, CliSubmittedSweep_RunsAndResultsJsonParses) {
   EXPECT_FALSE(json.empty());
 }
 
+// Issue 8 end to end: a worker uploads the final weights of a trial that keeps them, the server
+// keeps them past completion, and `bitsweep predict TRIAL --record` predicts from them and records
+// the prediction on the trial's sweep.
+TEST_F(SweepE2ETest, KeptFinalCheckpoint_PredictTrialUsesTheTrainedWeightsAndRecords) {
+  const fs::path yaml = dir_ / "keep.yaml";
+  std::ofstream(yaml) << R"(name: e2e-keep
+base:
+  dataset: {name: synthetic, train_limit: 2000, test_limit: 500}
+  model: {conv: [4], kernel: 3, pool: 2, dense: [16], activation: relu, init: he}
+  train: {iterations: 300, batch_size: 16, optimizer: sgd, lr: 0.05, eval_every: 50,
+          keep_final_checkpoint: true}
+  precision: {default: {format: fp32, rounding: nearest}, sites: []}
+sweep: {method: grid, seeds: 1, parameters: {train.batch_size: [16]}}
+)";
+  const CommandResult submit = Cli({"submit", yaml.string()}, "cli-keep-submit");
+  ASSERT_EQ(submit.exit_code, 0) << submit.out << submit.err;
+  const size_t at = submit.out.find("submitted sweep ");
+  ASSERT_NE(at, std::string::npos) << submit.out;
+  const int64_t sweep_id = std::atoll(submit.out.c_str() + at + 16);
+  EXPECT_EQ(WatchUntilFinished(sweep_id).state(), v1::SWEEP_STATE_DONE);
+  v1::ListTrialsRequest list;
+  list.set_sweep_id(sweep_id);
+  v1::ListTrialsResponse trials;
+  ASSERT_TRUE(stub_->ListTrials(Context().get(), list, &trials).ok());
+  ASSERT_EQ(trials.trials_size(), 1);
+  const v1::Trial& trial = trials.trials(0);
+  ASSERT_EQ(trial.state(), v1::TRIAL_STATE_DONE);
+
+  v1::GetTrialCheckpointRequest request;
+  request.set_trial_id(trial.id());
+  v1::GetTrialCheckpointResponse checkpoint;
+  ASSERT_TRUE(stub_->GetTrialCheckpoint(Context().get(), request, &checkpoint).ok());
+  EXPECT_EQ(checkpoint.iteration(), 300);  // the final weights, not a periodic checkpoint
+
+  const CommandResult predict = Cli({"predict", std::to_string(trial.id()), "--json", "--inputs",
+                                     "40", "--min-vrr", "0.5", "--record"},
+                                    "cli-predict-trial");
+  ASSERT_EQ(predict.exit_code, 0) << predict.err;
+  const nlohmann::json prediction = nlohmann::json::parse(predict.out, nullptr, false);
+  ASSERT_FALSE(prediction.is_discarded()) << predict.out;
+  // The trained trial's weights: its fp32 accuracy on the same 500 test images (evaluated in
+  // other batch sizes: allow a tie broken differently).
+  EXPECT_NEAR(prediction["fp32_test_accuracy"].get<double>(), trial.result().final_test_accuracy(),
+              2.0 / 500);
+  EXPECT_NE(predict.err.find("recorded on sweep " + std::to_string(sweep_id)), std::string::npos)
+      << predict.err;
+}
+
 TEST_F(SweepE2ETest, MalformedSweep_CliExitsNonZeroWithOneLineErrorAndStoresNothing) {
   const int sweeps_before = SweepCount();
   const fs::path yaml = dir_ / "bad.yaml";

@@ -257,7 +257,7 @@ TEST_F(AuthenticatedServerTest, EveryMethodOfBothServices_RefusesCallsWithoutTok
       ++methods;
     }
   }
-  EXPECT_EQ(methods, 19);  // 12 sweep + 7 worker methods: every one was called
+  EXPECT_EQ(methods, 21);  // 14 sweep + 7 worker methods: every one was called
 }
 
 // The CLI end to end (in-process): its --token-file reaches the server, and a refusal is one

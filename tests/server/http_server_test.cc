@@ -116,6 +116,62 @@ TEST_F(HttpServerTest, Trial_IncludesCurve) {
   EXPECT_EQ(body["trial"]["config"]["train"]["batch_size"], 16);
 }
 
+TEST_F(HttpServerTest, TrialCheckpoint_KeptWeightsAreServedAsBytes_NoneIs404NamingTheOption) {
+  v1::SweepSpec spec;
+  spec.set_name("keep");
+  std::vector<PlannedTrial> trials(2);
+  for (int i = 0; i < 2; ++i) {
+    trials[i].config.set_seed(i);
+    trials[i].config.mutable_train()->set_keep_final_checkpoint(i == 0);
+  }
+  ASSERT_TRUE(server_.store()->CreateSweep(spec, trials, clock_.NowUnixMs()).ok());
+  ASSERT_TRUE(server_.scheduler()->RegisterWorker({"w1", "inc", "host", 1}).ok());
+  const std::string bytes("ckpt\0\xff bytes", 12);  // binary, with a NUL
+  for (int i = 0; i < 2; ++i) {
+    auto leased = server_.scheduler()->LeaseTrial("w1", "inc");
+    ASSERT_TRUE(leased.ok() && leased->has_value());
+    v1::TrialRef ref;
+    ref.set_trial_id((*leased)->trial_id);
+    ref.set_attempt((*leased)->attempt);
+    ASSERT_TRUE(server_.store()->StoreCheckpoint("w1", ref, 40, bytes, clock_.NowUnixMs()).ok());
+    v1::TrialResult result;
+    ASSERT_TRUE(server_.scheduler()->CompleteTrial("w1", ref, &result, "").ok());
+  }
+  auto kept = client_->Get("/api/trials/1/checkpoint");
+  ASSERT_TRUE(kept);
+  EXPECT_EQ(kept->status, 200);
+  EXPECT_EQ(kept->get_header_value("Content-Type"), "application/octet-stream");
+  EXPECT_EQ(kept->get_header_value("X-Bitsweep-Iteration"), "40");
+  EXPECT_EQ(kept->body, bytes);
+  auto [status, error] = Get("/api/trials/2/checkpoint");
+  EXPECT_EQ(status, 404);
+  EXPECT_THAT(error["error"].get<std::string>(),
+              HasSubstr("trial 2 (done) kept no checkpoint: set train.keep_final_checkpoint"));
+  EXPECT_EQ(Get("/api/trials/99/checkpoint").first, 404);
+  EXPECT_EQ(Get("/api/trials/x/checkpoint").first, 400);
+}
+
+TEST_F(HttpServerTest, Predictions_RecordedOnASweepAreListedWithTheirJson) {
+  const int64_t id = AddFinishedTrialSweep(1);
+  const std::string path = "/api/sweeps/" + std::to_string(id) + "/predictions";
+  auto [empty_status, empty] = Get(path);
+  EXPECT_EQ(empty_status, 200);
+  EXPECT_TRUE(empty["predictions"].empty());
+  ASSERT_TRUE(server_.store()
+                  ->RecordPrediction(id, 1, "trial 1",
+                                     R"({"uniform": {"min_bits": 9}, "bounds": []})", 1234)
+                  .ok());
+  auto [status, body] = Get(path);
+  EXPECT_EQ(status, 200);
+  ASSERT_EQ(body["predictions"].size(), 1u);
+  const json& p = body["predictions"][0];
+  EXPECT_EQ(p["source_trial_id"], 1);
+  EXPECT_EQ(p["source"], "trial 1");
+  EXPECT_EQ(p["created_unix_ms"], 1234);
+  EXPECT_EQ(p["prediction"]["uniform"]["min_bits"], 9);
+  EXPECT_EQ(Get("/api/sweeps/99/predictions").first, 404);
+}
+
 TEST_F(HttpServerTest, Workers_AreListed) {
   AddFinishedTrialSweep(1);
   auto [status, body] = Get("/api/workers");

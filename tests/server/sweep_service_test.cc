@@ -256,6 +256,95 @@ TEST_F(SweepServiceTest, WorkerFlow_LeaseProgressCompleteAndStaleReportsRefused)
   EXPECT_TRUE(workers.workers(0).alive());
 }
 
+// Issue 8: a trial that keeps its final weights serves them to `bitsweep predict TRIAL`, and
+// the prediction is recorded on a sweep.
+TEST_F(SweepServiceTest, KeptCheckpoint_FetchedAfterCompletion_PredictionRecordedOnTheSweep) {
+  v1::SweepSpec spec = BatchSweep("keep", 1);
+  (*(*spec.mutable_base()->mutable_fields())["train"]
+        .mutable_struct_value()
+        ->mutable_fields())["keep_final_checkpoint"]
+      .set_bool_value(true);
+  const int64_t sweep = Submit(spec);
+  Register("w1");
+  v1::LeaseTrialResponse kept = Lease("w1");
+  ASSERT_TRUE(kept.config().train().keep_final_checkpoint());
+  {
+    grpc::ClientContext context;
+    v1::UploadCheckpointRequest request;
+    request.set_worker_id("w1");
+    *request.mutable_ref() = kept.ref();
+    request.set_iteration(300);
+    request.set_state("final weights");
+    v1::UploadCheckpointResponse response;
+    ASSERT_TRUE(workers_->UploadCheckpoint(&context, request, &response).ok());
+  }
+  ASSERT_TRUE(Complete("w1", kept.ref(), 0.9).ok());
+  const auto fetch = [this](int64_t trial_id, v1::GetTrialCheckpointResponse* response) {
+    grpc::ClientContext context;
+    v1::GetTrialCheckpointRequest request;
+    request.set_trial_id(trial_id);
+    return sweeps_->GetTrialCheckpoint(&context, request, response);
+  };
+  v1::GetTrialCheckpointResponse checkpoint;
+  ASSERT_TRUE(fetch(kept.ref().trial_id(), &checkpoint).ok());
+  EXPECT_EQ(checkpoint.state(), "final weights");
+  EXPECT_EQ(checkpoint.iteration(), 300);
+  EXPECT_EQ(checkpoint.attempt(), 1);
+  EXPECT_EQ(checkpoint.trial_state(), v1::TRIAL_STATE_DONE);
+
+  // The other trial is still queued: nothing to fetch, and the message says why.
+  const int64_t queued = kept.ref().trial_id() + 1;
+  grpc::Status none = fetch(queued, &checkpoint);
+  EXPECT_EQ(none.error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(none.error_message(),
+            "trial " + std::to_string(queued) +
+                " (queued) kept no checkpoint: set train.keep_final_checkpoint: true in its "
+                "sweep to keep a finished trial's final weights");
+  EXPECT_EQ(fetch(999, &checkpoint).error_message(), "trial 999 not found");
+
+  const auto record = [this](int64_t sweep_id, int64_t trial_id, const std::string& json,
+                             v1::RecordPredictionResponse* response) {
+    grpc::ClientContext context;
+    v1::RecordPredictionRequest request;
+    request.set_sweep_id(sweep_id);
+    request.set_source_trial_id(trial_id);
+    request.set_source("trial " + std::to_string(trial_id));
+    request.set_json(json);
+    return sweeps_->RecordPrediction(&context, request, response);
+  };
+  const std::string prediction =
+      R"({"uniform": {"min_bits": 7}, "bounds": [{"bits": 7, "bound": 0.01}]})";
+  v1::RecordPredictionResponse recorded;
+  ASSERT_TRUE(record(sweep, kept.ref().trial_id(), prediction, &recorded).ok());
+  EXPECT_GT(recorded.prediction_id(), 0);
+  absl::StatusOr<std::vector<StoredPrediction>> stored = server_.store()->ListPredictions(sweep);
+  ASSERT_TRUE(stored.ok()) << stored.status();
+  ASSERT_EQ(stored->size(), 1u);
+  EXPECT_EQ(stored->at(0).json, prediction);
+  EXPECT_EQ(stored->at(0).source_trial_id, kept.ref().trial_id());
+  EXPECT_EQ(stored->at(0).source, "trial " + std::to_string(kept.ref().trial_id()));
+
+  // Bad input: each refusal names what is wrong, and nothing is stored.
+  grpc::Status bad = record(sweep, 0, "{not json", &recorded);
+  EXPECT_EQ(bad.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(bad.error_message(), HasSubstr("not valid JSON"));
+  bad = record(sweep, 0, "[1, 2]", &recorded);
+  EXPECT_THAT(bad.error_message(), HasSubstr("not a JSON object"));
+  bad = record(sweep, 0, R"({"bounds": []})", &recorded);
+  EXPECT_THAT(bad.error_message(), HasSubstr("uniform.min_bits"));
+  bad = record(sweep, 0, R"({"uniform": {"min_bits": 7}})", &recorded);
+  EXPECT_THAT(bad.error_message(), HasSubstr("bounds"));
+  bad = record(sweep + 100, 0, prediction, &recorded);
+  EXPECT_EQ(bad.error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_THAT(bad.error_message(), HasSubstr("sweep " + std::to_string(sweep + 100)));
+  bad = record(sweep, 999, prediction, &recorded);
+  EXPECT_EQ(bad.error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_THAT(bad.error_message(), HasSubstr("source trial 999"));
+  EXPECT_EQ(server_.store()->ListPredictions(sweep)->size(), 1u);
+  EXPECT_EQ(server_.store()->ListPredictions(sweep + 100).status().code(),
+            absl::StatusCode::kNotFound);
+}
+
 TEST_F(SweepServiceTest, SubmitSweep_CellsFinishedByAnotherSweepAreReusedNotRerun) {
   Submit(BatchSweep("one seed", 1));
   Register("w1");

@@ -9,6 +9,7 @@
 #include <memory>
 #include <set>
 
+#include "absl/strings/str_cat.h"
 #include "server/embedded_file.h"
 #include "tests/server/temp_dir.h"
 
@@ -618,6 +619,68 @@ TEST_F(TrialStoreTest, Checkpoint_LatestKept_DroppedWhenTrialCompletes) {
   ASSERT_TRUE(store_->CompleteTrial("w1", Ref(second), &result, "", kNow).ok());
   SQLite::Database db(dir_.File("test.db"), SQLite::OPEN_READONLY);
   EXPECT_EQ(db.execAndGet("SELECT COUNT(*) FROM checkpoints").getInt(), 0);
+}
+
+TEST_F(TrialStoreTest, KeepFinalCheckpoint_KeptWhenDone_DroppedOtherwise_CopiedOnReuse) {
+  std::vector<PlannedTrial> trials = MakeTrials(3);
+  for (PlannedTrial& trial : trials) trial.config.mutable_train()->set_keep_final_checkpoint(true);
+  auto sweep = store_->CreateSweep(Spec("keep"), trials, kNow);
+  ASSERT_TRUE(sweep.ok()) << sweep.status();
+  LeasedTrial done = MustLease();
+  LeasedTrial failed = MustLease();
+  LeasedTrial never = MustLease();  // finishes without uploading a checkpoint
+  ASSERT_TRUE(store_->StoreCheckpoint("w1", Ref(done), 40, "final weights", kNow).ok());
+  ASSERT_TRUE(store_->StoreCheckpoint("w1", Ref(failed), 20, "partial", kNow).ok());
+  v1::TrialResult result;
+  result.set_outcome(v1::TRIAL_OUTCOME_COMPLETED);
+  result.set_iterations(40);
+  ASSERT_TRUE(store_->CompleteTrial("w1", Ref(done), &result, "", kNow).ok());
+  ASSERT_TRUE(store_->CompleteTrial("w1", Ref(failed), nullptr, "boom", kNow).ok());
+  ASSERT_TRUE(store_->CompleteTrial("w1", Ref(never), &result, "", kNow).ok());
+
+  absl::StatusOr<TrialCheckpoint> kept = store_->GetCheckpoint(done.trial_id);
+  ASSERT_TRUE(kept.ok()) << kept.status();
+  EXPECT_EQ(kept->state, "final weights");
+  EXPECT_EQ(kept->iteration, 40);
+  EXPECT_EQ(kept->attempt, done.attempt);
+  EXPECT_EQ(kept->trial_state, v1::TRIAL_STATE_DONE);
+  // A failed trial keeps nothing: its weights are not a trained model.
+  absl::StatusOr<TrialCheckpoint> none = store_->GetCheckpoint(failed.trial_id);
+  EXPECT_EQ(none.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(none.status().message(),
+            absl::StrCat("trial ", failed.trial_id,
+                         " (failed) kept no checkpoint: set train.keep_final_checkpoint: true in "
+                         "its sweep to keep a finished trial's final weights"));
+  EXPECT_EQ(store_->GetCheckpoint(never.trial_id).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(store_->GetCheckpoint(999).status().message(), "trial 999 not found");
+
+  // Another sweep with the same cells reuses the results, and the kept weights with them.
+  auto again = store_->CreateSweep(Spec("keep again"), trials, kNow);
+  ASSERT_TRUE(again.ok()) << again.status();
+  absl::StatusOr<std::vector<v1::Trial>> copies = store_->ListTrials(*again, false);
+  ASSERT_TRUE(copies.ok());
+  ASSERT_EQ(copies->size(), 3u);
+  absl::StatusOr<TrialCheckpoint> copied = store_->GetCheckpoint(copies->at(0).id());
+  ASSERT_TRUE(copied.ok()) << copied.status();
+  EXPECT_EQ(copied->state, "final weights");
+  EXPECT_EQ(copied->iteration, 40);
+  // The failed cell is queued afresh, with no checkpoint.
+  EXPECT_EQ(copies->at(1).state(), v1::TRIAL_STATE_QUEUED);
+  EXPECT_EQ(store_->GetCheckpoint(copies->at(1).id()).status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(TrialStoreTest, KeepFinalCheckpoint_RerunOfTheFailedTrialStartsWithout) {
+  std::vector<PlannedTrial> trials = MakeTrials(1);
+  trials[0].config.mutable_train()->set_keep_final_checkpoint(true);
+  auto sweep = store_->CreateSweep(Spec("keep"), trials, kNow);
+  ASSERT_TRUE(sweep.ok());
+  LeasedTrial leased = MustLease();
+  ASSERT_TRUE(store_->StoreCheckpoint("w1", Ref(leased), 5, "weights", kNow).ok());
+  ASSERT_TRUE(store_->CancelTrial(leased.trial_id, kNow).ok());
+  ASSERT_TRUE(store_->CompleteTrial("w1", Ref(leased), nullptr, "stopped", kNow).ok());
+  ASSERT_EQ(*store_->RerunSweep(*sweep, /*failed=*/true, /*cancelled=*/true, kNow), 1);
+  EXPECT_EQ(store_->GetCheckpoint(leased.trial_id).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_TRUE(MustLease().checkpoint.empty());
 }
 
 TEST_F(TrialStoreTest, KillDashNine_LosesNothingAcknowledged_IntegrityCheckOk) {

@@ -17,6 +17,68 @@ async function until(what, fn, timeoutMs = 15000) {
 }
 const mean = (xs) => xs.reduce((a, b) => a + b, 0) / xs.length;
 
+// The verifying sweep's page: the "Prediction (seeds 001/003)" section shows what
+// GET .../predictions holds, and next to each assignment the mean final accuracy computed here
+// from the sweep's export (trials matched by their precision.layers value).
+async function checkPrediction({page, load, api, ids, check}) {
+  const id = ids.verify_sweep;
+  const [{predictions}, sweep, rows] = await Promise.all([
+    api(`/api/sweeps/${id}/predictions`), api(`/api/sweeps/${id}`),
+    api(`/api/sweeps/${id}/export?format=json`)]);
+  check(predictions.length === 1 && predictions[0].prediction, 'prediction: one recorded on the verifying sweep');
+  const p = predictions[0].prediction;
+  await load(`/sweeps/${id}`);
+  await page.waitFor('#analysis .prediction-body[data-prediction="ready"]', 15000);
+  check(await page.attr('#analysis [data-prediction="summary"]', 'data-min-bits') === String(p.uniform.min_bits) &&
+        (await page.text('#analysis [data-prediction="summary"]')).includes(`uniform B = ${p.uniform.min_bits}`),
+        `prediction: uniform B = ${p.uniform.min_bits} as recorded`);
+  // The trials of each assignment, from the store: their config's precision.layers, as the
+  // export's params text, is the spec value's (same order: the k-th value of the spec).
+  const values = sweep.spec.parameters.find((q) => q.path === 'precision.layers').values;
+  const texts = [...new Set(rows.map((r) => r['precision.layers']))];
+  const canonical = (v) => JSON.stringify(v, (k, x) => (x && typeof x === 'object' && !Array.isArray(x) ?
+    Object.fromEntries(Object.entries(x).sort()) : x));
+  const meanOf = (assignment) => {
+    const k = values.findIndex((v) => canonical(v) === canonical(assignment.precision_layers));
+    const accs = rows.filter((r) => r['precision.layers'] === texts[k] && r.state === 'DONE').map((r) => r.final_test_accuracy);
+    return {mean: mean(accs), n: accs.length};
+  };
+  const shown = await page.evaluate(() => [...document.querySelectorAll('#analysis [data-prediction="bounds"] tbody tr')].map((tr) => {
+    const acc = tr.querySelector('[data-accuracy]');
+    return {bits: Number(tr.dataset.bits), bound: Number(tr.dataset.bound), measured: Number(tr.dataset.measured),
+            accuracy: acc ? Number(acc.dataset.accuracy) : null, n: acc ? Number(acc.dataset.n) : null};
+  }));
+  check(shown.length === p.bounds.length && shown.every((r, k) => r.bits === p.bounds[k].bits &&
+        r.bound === p.bounds[k].bound && r.measured === p.bounds[k].measured),
+        `prediction: bound and measured p_m for each of ${p.bounds.length} widths as the API`);
+  let compared = 0, agree = 0;
+  for (const a of p.assignments.filter((x) => x.bits !== null)) {
+    const row = shown.find((r) => r.bits === a.bits);
+    const expected = meanOf(a);
+    compared++;
+    if (row && row.n === expected.n && expected.n === 2 && Math.abs(row.accuracy - expected.mean) < 1e-9) agree++;
+  }
+  check(compared === 5 && agree === compared,
+        `prediction: mean final accuracy of the verifying trials at uniform B = 4..8 as the store's (${agree}/${compared})`);
+  const perLayer = p.assignments.find((x) => x.bits === null && x.precision_layers.length);
+  const baseline = p.assignments.find((x) => x.precision_layers.length === 0);
+  const shownPerLayer = Number(await page.attr('#analysis [data-assignment="per-layer"]', 'data-accuracy'));
+  const shownBaseline = Number(await page.attr('#analysis [data-assignment="baseline"]', 'data-accuracy'));
+  check(Math.abs(shownPerLayer - meanOf(perLayer).mean) < 1e-9 && Math.abs(shownBaseline - meanOf(baseline).mean) < 1e-9,
+        `prediction: per-layer assignment ${shownPerLayer.toFixed(4)} and fp32 baseline ${shownBaseline.toFixed(4)} as the store's`);
+  check(shownBaseline > meanOf(p.assignments.find((x) => x.bits === 4)).mean,
+        'prediction: the fixture\'s narrowest assignment is below the fp32 baseline');
+  const layers = await page.evaluate(() => [...document.querySelectorAll('#analysis [data-prediction="layers"] tbody tr')].map(
+    (tr) => [tr.dataset.layer, Number(tr.dataset.bA), Number(tr.dataset.bW)]));
+  check(JSON.stringify(layers) === JSON.stringify(p.layers.map((l) => [l.layer, l.B_A, l.B_W])),
+        `prediction: per-layer B_A / B_W as the API (${layers.map((l) => l.join(' ')).join(', ')})`);
+  const accumulators = await page.evaluate(() => [...document.querySelectorAll('#analysis [data-prediction="accumulators"] tbody tr')].map(
+    (tr) => [tr.dataset.accumulator, Number(tr.dataset.forwardM), Number(tr.dataset.backwardM), Number(tr.dataset.gradientM)]));
+  check(JSON.stringify(accumulators) === JSON.stringify(p.accumulators.map((a) =>
+    [a.layer, a.forward.min_mantissa, a.backward.min_mantissa, a.gradient.min_mantissa])),
+        'prediction: seed 003 minimum accumulator mantissa per layer and GEMM as the API');
+}
+
 // page: a browser_driver.mjs page; base: the server's HTTP URL; ids: dashboard_fixture's output;
 // check(condition, what): records a result.
 export async function checkDashboard({page, base, ids, db, fixtureBin, shots, check}) {
@@ -34,7 +96,7 @@ export async function checkDashboard({page, base, ids, db, fixtureBin, shots, ch
 
   // Sweeps page.
   await load('/');
-  check(await page.count('#sweeps tbody tr') === 2, 'sweeps page lists both sweeps');
+  check(await page.count('#sweeps tbody tr') === 3, 'sweeps page lists the three sweeps');
   await shot('sweeps.png');
 
   // Completed sweep: 3 formats x 2 roundings x 3 seeds.
@@ -111,6 +173,17 @@ export async function checkDashboard({page, base, ids, db, fixtureBin, shots, ch
   await until('the filtered table', async () => (await page.attr('#table', 'data-rows')) === '9');
   check(true, 'table filter: 9 stochastic trials');
   await shot('sweep-completed-seeds.png');
+
+  // A sweep without a prediction shows no prediction section.
+  // (An empty section is invisible: await its state, not its visibility.)
+  await until('the prediction fetch', async () =>
+    (await page.attr('#analysis .prediction-body', 'data-prediction')) === 'none');
+  check(await page.count('#analysis [data-prediction="summary"]') === 0,
+        'prediction: none recorded on the completed sweep, no section');
+
+  // Verifying sweep: the recorded seed 001/003 prediction next to the sweep's accuracies.
+  await checkPrediction({page, load, api, ids, check});
+  await page.screenshotElement('#analysis', path.join(shots, 'sweep-prediction.png'));
 
   // Running sweep: points appended to the running trial arrive without reload.
   await load(`/sweeps/${ids.running_sweep}`);

@@ -1,7 +1,9 @@
 // dashboard_fixture: fills a bitsweep database with simulated-looking sweeps through the
 // TrialStore API, for the dashboard's browser tests (tests/web) and benchmark (bench/dashboard).
-//   dashboard_fixture small DB          a completed sweep (3 formats x 2 roundings x 3 seeds)
-//                                        and a running one; prints their ids as JSON
+//   dashboard_fixture small DB          a completed sweep (3 formats x 2 roundings x 3 seeds),
+//                                        a verifying sweep of a recorded seed 001 prediction
+//                                        (precision.layers x 2 seeds) and a running sweep;
+//                                        prints their ids as JSON
 //   dashboard_fixture large DB TRIALS POINTS
 //                                        one finished sweep of TRIALS trials (multiple of 100:
 //                                        10 formats x 2 roundings x 5 batch sizes x seeds),
@@ -14,6 +16,7 @@
 //                                        stored curve (target accuracy 0.9)
 // The curves follow a saturating exponential whose ceiling falls with fewer bits and with
 // truncation (seed 000's shape); noise is seeded, so every run writes the same numbers.
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <iostream>
@@ -23,6 +26,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "nlohmann/json.hpp"
 #include "server/sweep_expander.h"
 #include "server/trial_store.h"
 
@@ -57,10 +61,18 @@ void AddParameter(v1::SweepSpec* spec, const std::string& path,
   for (const auto& value : values) *parameter->mutable_values()->add_values() = value;
 }
 
-// The accuracy ceiling of a trial: fewer mantissa bits and truncation cost accuracy.
+// The accuracy ceiling of a trial: fewer mantissa bits and truncation cost accuracy, and so do
+// narrow per-layer fixed-point weights (fixed:W,FL) below 7 bits.
 double Ceiling(const v1::TrialConfig& config) {
   const v1::SitePrecision& precision = config.precision().default_();
   double ceiling = 0.985;
+  for (const v1::LayerPrecision& layer : config.precision().layers()) {
+    const std::string& format = layer.weights().format();
+    if (format.starts_with("fixed:")) {
+      const int width = std::stoi(format.substr(6));
+      ceiling -= 0.01 * std::max(0, 7 - width) * std::max(0, 7 - width);
+    }
+  }
   const std::string& format = precision.format();
   if (format.starts_with("mask:")) {
     int bits = std::stoi(format.substr(5));
@@ -207,6 +219,116 @@ v1::SweepSpec Spec(const std::string& name, const std::vector<std::string>& form
   return spec;
 }
 
+google::protobuf::Value JsonValue(const nlohmann::json& j) {
+  google::protobuf::Value value;
+  if (j.is_array()) {
+    google::protobuf::ListValue* list = value.mutable_list_value();
+    for (const nlohmann::json& element : j) *list->add_values() = JsonValue(element);
+  } else if (j.is_object()) {
+    auto* fields = value.mutable_struct_value()->mutable_fields();
+    for (const auto& [key, element] : j.items()) (*fields)[key] = JsonValue(element);
+  } else if (j.is_number()) {
+    value.set_number_value(j.get<double>());
+  } else if (j.is_string()) {
+    value.set_string_value(j.get<std::string>());
+  } else if (j.is_boolean()) {
+    value.set_bool_value(j.get<bool>());
+  }
+  return value;
+}
+
+// A seed 001/003 prediction as `bitsweep predict --json` prints it, for a model with two layers
+// (dense0, output) whose activations need 2 integer bits and weights none: predicted uniform
+// B = 6, per layer B_A / B_W = 7 / 5 and 6 / 6. Its assignments are the values of the
+// verifying sweep (fp32 baseline, uniform 4..8, per-layer), in `bitsweep predict`'s formats.
+nlohmann::json Prediction() {
+  using nlohmann::json;
+  const auto layer_list = [](std::vector<std::pair<int, int>> bits) {  // (B_A, B_W) per layer
+    json list = json::array();
+    for (const auto& [ba, bw] : bits) {
+      const int wa = std::max(ba, 3), ww = std::max(bw, 1);  // I_A = 2, I_W = 0
+      list.push_back(
+          {{"weights",
+            {{"format", absl::StrCat("fixed:", ww, ",", ww - 1)}, {"rounding", "nearest"}}},
+           {"activations",
+            {{"format", absl::StrCat("fixed:", wa, ",", wa - 3)}, {"rounding", "nearest"}}}});
+    }
+    return list;
+  };
+  json assignments = json::array();
+  assignments.push_back(
+      {{"label", "fp32 baseline"}, {"bits", nullptr}, {"precision_layers", json::array()}});
+  for (int b = 4; b <= 8; ++b) {
+    assignments.push_back({{"label", absl::StrCat("uniform B = ", b)},
+                           {"bits", b},
+                           {"precision_layers", layer_list({{b, b}, {b, b}})}});
+  }
+  assignments.push_back({{"label", "per-layer assignment, B_ref = 6"},
+                         {"bits", nullptr},
+                         {"precision_layers", layer_list({{7, 5}, {6, 6}})}});
+  json bounds = json::array();
+  for (int b = 3; b <= 12; ++b) {
+    bounds.push_back({{"bits", b},
+                      {"bound", 0.5 * std::pow(4.0, 3 - b)},
+                      {"measured", b >= 9 ? 0.0 : 0.4 / (1 << (b - 3))}});
+  }
+  return {{"fp32_test_accuracy", 0.97},
+          {"inputs", 500},
+          {"mismatch_inputs", 10000},
+          {"skipped_ties", 0},
+          {"target_pm", 0.01},
+          {"layers",
+           {{{"layer", "dense0"},
+             {"E_A", 0.012},
+             {"E_W", 0.03},
+             {"I_A", 2},
+             {"I_W", 0},
+             {"B_A", 7},
+             {"B_W", 5}},
+            {{"layer", "output"},
+             {"E_A", 0.004},
+             {"E_W", 0.02},
+             {"I_A", 2},
+             {"I_W", 0},
+             {"B_A", 6},
+             {"B_W", 6}}}},
+          {"uniform", {{"min_bits", 6}, {"bound", 0.0078}, {"measured_min_bits", 7}}},
+          {"per_layer", {{"reference_bits", 6}, {"bound", 0.0095}, {"measured", 0.004}}},
+          {"bounds", bounds},
+          {"accumulators",
+           {{{"layer", "dense0"},
+             {"forward", {{"length", 784}, {"min_mantissa", 9}}},
+             {"backward", {{"length", 16}, {"min_mantissa", 5}}},
+             {"gradient", {{"length", 64}, {"min_mantissa", 7}}}},
+            {{"layer", "output"},
+             {"forward", {{"length", 16}, {"min_mantissa", 5}}},
+             {"backward", {{"length", 10}, {"min_mantissa", 4}}},
+             {"gradient", {{"length", 64}, {"min_mantissa", 7}}}}}},
+          {"min_vrr", 0.99},
+          {"assignments", assignments}};
+}
+
+// The verifying sweep of Prediction(), as `bitsweep predict --verify-sweep` writes it.
+v1::SweepSpec VerifySpec(const nlohmann::json& prediction, int seeds) {
+  v1::SweepSpec spec;
+  spec.set_name("verifying sweep");
+  spec.set_method("grid");
+  spec.set_seeds(seeds);
+  *spec.mutable_base() = JsonValue({{"model", {{"conv", nlohmann::json::array()}, {"dense", {16}}}},
+                                    {"train", {{"target_accuracy", 0.9}}},
+                                    {"precision",
+                                     {{"default", {{"format", "fp32"}, {"rounding", "nearest"}}},
+                                      {"sites", {"weights", "activations"}},
+                                      {"master_weights", "fp32"}}}})
+                             .struct_value();
+  std::vector<google::protobuf::Value> values;
+  for (const nlohmann::json& a : prediction["assignments"]) {
+    values.push_back(JsonValue(a["precision_layers"]));
+  }
+  AddParameter(&spec, "precision.layers", values);
+  return spec;
+}
+
 int Fail(const absl::Status& status) {
   std::cerr << "dashboard_fixture: " << status << "\n";
   return 1;
@@ -230,6 +352,15 @@ int Main(int argc, char** argv) {
     if (!completed.ok()) return Fail(completed.status());
     absl::StatusOr<std::vector<int64_t>> ran = Run(**store, 18, 20, 0, rng, /*with_stats=*/true);
     if (!ran.ok()) return Fail(ran.status());
+    // The verifying sweep, all 14 trials done, and the prediction recorded on it.
+    const nlohmann::json prediction = Prediction();
+    absl::StatusOr<int64_t> verify = Create(**store, VerifySpec(prediction, 2));
+    if (!verify.ok()) return Fail(verify.status());
+    ran = Run(**store, 14, 20, 0, rng);
+    if (!ran.ok()) return Fail(ran.status());
+    absl::StatusOr<int64_t> recorded =
+        (*store)->RecordPrediction(*verify, 0, "fixture model", prediction.dump(), NowMs());
+    if (!recorded.ok()) return Fail(recorded.status());
     // Formats the completed sweep has not run: its finished trials would otherwise be reused
     // (same config and seed) and leave nothing to run.
     absl::StatusOr<int64_t> live =
@@ -239,9 +370,9 @@ int Main(int argc, char** argv) {
     ran = Run(**store, 3, 20, 1, rng);
     if (!ran.ok()) return Fail(ran.status());
     if (ran->empty()) return Fail(absl::InternalError("the running sweep has no trial to run"));
-    std::cout << "{\"completed_sweep\": " << *completed << ", \"running_sweep\": " << *live
-              << ", \"running_trial\": " << ran->front() << ", \"worker\": \"" << kWorker
-              << "\", \"attempt\": 1, \"next_point\": 11}\n";
+    std::cout << "{\"completed_sweep\": " << *completed << ", \"verify_sweep\": " << *verify
+              << ", \"running_sweep\": " << *live << ", \"running_trial\": " << ran->front()
+              << ", \"worker\": \"" << kWorker << "\", \"attempt\": 1, \"next_point\": 11}\n";
     return 0;
   }
   if (args[0] == "large" && args.size() == 4) {

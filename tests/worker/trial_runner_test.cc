@@ -288,6 +288,36 @@ TEST_F(TrialRunnerTest, RealTraining_ResumedFromAnUploadedCheckpoint_EndsWithThe
   EXPECT_EQ(resumed.SerializeAsString(), whole.SerializeAsString());
 }
 
+TEST_F(TrialRunnerTest, KeepFinalCheckpoint_UploadsTheTrainedWeightsBeforeCompleting) {
+  v1::TrialConfig config = TinySyntheticConfig(60, 10);
+  config.mutable_train()->set_keep_final_checkpoint(true);
+  // The final upload meets an outage once: it is retried, and the completion waits for it.
+  coordinator_.checkpoint_errors = {absl::UnavailableError("down")};
+  TrialRunner runner = MakeRunner();
+  ASSERT_EQ(runner.Run(Lease(1, 1, config, /*checkpoint_every=*/0), stop_),
+            TrialDisposition::kCompleted);
+  ASSERT_EQ(coordinator_.checkpoint_attempts.size(), 2u);
+  ASSERT_EQ(coordinator_.checkpoints.size(), 1u);
+  EXPECT_EQ(coordinator_.checkpoints[0].iteration(), 60);
+  EXPECT_EQ(trainer::CheckpointIteration(coordinator_.checkpoints[0].state()).value(), 60);
+  EXPECT_EQ(coordinator_.checkpoint_points_delivered[0], 6u);
+  ASSERT_EQ(coordinator_.completions.size(), 1u);
+  EXPECT_EQ(coordinator_.completions[0].result().iterations(), 60);
+
+  // With periodic checkpoints the last evaluation's checkpoint is the final one: not sent twice.
+  coordinator_.checkpoints.clear();
+  ASSERT_EQ(runner.Run(Lease(2, 1, config, /*checkpoint_every=*/3), stop_),
+            TrialDisposition::kCompleted);
+  ASSERT_EQ(coordinator_.checkpoints.size(), 2u);
+  EXPECT_EQ(coordinator_.checkpoints[1].iteration(), 60);
+
+  // Without the option, no checkpoint at all.
+  coordinator_.checkpoints.clear();
+  config.mutable_train()->set_keep_final_checkpoint(false);
+  ASSERT_EQ(runner.Run(Lease(3, 1, config), stop_), TrialDisposition::kCompleted);
+  EXPECT_TRUE(coordinator_.checkpoints.empty());
+}
+
 TEST_F(TrialRunnerTest, CheckpointWhilePointsUndelivered_WaitsForTheNextChance) {
   // The 2nd report fails: the checkpoint after point 2 must not go before point 2 has.
   coordinator_.progress_errors = {absl::OkStatus(), absl::UnavailableError("down"),

@@ -672,6 +672,7 @@ absl::StatusOr<v1::TrialResult> TrainImpl(const v1::TrialConfig& config, const D
   };
 
   int64_t shuffled_epoch = -1;
+  int64_t last_checkpoint_iteration = -1;
   std::vector<typename BasicNetwork<T>::LayerGradientStats> layer_stats;
   while (it < total_iters) {
     if (options.should_stop && options.should_stop()) {
@@ -781,10 +782,14 @@ absl::StatusOr<v1::TrialResult> TrainImpl(const v1::TrialConfig& config, const D
       if (options.checkpoint_every > 0 && options.on_checkpoint &&
           evaluations % options.checkpoint_every == 0) {
         options.on_checkpoint(it, checkpoint());
+        last_checkpoint_iteration = it;
       }
     }
   }
 
+  if (options.final_checkpoint && options.on_checkpoint && last_checkpoint_iteration != it) {
+    options.on_checkpoint(it, checkpoint());
+  }
   if (result.outcome() == v1::TRIAL_OUTCOME_DIVERGED || !evaluated) {
     // The diverged model's own metrics (not reported as a curve point): the confusion matrix
     // shows what the divergence left. Its test loss may be NaN or Inf.

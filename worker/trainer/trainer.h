@@ -57,6 +57,9 @@ struct TrainOptions {
   std::string resume_from;  // a state from on_checkpoint; empty = start from scratch. Points up
                             // to its iteration are not reported again.
   std::function<bool()> should_stop;  // polled every iteration; true -> Cancelled (fast cancel)
+  // Also call on_checkpoint once after the last iteration (diverged runs included) unless the
+  // last evaluation just took one: the trained weights (train.keep_final_checkpoint).
+  bool final_checkpoint = false;
 };
 
 // Train with options. Threads split the work of each iteration into pieces fixed by the shapes
