@@ -28,10 +28,57 @@ __attribute__((optimize("no-tree-loop-distribute-patterns"))) void Im2Col(const 
       for (int kj = 0; kj < s.k; ++kj) {
         T* dst = col + ((int64_t{c} * s.k + ki) * s.k + kj) * s.p();
         for (int oy = 0; oy < oh; ++oy) {
-          std::memcpy(dst + int64_t{oy} * ow, plane + int64_t{oy + ki} * s.w + kj, sizeof(T) * ow);
+          const T* src = plane + int64_t{oy + ki} * s.w + kj;
+          T* d = dst + int64_t{oy} * ow;
+          for (int ox = 0; ox < ow; ++ox) d[ox] = src[ox];
         }
       }
     }
+  }
+}
+
+// im2col(in)ᵀ [P, CKK] for one example: row p holds the CKK inputs output position p sees, in
+// Im2Col's row order, so the weight gradient's B operand has contiguous rows (no transposing
+// pack). Each (c, ki) contributes a run of K adjacent input values.
+template <typename T>
+__attribute__((optimize("no-tree-loop-distribute-patterns"))) void Im2ColTransposed(
+    const ConvShape& s, const T* in, T* colt) {
+  const int oh = s.oh(), ow = s.ow(), k = s.k;
+  const int64_t ckk = s.ckk();
+  for (int oy = 0; oy < oh; ++oy) {
+    for (int ox = 0; ox < ow; ++ox) {
+      T* dst = colt + (int64_t{oy} * ow + ox) * ckk;
+      for (int c = 0; c < s.c; ++c) {
+        const T* src = in + (int64_t{c} * s.h + oy) * s.w + ox;
+        for (int ki = 0; ki < k; ++ki) {
+          for (int kj = 0; kj < k; ++kj) dst[kj] = src[kj];
+          dst += k;
+          src += s.w;
+        }
+      }
+    }
+  }
+}
+
+// db[f] += Σ_i d[f][i] for each filter, each sum in increasing i as one chain. The filters'
+// chains are independent: stepping them together keeps the adder busy (one chain alone waits
+// out the add latency at every step).
+template <typename T>
+void AddRowSums(const T* d, int f, int64_t p, T* db) {
+  constexpr int kLanes = 8;
+  int f0 = 0;
+  for (; f0 + kLanes <= f; f0 += kLanes) {
+    T acc[kLanes];
+    for (int l = 0; l < kLanes; ++l) acc[l] = db[f0 + l];
+    for (int64_t i = 0; i < p; ++i) {
+      for (int l = 0; l < kLanes; ++l) acc[l] += d[(f0 + l) * p + i];
+    }
+    for (int l = 0; l < kLanes; ++l) db[f0 + l] = acc[l];
+  }
+  for (; f0 < f; ++f0) {
+    T sum = db[f0];
+    for (int64_t i = 0; i < p; ++i) sum += d[f0 * p + i];
+    db[f0] = sum;
   }
 }
 
@@ -130,24 +177,20 @@ void ConvBackward(const ConvShape& s, int n, const float* dout, const float* in,
           const int e_end = std::min(n, (g + 1) * kConvGroup);
           for (int e = g * kConvGroup; e < e_end; ++e) {
             const float* d = dout + e * s.out_size();
-            Im2Col(s, in + e * s.in_size(), col);
             // dw (+)= d_e [F, P] · col_eᵀ [P, CKK].
             if (accumulator != nullptr) {
+              Im2Col(s, in + e * s.in_size(), col);
               AccumulatorRounding rounding = *accumulator;
               rounding.key = DeriveKey(DeriveKey(accumulator->key, 2), static_cast<uint64_t>(e));
               AccumulatorGemm(s.f, s.ckk(), s.p(), MatrixView{d, s.p(), 1},
                               MatrixView{col, 1, s.p()}, dw, s.ckk(), e > g * kConvGroup, rounding,
                               false);
             } else {
-              Gemm(s.f, s.ckk(), s.p(), MatrixView{d, s.p(), 1}, MatrixView{col, 1, s.p()}, dw,
+              Im2ColTransposed(s, in + e * s.in_size(), col);
+              Gemm(s.f, s.ckk(), s.p(), MatrixView{d, s.p(), 1}, MatrixView{col, s.ckk(), 1}, dw,
                    s.ckk(), e > g * kConvGroup);
             }
-            for (int f = 0; f < s.f; ++f) {
-              const float* row = d + f * s.p();
-              float sum = db[f];
-              for (int64_t i = 0; i < s.p(); ++i) sum += row[i];
-              db[f] = sum;
-            }
+            AddRowSums(d, s.f, s.p(), db);
             if (din != nullptr) {
               if (accumulator != nullptr) {
                 AccumulatorRounding rounding = *accumulator;
@@ -236,12 +279,7 @@ void ConvBackward(const ConvShape& s, int n, const double* dout, const double* i
             Im2Col(s, in + e * s.in_size(), col);
             Gemm(s.f, s.ckk(), s.p(), DoubleMatrixView{d, s.p(), 1},
                  DoubleMatrixView{col, 1, s.p()}, dw, s.ckk(), e > g * kConvGroup);
-            for (int f = 0; f < s.f; ++f) {
-              const double* row = d + f * s.p();
-              double sum = db[f];
-              for (int64_t i = 0; i < s.p(); ++i) sum += row[i];
-              db[f] = sum;
-            }
+            AddRowSums(d, s.f, s.p(), db);
             if (din != nullptr) {
               Gemm(s.ckk(), s.p(), s.f, wt, DoubleMatrixView{d, s.p(), 1}, dcol, s.p(), false);
               Col2Im(s, dcol, din + e * s.in_size());

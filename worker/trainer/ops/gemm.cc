@@ -17,10 +17,11 @@ namespace bitsweep::trainer {
 namespace {
 
 // A micro-kernel: C[mr×nr] (row stride ldc) = (load ? C : 0) + Apanel·Bpanel over kc, where
-// Apanel holds, for each k, mr values of A's column k, and Bpanel, for each k, nr values of
-// B's row k. Each C element is the fma chain of gemm.h.
-using MicroKernel = void (*)(int64_t kc, const float* a, const float* b, float* c, int64_t ldc,
-                             bool load);
+// Apanel holds, for each k, mr values of A's column k, and Bpanel, for each k, nr contiguous
+// values of B's row k at b + k·ldb (ldb = nr for a packed panel; B's own row stride when its
+// rows are contiguous and need no packing). Each C element is the fma chain of gemm.h.
+using MicroKernel = void (*)(int64_t kc, const float* a, const float* b, int64_t ldb, float* c,
+                             int64_t ldc, bool load);
 
 struct Kernel {
   const char* name;
@@ -34,7 +35,7 @@ constexpr int64_t kMc = 96;
 constexpr int64_t kNc = 512;
 
 __attribute__((target("avx512f"))) void MicroAvx512(int64_t kc, const float* a, const float* b,
-                                                    float* c, int64_t ldc, bool load) {
+                                                    int64_t ldb, float* c, int64_t ldc, bool load) {
   // 8 rows × 32 columns: 16 accumulators.
   __m512 c0a, c0b, c1a, c1b, c2a, c2b, c3a, c3b, c4a, c4b, c5a, c5b, c6a, c6b, c7a, c7b;
   if (load) {
@@ -66,7 +67,7 @@ __attribute__((target("avx512f"))) void MicroAvx512(int64_t kc, const float* a, 
     BS_FMA(7)
 #undef BS_FMA
     a += 8;
-    b += 32;
+    b += ldb;
   }
 #define BS_STORE(r)                       \
   _mm512_storeu_ps(c + r * ldc, c##r##a); \
@@ -76,7 +77,7 @@ __attribute__((target("avx512f"))) void MicroAvx512(int64_t kc, const float* a, 
 }
 
 __attribute__((target("avx2,fma"))) void MicroAvx2(int64_t kc, const float* a, const float* b,
-                                                   float* c, int64_t ldc, bool load) {
+                                                   int64_t ldb, float* c, int64_t ldc, bool load) {
   // 6 rows × 16 columns: 12 accumulators.
   __m256 c0a, c0b, c1a, c1b, c2a, c2b, c3a, c3b, c4a, c4b, c5a, c5b;
   if (load) {
@@ -106,7 +107,7 @@ __attribute__((target("avx2,fma"))) void MicroAvx2(int64_t kc, const float* a, c
     BS_FMA(5)
 #undef BS_FMA
     a += 6;
-    b += 16;
+    b += ldb;
   }
 #define BS_STORE(r)                       \
   _mm256_storeu_ps(c + r * ldc, c##r##a); \
@@ -116,7 +117,8 @@ __attribute__((target("avx2,fma"))) void MicroAvx2(int64_t kc, const float* a, c
 }
 
 // Any machine: std::fma is the correctly rounded fused multiply-add, whatever the hardware.
-void MicroPortable(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, bool load) {
+void MicroPortable(int64_t kc, const float* a, const float* b, int64_t ldb, float* c, int64_t ldc,
+                   bool load) {
   constexpr int kMr = 4, kNr = 16;
   float acc[kMr][kNr];
   for (int r = 0; r < kMr; ++r) {
@@ -127,7 +129,7 @@ void MicroPortable(int64_t kc, const float* a, const float* b, float* c, int64_t
       for (int j = 0; j < kNr; ++j) acc[r][j] = std::fma(a[r], b[j], acc[r][j]);
     }
     a += kMr;
-    b += kNr;
+    b += ldb;
   }
   for (int r = 0; r < kMr; ++r) {
     for (int j = 0; j < kNr; ++j) c[r * ldc + j] = acc[r][j];
@@ -237,13 +239,22 @@ void GemmImpl(const Kernel& kr, int64_t m, int64_t n, int64_t k, const MatrixVie
   if (static_cast<int64_t>(buffers.b.size()) < nc_max * kc_max) buffers.b.resize(nc_max * kc_max);
   float* pa = buffers.a.data();
   float* pb = buffers.b.data();
+  // B with contiguous rows is read in place, except for a last partial panel: the micro-kernel
+  // reads the same values in the same order, so only the speed differs. Row strides of a
+  // multiple of 1 KiB would map a panel's rows onto a few L1 sets; those are packed.
+  const bool direct_b = b.col_stride == 1 && b.row_stride % 256 != 0;
   alignas(64) float tile[8 * 32];
   for (int64_t jc = 0; jc < n; jc += kNc) {
     const int64_t nc = std::min(kNc, n - jc);
     for (int64_t pc = 0; pc < k; pc += kKc) {
       const int64_t kc = std::min(kKc, k - pc);
       const bool load = accumulate || pc > 0;
-      PackB(kr, nc, kc, b, pc, jc, pb);
+      const int64_t full_nc = direct_b ? nc / nr * nr : 0;
+      if (!direct_b) {
+        PackB(kr, nc, kc, b, pc, jc, pb);
+      } else if (full_nc < nc) {
+        PackB(kr, nc - full_nc, kc, b, pc, jc + full_nc, pb + full_nc * kc);
+      }
       for (int64_t ic = 0; ic < m; ic += kMc) {
         const int64_t mc = std::min(kMc, m - ic);
         if (prepacked_a != nullptr) {
@@ -254,13 +265,15 @@ void GemmImpl(const Kernel& kr, int64_t m, int64_t n, int64_t k, const MatrixVie
         }
         for (int64_t jr = 0; jr < nc; jr += nr) {
           const int cols = static_cast<int>(std::min<int64_t>(nr, nc - jr));
-          const float* bp = pb + jr * kc;
+          const bool in_place = jr < full_nc;
+          const float* bp = in_place ? b.data + pc * b.row_stride + jc + jr : pb + jr * kc;
+          const int64_t ldb = in_place ? b.row_stride : nr;
           for (int64_t ir = 0; ir < mc; ir += mr) {
             const int rows = static_cast<int>(std::min<int64_t>(mr, mc - ir));
             const float* ap = pa + ir * kc;
             float* cp = c + (ic + ir) * ldc + jc + jr;
             if (rows == mr && cols == nr) {
-              kr.fn(kc, ap, bp, cp, ldc, load);
+              kr.fn(kc, ap, bp, ldb, cp, ldc, load);
               continue;
             }
             // An edge tile: through a full-size tile (the padding lanes are discarded).
@@ -269,7 +282,7 @@ void GemmImpl(const Kernel& kr, int64_t m, int64_t n, int64_t k, const MatrixVie
                 tile[r * nr + j] = load && r < rows && j < cols ? cp[r * ldc + j] : 0.0f;
               }
             }
-            kr.fn(kc, ap, bp, tile, nr, true);
+            kr.fn(kc, ap, bp, ldb, tile, nr, true);
             for (int r = 0; r < rows; ++r) {
               std::memcpy(cp + r * ldc, tile + r * nr, sizeof(float) * cols);
             }
