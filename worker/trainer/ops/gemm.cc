@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <utility>
 #include <vector>
 
 #include "oneapi/tbb/blocked_range.h"
@@ -394,24 +395,30 @@ void ParallelGemm(int64_t m, int64_t n, int64_t k, MatrixView a, MatrixView b, f
   }
 }
 
+namespace {
+
+// B [k×n] with contiguous rows: B itself when its columns are adjacent, else a copy in this
+// thread's buffer. Returns the data and its row stride.
+template <typename T>
+std::pair<const T*, int64_t> ContiguousRows(int64_t k, int64_t n, const BasicMatrixView<T>& b) {
+  if (b.col_stride == 1) return {b.data, b.row_stride};
+  thread_local std::vector<T> rows;
+  if (static_cast<int64_t>(rows.size()) < k * n) rows.resize(k * n);
+  for (int64_t p = 0; p < k; ++p) {
+    for (int64_t j = 0; j < n; ++j) rows[p * n + j] = b.data[p * b.row_stride + j * b.col_stride];
+  }
+  return {rows.data(), n};
+}
+
+}  // namespace
+
 void AccumulatorGemm(int64_t m, int64_t n, int64_t k, MatrixView a, MatrixView b, float* c,
                      int64_t ldc, bool accumulate, const AccumulatorRounding& rounding,
                      bool parallel) {
   if (m <= 0 || n <= 0) return;
   const Quantizer& q = *rounding.quantizer;
   // B with contiguous rows: the inner loops run over j.
-  thread_local std::vector<float> packed_b;
-  const float* bp = b.data;
-  int64_t b_rs = b.row_stride;
-  if (b.col_stride != 1) {
-    if (static_cast<int64_t>(packed_b.size()) < k * n) packed_b.resize(k * n);
-    for (int64_t p = 0; p < k; ++p) {
-      for (int64_t j = 0; j < n; ++j)
-        packed_b[p * n + j] = b.data[p * b.row_stride + j * b.col_stride];
-    }
-    bp = packed_b.data();
-    b_rs = n;
-  }
+  const auto [bp, b_rs] = ContiguousRows(k, n, b);
   auto row = [&](int64_t i) {
     thread_local std::vector<float> buffers;
     if (static_cast<int64_t>(buffers.size()) < 3 * n) buffers.resize(3 * n);
@@ -551,18 +558,7 @@ void DoubleGemm(int64_t m, int64_t n, int64_t k, DoubleMatrixView a, DoubleMatri
     for (int64_t i = 0; i < m; ++i) std::fill(c + i * ldc, c + i * ldc + n, 0.0);
   }
   // B with contiguous rows, so the inner loop runs over j.
-  thread_local std::vector<double> packed_b;
-  const double* bp = b.data;
-  int64_t b_rs = b.row_stride;
-  if (b.col_stride != 1 && k > 0) {
-    if (static_cast<int64_t>(packed_b.size()) < k * n) packed_b.resize(k * n);
-    for (int64_t p = 0; p < k; ++p) {
-      for (int64_t j = 0; j < n; ++j)
-        packed_b[p * n + j] = b.data[p * b.row_stride + j * b.col_stride];
-    }
-    bp = packed_b.data();
-    b_rs = n;
-  }
+  const auto [bp, b_rs] = k > 0 ? ContiguousRows(k, n, b) : std::pair{b.data, b.row_stride};
   for (int64_t j0 = 0; j0 < n; j0 += kDoubleNc) {
     const int64_t nc = std::min(kDoubleNc, n - j0);
     for (int64_t p0 = 0; p0 < k; p0 += kDoubleKc) {
