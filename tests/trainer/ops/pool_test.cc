@@ -1,6 +1,7 @@
 // Max-pooling's winners and gradients, bit for bit, against the scalar definition (first
 // maximum on ties, NaN never wins), for sizes that take each code path: the 2x2 vector path
-// with full and partial 16-window chunks, odd sizes and wider windows.
+// with full and partial 16-window chunks, odd sizes and wider windows; alone and fused with
+// a ReLU's backward.
 #include "worker/trainer/ops/pool.h"
 
 #include <gtest/gtest.h>
@@ -10,6 +11,7 @@
 #include <limits>
 #include <vector>
 
+#include "worker/trainer/ops/activation.h"
 #include "worker/trainer/quant/rng.h"
 
 namespace bitsweep::trainer {
@@ -61,6 +63,13 @@ TEST(MaxPoolTest, WinnersAndGradientsAreTheScalarDefinitionsBits) {
     EXPECT_EQ(std::memcmp(out.data(), want_out.data(), out.size() * sizeof(float)), 0);
     EXPECT_EQ(argmax, want_arg);
     EXPECT_EQ(std::memcmp(din.data(), want_din.data(), din.size() * sizeof(float)), 0);
+
+    // Fused with a ReLU's backward on the pooling's input: the same bits as the two passes.
+    std::vector<float> fused(in.size(), 1.0f);
+    MaxPoolReluBackward(s, n, dout.data(), argmax.data(), out.data(), fused.data());
+    ActivationBackward(Activation::kRelu, in.data(), want_din.data(),
+                       static_cast<int64_t>(want_din.size()));
+    EXPECT_EQ(std::memcmp(fused.data(), want_din.data(), fused.size() * sizeof(float)), 0);
   }
 }
 

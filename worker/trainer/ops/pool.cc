@@ -23,9 +23,11 @@ __attribute__((target("avx512f"), always_inline)) inline __m512i OddIndex() {
 
 // The 2x2 backward for float when the windows tile the input (even H and W): every input gets
 // 0 + dout of its window if it was the winner, else 0 (PoolBackward's fill and add), written
-// row by row without the fill pass.
+// row by row without the fill pass. relu_out: the forward's window maxima when a ReLU's
+// backward is fused in (MaxPoolReluBackward), else null.
 __attribute__((target("avx512f"))) void MaxPool2BackwardAvx512(const PoolShape& s, const float* dy,
-                                                               const int32_t* a, float* dx) {
+                                                               const int32_t* a,
+                                                               const float* relu_out, float* dx) {
   const int oh = s.oh(), ow = s.ow();
   const __m512i lane2 =
       _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
@@ -45,7 +47,11 @@ __attribute__((target("avx512f"))) void MaxPool2BackwardAvx512(const PoolShape& 
         const __mmask16 in_mask = static_cast<__mmask16>((1u << count) - 1);
         const __mmask16 lo_mask = static_cast<__mmask16>((1u << std::min(16, 2 * count)) - 1);
         const __mmask16 hi_mask = static_cast<__mmask16>((1u << std::max(0, 2 * count - 16)) - 1);
-        const __m512 g = _mm512_add_ps(zero, _mm512_maskz_loadu_ps(in_mask, dy + o + ox));
+        __m512 g = _mm512_add_ps(zero, _mm512_maskz_loadu_ps(in_mask, dy + o + ox));
+        if (relu_out != nullptr) {
+          const __m512 y = _mm512_maskz_loadu_ps(in_mask, relu_out + o + ox);
+          g = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(y, zero, _CMP_GT_OQ), g);
+        }
         const __m512i arg = _mm512_maskz_loadu_epi32(in_mask, a + o + ox);
         const __m512i base0 = _mm512_add_epi32(_mm512_set1_epi32(row0 + 2 * ox), lane2);
         const __m512i base1 = _mm512_add_epi32(_mm512_set1_epi32(row1 + 2 * ox), lane2);
@@ -178,7 +184,7 @@ void PoolBackward(const PoolShape& s, int n, const T* dout, const int32_t* argma
   if constexpr (std::is_same_v<T, float>) {
     if (s.p == 2 && s.h % 2 == 0 && s.w % 2 == 0 && HasAvx512()) {
       for (int e = 0; e < n; ++e) {
-        MaxPool2BackwardAvx512(s, dout + e * s.out_size(), argmax + e * s.out_size(),
+        MaxPool2BackwardAvx512(s, dout + e * s.out_size(), argmax + e * s.out_size(), nullptr,
                                din + e * s.in_size());
       }
       return;
@@ -208,6 +214,26 @@ void MaxPoolBackward(const PoolShape& s, int n, const float* dout, const int32_t
 void MaxPoolBackward(const PoolShape& s, int n, const double* dout, const int32_t* argmax,
                      double* din) {
   PoolBackward(s, n, dout, argmax, din);
+}
+
+void MaxPoolReluBackward(const PoolShape& s, int n, const float* dout, const int32_t* argmax,
+                         const float* out, float* din) {
+  if (s.p == 2 && s.h % 2 == 0 && s.w % 2 == 0 && HasAvx512()) {
+    for (int e = 0; e < n; ++e) {
+      MaxPool2BackwardAvx512(s, dout + e * s.out_size(), argmax + e * s.out_size(),
+                             out + e * s.out_size(), din + e * s.in_size());
+    }
+    return;
+  }
+  // Windows do not overlap: each input gets at most its window's 0 + dout, kept where the
+  // winner was positive (ReLU's y > 0; the winner's value is the window's maximum).
+  std::fill(din, din + n * s.in_size(), 0.0f);
+  for (int e = 0; e < n; ++e) {
+    for (int64_t o = 0; o < s.out_size(); ++o) {
+      const int64_t i = e * s.out_size() + o;
+      if (out[i] > 0.0f) din[e * s.in_size() + argmax[i]] += dout[i];
+    }
+  }
 }
 
 }  // namespace bitsweep::trainer
