@@ -5,14 +5,16 @@
 //   bitsweep_train_epoch DATA_DIR [--preset quickstart|reference] [--format F] [--rounding R]
 //       [--sites weights,activations,errors] [--accumulator F] [--accumulator-chunk N]
 //       [--epochs E | --iterations N] [--threads T] [--dataset D] [--compute fp32|fp64]
-//       [--eval-every N] [--momentum M] [--quiet]
+//       [--eval-every N] [--test-limit N] [--momentum M] [--quiet] [--weights-hash]
 //
 // quickstart = conv [16], kernel 5, pool 2, dense [128], batch 64; reference = the default
 // config (conv [32,32], dense [256], batch 128). The last line is one JSON object with the
 // figures (images_per_second over wall time, cpu_images_per_second over this process's CPU
-// time, which a busy machine disturbs less).
+// time, which a busy machine disturbs less). --weights-hash checkpoints at every evaluation and
+// adds a hash of the last checkpoint's weights, to check that a kernel change keeps them bitwise.
 #include <sys/resource.h>
 
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -42,7 +44,7 @@ int main(int argc, char** argv) {
                  "usage: %s DATA_DIR [--preset quickstart|reference] [--format F] [--rounding R] "
                  "[--sites a,b] [--accumulator F] [--accumulator-chunk N] [--epochs E | "
                  "--iterations N] [--threads T] [--dataset D] [--compute fp32|fp64] "
-                 "[--eval-every N] [--momentum M] [--quiet]\n",
+                 "[--eval-every N] [--test-limit N] [--momentum M] [--quiet] [--weights-hash]\n",
                  argv[0]);
     return 2;
   }
@@ -51,10 +53,18 @@ int main(int argc, char** argv) {
   std::string preset = "reference";
   trainer::TrainOptions options;
   bool quiet = false;
+  std::string last_checkpoint;
   for (int i = 2; i < argc; ++i) {
     const std::string flag = argv[i];
     if (flag == "--quiet") {
       quiet = true;
+      continue;
+    }
+    if (flag == "--weights-hash") {
+      options.checkpoint_every = 1;
+      options.on_checkpoint = [&last_checkpoint](int64_t, std::string state) {
+        last_checkpoint = std::move(state);
+      };
       continue;
     }
     if (i + 1 >= argc) {
@@ -91,6 +101,8 @@ int main(int argc, char** argv) {
       config.mutable_train()->set_compute(value);
     } else if (flag == "--eval-every") {
       config.mutable_train()->set_eval_every(std::atoll(value.c_str()));
+    } else if (flag == "--test-limit") {
+      config.mutable_dataset()->set_test_limit(std::atoi(value.c_str()));
     } else if (flag == "--momentum") {
       config.mutable_train()->set_momentum(std::atof(value.c_str()));
     } else {
@@ -131,6 +143,22 @@ int main(int argc, char** argv) {
   if (!result.ok()) {
     std::fprintf(stderr, "%s\n", result.status().ToString().c_str());
     return 1;
+  }
+  if (options.on_checkpoint) {
+    auto weights = trainer::CheckpointWeights(last_checkpoint);
+    if (!weights.ok()) {
+      std::fprintf(stderr, "%s\n", weights.status().ToString().c_str());
+      return 1;
+    }
+    uint64_t hash = 1469598103934665603ull;  // FNV-1a over the weights' bytes
+    for (const std::vector<float>& w : *weights) {
+      const auto* bytes = reinterpret_cast<const unsigned char*>(w.data());
+      for (size_t i = 0; i < w.size() * sizeof(float); ++i)
+        hash = (hash ^ bytes[i]) * 1099511628211ull;
+    }
+    std::printf("weights_hash %016llx after iteration %lld\n",
+                static_cast<unsigned long long>(hash),
+                static_cast<long long>(*trainer::CheckpointIteration(last_checkpoint)));
   }
   const double images = result->images_per_second() * result->train_seconds();
   std::printf(

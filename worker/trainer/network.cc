@@ -339,6 +339,15 @@ void BasicNetwork<T>::Backward(T* dlogits, int n, SitePrecision& precision, uint
                    SiteKey(step_key, Site::kErrors, l));
     const int64_t in_size = b.pool.in_size(), out_size = b.pool.out_size();
     ForEachExample(n, [&](int e) {
+      if constexpr (std::is_same_v<T, float>) {
+        // Pooling's and ReLU's backward in one pass (reads the pooled maxima, not all of act).
+        if (b.pool.p > 1 && !b.any_saturated && activation_ == Activation::kRelu) {
+          MaxPoolReluBackward(b.pool, 1, b.dpooled.data() + e * out_size,
+                              b.argmax.data() + e * out_size, b.pooled.data() + e * out_size,
+                              b.dact.data() + e * in_size);
+          return;
+        }
+      }
       if (b.pool.p > 1) {
         MaxPoolBackward(b.pool, 1, b.dpooled.data() + e * out_size, b.argmax.data() + e * out_size,
                         b.dact.data() + e * in_size);

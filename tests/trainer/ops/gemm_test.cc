@@ -39,10 +39,18 @@ struct Shape {
 };
 
 const Shape kShapes[] = {
-    {1, 1, 1, false, false, false},     {7, 5, 3, false, false, true},
-    {32, 576, 25, false, false, false}, {32, 800, 64, false, true, true},
-    {800, 64, 32, true, false, false},  {128, 256, 512, false, true, false},
-    {97, 515, 300, true, true, true},   {8, 32, 0, false, false, false},
+    {1, 1, 1, false, false, false},
+    {7, 5, 3, false, false, true},
+    {32, 576, 25, false, false, false},
+    {32, 800, 64, false, true, true},
+    {800, 64, 32, true, false, false},
+    {128, 256, 512, false, true, false},
+    {97, 515, 300, true, true, true},
+    {8, 32, 0, false, false, false},
+    // A and B read in place, with partial row and column panels and k blocks.
+    {32, 25, 576, false, false, true},
+    {20, 40, 300, false, false, false},
+    {33, 64, 70, false, false, true},
 };
 
 TEST(GemmTest, EveryKernelGivesTheBitsOfTheFmaChain) {

@@ -1,5 +1,7 @@
 #include "worker/trainer/ops/conv.h"
 
+#include <immintrin.h>
+
 #include <algorithm>
 #include <cstring>
 #include <vector>
@@ -14,13 +16,47 @@
 namespace bitsweep::trainer {
 namespace {
 
+// The copy and sum loops below are short and data-bound: built for the baseline x86-64 they
+// move 4 floats at a time. Each has a body compiled twice, for AVX2 and the baseline, chosen
+// once at run time. They only copy, compare and add (no multiplies, so no fma contraction
+// either way): the results are the same bits.
+#define BS_GLUE __attribute__((optimize("no-tree-loop-distribute-patterns")))
+#define BS_GLUE_AVX2 __attribute__((target("avx2"), optimize("no-tree-loop-distribute-patterns")))
+#define BS_DISPATCH(name)                      \
+  template <typename T, typename... Args>      \
+  BS_GLUE_AVX2 void name##Avx2(Args... args) { \
+    name##Body<T>(args...);                    \
+  }                                            \
+  template <typename T, typename... Args>      \
+  BS_GLUE void name##Base(Args... args) {      \
+    name##Body<T>(args...);                    \
+  }                                            \
+  template <typename T, typename... Args>      \
+  void name(Args... args) {                    \
+    if (HasAvx2()) {                           \
+      name##Avx2<T>(args...);                  \
+    } else {                                   \
+      name##Base<T>(args...);                  \
+    }                                          \
+  }
+
+bool HasAvx2() {
+  static const bool avx2 = (__builtin_cpu_init(), __builtin_cpu_supports("avx2"));
+  return avx2;
+}
+
+bool HasAvx512() {  // F and VL (every AVX-512 CPU so far has both)
+  static const bool avx512 = (__builtin_cpu_init(), __builtin_cpu_supports("avx512f") &&
+                                                        __builtin_cpu_supports("avx512vl"));
+  return avx512;
+}
+
 // col [CKK, P] for one example: row r = (c, ki, kj) holds in[c][oy+ki][ox+kj] for every output
 // position; each output row is a contiguous run of the input row (Caffe's im2col layout).
 // Rows are short (8-24 floats in the reference CNN): a vectorised copy loop, not a memmove call
 // per row (which GCC's loop distribution would otherwise emit).
 template <typename T>
-__attribute__((optimize("no-tree-loop-distribute-patterns"))) void Im2Col(const ConvShape& s,
-                                                                          const T* in, T* col) {
+[[gnu::always_inline]] inline void Im2ColGenericBody(const ConvShape& s, const T* in, T* col) {
   const int oh = s.oh(), ow = s.ow();
   for (int c = 0; c < s.c; ++c) {
     const T* plane = in + int64_t{c} * s.h * s.w;
@@ -28,16 +64,63 @@ __attribute__((optimize("no-tree-loop-distribute-patterns"))) void Im2Col(const 
       for (int kj = 0; kj < s.k; ++kj) {
         T* dst = col + ((int64_t{c} * s.k + ki) * s.k + kj) * s.p();
         for (int oy = 0; oy < oh; ++oy) {
-          std::memcpy(dst + int64_t{oy} * ow, plane + int64_t{oy + ki} * s.w + kj, sizeof(T) * ow);
+          const T* src = plane + int64_t{oy + ki} * s.w + kj;
+          T* d = dst + int64_t{oy} * ow;
+          for (int ox = 0; ox < ow; ++ox) d[ox] = src[ox];
         }
       }
     }
   }
 }
 
+// im2col(in)ᵀ [P, CKK] for one example: row p holds the CKK inputs output position p sees, in
+// Im2Col's row order, so the weight gradient's B operand has contiguous rows (no transposing
+// pack). Each (c, ki) contributes a run of K adjacent input values.
+template <typename T>
+[[gnu::always_inline]] inline void Im2ColTransposedGenericBody(const ConvShape& s, const T* in,
+                                                               T* colt) {
+  const int oh = s.oh(), ow = s.ow(), k = s.k;
+  const int64_t ckk = s.ckk();
+  for (int oy = 0; oy < oh; ++oy) {
+    for (int ox = 0; ox < ow; ++ox) {
+      T* dst = colt + (int64_t{oy} * ow + ox) * ckk;
+      for (int c = 0; c < s.c; ++c) {
+        const T* src = in + (int64_t{c} * s.h + oy) * s.w + ox;
+        for (int ki = 0; ki < k; ++ki) {
+          for (int kj = 0; kj < k; ++kj) dst[kj] = src[kj];
+          dst += k;
+          src += s.w;
+        }
+      }
+    }
+  }
+}
+
+// db[f] += Σ_i d[f][i] for each filter, each sum in increasing i as one chain. The filters'
+// chains are independent: stepping them together keeps the adder busy (one chain alone waits
+// out the add latency at every step).
+template <typename T>
+[[gnu::always_inline]] inline void AddRowSumsBody(const T* d, int f, int64_t p, T* db) {
+  constexpr int kLanes = 8;
+  int f0 = 0;
+  for (; f0 + kLanes <= f; f0 += kLanes) {
+    T acc[kLanes];
+    for (int l = 0; l < kLanes; ++l) acc[l] = db[f0 + l];
+    for (int64_t i = 0; i < p; ++i) {
+      for (int l = 0; l < kLanes; ++l) acc[l] += d[(f0 + l) * p + i];
+    }
+    for (int l = 0; l < kLanes; ++l) db[f0 + l] = acc[l];
+  }
+  for (; f0 < f; ++f0) {
+    T sum = db[f0];
+    for (int64_t i = 0; i < p; ++i) sum += d[f0 * p + i];
+    db[f0] = sum;
+  }
+}
+
 // The adjoint of Im2Col for one example: din = scatter-add(dcol), din overwritten.
 template <typename T>
-void Col2Im(const ConvShape& s, const T* dcol, T* din) {
+[[gnu::always_inline]] inline void Col2ImGenericBody(const ConvShape& s, const T* dcol, T* din) {
   const int oh = s.oh(), ow = s.ow();
   std::fill(din, din + s.in_size(), T(0));
   for (int c = 0; c < s.c; ++c) {
@@ -53,6 +136,126 @@ void Col2Im(const ConvShape& s, const T* dcol, T* din) {
       }
     }
   }
+}
+
+BS_DISPATCH(Im2ColGeneric)
+BS_DISPATCH(Im2ColTransposedGeneric)
+BS_DISPATCH(AddRowSums)
+BS_DISPATCH(Col2ImGeneric)
+#undef BS_DISPATCH
+
+// AVX-512 versions of the float copy loops: the short rows as 16-float vectors and one masked
+// vector for the rest (no scalar tails, no alias checks per row).
+__attribute__((target("avx512f"), always_inline)) inline void CopyRow(float* dst, const float* src,
+                                                                      int n) {
+  int i = 0;
+  for (; i + 16 <= n; i += 16) _mm512_storeu_ps(dst + i, _mm512_loadu_ps(src + i));
+  if (i + 8 <= n) {
+    _mm256_storeu_ps(dst + i, _mm256_loadu_ps(src + i));
+    i += 8;
+  }
+  if (i < n) {  // masked stores are slow when they split a cache line: only for odd tails
+    const __mmask16 mask = static_cast<__mmask16>((1u << (n - i)) - 1);
+    _mm512_mask_storeu_ps(dst + i, mask, _mm512_maskz_loadu_ps(mask, src + i));
+  }
+}
+
+__attribute__((target("avx512f"))) void Im2ColAvx512(const ConvShape& s, const float* in,
+                                                     float* col) {
+  const int oh = s.oh(), ow = s.ow();
+  for (int c = 0; c < s.c; ++c) {
+    const float* plane = in + int64_t{c} * s.h * s.w;
+    for (int ki = 0; ki < s.k; ++ki) {
+      for (int kj = 0; kj < s.k; ++kj) {
+        float* dst = col + ((int64_t{c} * s.k + ki) * s.k + kj) * s.p();
+        for (int oy = 0; oy < oh; ++oy) {
+          CopyRow(dst + int64_t{oy} * ow, plane + int64_t{oy + ki} * s.w + kj, ow);
+        }
+      }
+    }
+  }
+}
+
+// For K <= 8: each run as a masked load and a plain 8-float store, the runs in increasing
+// order so each store's 8 - K extra lanes are overwritten by the next run; the last one spills
+// into kIm2ColSlack floats past the end (masked stores that split cache lines are slow).
+__attribute__((target("avx512f,avx512vl"))) void Im2ColTransposedAvx512(const ConvShape& s,
+                                                                        const float* in,
+                                                                        float* colt) {
+  const int oh = s.oh(), ow = s.ow(), k = s.k;
+  const int64_t ckk = s.ckk();
+  const __mmask8 mask = static_cast<__mmask8>((1u << k) - 1);
+  for (int oy = 0; oy < oh; ++oy) {
+    for (int ox = 0; ox < ow; ++ox) {
+      float* dst = colt + (int64_t{oy} * ow + ox) * ckk;
+      for (int c = 0; c < s.c; ++c) {
+        const float* src = in + (int64_t{c} * s.h + oy) * s.w + ox;
+        for (int ki = 0; ki < k; ++ki) {
+          _mm256_storeu_ps(dst, _mm256_maskz_loadu_ps(mask, src));
+          dst += k;
+          src += s.w;
+        }
+      }
+    }
+  }
+}
+
+// Col2Im for input rows of at most 16 floats: each din row is summed in one register, its
+// contributions added in Col2ImGenericBody's order ((ki, kj) increasing, from +0), each a masked
+// add of a shifted dcol row, then stored once (read-modify-writes of overlapping rows would
+// stall on store forwarding).
+__attribute__((target("avx512f"))) void Col2ImAvx512(const ConvShape& s, const float* dcol,
+                                                     float* din) {
+  const int oh = s.oh(), ow = s.ow();
+  const __mmask16 row_mask = static_cast<__mmask16>((1u << ow) - 1);
+  const __mmask16 out_mask = static_cast<__mmask16>((1u << s.w) - 1);
+  for (int c = 0; c < s.c; ++c) {
+    const float* plane = dcol + int64_t{c} * s.k * s.k * s.p();
+    for (int y = 0; y < s.h; ++y) {
+      __m512 acc = _mm512_setzero_ps();
+      for (int ki = std::max(0, y - oh + 1); ki <= std::min(s.k - 1, y); ++ki) {
+        const float* row = plane + int64_t{ki} * s.k * s.p() + int64_t{y - ki} * ow;
+        for (int kj = 0; kj < s.k; ++kj) {
+          const __mmask16 mask = static_cast<__mmask16>(row_mask << kj);
+          const __m512 v = _mm512_maskz_loadu_ps(mask, row + int64_t{kj} * s.p() - kj);
+          acc = _mm512_mask_add_ps(acc, mask, acc, v);
+        }
+      }
+      _mm512_mask_storeu_ps(din + (int64_t{c} * s.h + y) * s.w, out_mask, acc);
+    }
+  }
+}
+
+void Im2Col(const ConvShape& s, const float* in, float* col) {
+  if (HasAvx512()) {
+    Im2ColAvx512(s, in, col);
+  } else {
+    Im2ColGeneric<float>(s, in, col);
+  }
+}
+
+void Im2Col(const ConvShape& s, const double* in, double* col) {
+  Im2ColGeneric<double>(s, in, col);
+}
+
+void Im2ColTransposed(const ConvShape& s, const float* in, float* colt) {
+  if (HasAvx512() && s.k <= 8) {
+    Im2ColTransposedAvx512(s, in, colt);
+  } else {
+    Im2ColTransposedGeneric<float>(s, in, colt);
+  }
+}
+
+void Col2Im(const ConvShape& s, const float* dcol, float* din) {
+  if (HasAvx512() && s.w <= 16) {
+    Col2ImAvx512(s, dcol, din);
+  } else {
+    Col2ImGeneric<float>(s, dcol, din);
+  }
+}
+
+void Col2Im(const ConvShape& s, const double* dcol, double* din) {
+  Col2ImGeneric<double>(s, dcol, din);
 }
 
 // Per-thread im2col scratch, allocated once per thread at its largest size.
@@ -121,8 +324,8 @@ void ConvBackward(const ConvShape& s, int n, const float* dout, const float* in,
   oneapi::tbb::parallel_for(
       oneapi::tbb::blocked_range<int>(0, groups, 1),
       [&](const oneapi::tbb::blocked_range<int>& r) {
-        float* col = ThreadScratch<float>(2 * s.ckk() * s.p());
-        float* dcol = col + s.ckk() * s.p();
+        float* col = ThreadScratch<float>(ConvThreadScratchSize(s));
+        float* dcol = col + s.ckk() * s.p() + kIm2ColSlack;
         for (int g = r.begin(); g < r.end(); ++g) {
           float* dw = dw_groups + g * wsize;
           float* db = db_groups + int64_t{g} * s.f;
@@ -130,24 +333,20 @@ void ConvBackward(const ConvShape& s, int n, const float* dout, const float* in,
           const int e_end = std::min(n, (g + 1) * kConvGroup);
           for (int e = g * kConvGroup; e < e_end; ++e) {
             const float* d = dout + e * s.out_size();
-            Im2Col(s, in + e * s.in_size(), col);
             // dw (+)= d_e [F, P] · col_eᵀ [P, CKK].
             if (accumulator != nullptr) {
+              Im2Col(s, in + e * s.in_size(), col);
               AccumulatorRounding rounding = *accumulator;
               rounding.key = DeriveKey(DeriveKey(accumulator->key, 2), static_cast<uint64_t>(e));
               AccumulatorGemm(s.f, s.ckk(), s.p(), MatrixView{d, s.p(), 1},
                               MatrixView{col, 1, s.p()}, dw, s.ckk(), e > g * kConvGroup, rounding,
                               false);
             } else {
-              Gemm(s.f, s.ckk(), s.p(), MatrixView{d, s.p(), 1}, MatrixView{col, 1, s.p()}, dw,
+              Im2ColTransposed(s, in + e * s.in_size(), col);
+              Gemm(s.f, s.ckk(), s.p(), MatrixView{d, s.p(), 1}, MatrixView{col, s.ckk(), 1}, dw,
                    s.ckk(), e > g * kConvGroup);
             }
-            for (int f = 0; f < s.f; ++f) {
-              const float* row = d + f * s.p();
-              float sum = db[f];
-              for (int64_t i = 0; i < s.p(); ++i) sum += row[i];
-              db[f] = sum;
-            }
+            AddRowSums<float>(d, s.f, s.p(), db);
             if (din != nullptr) {
               if (accumulator != nullptr) {
                 AccumulatorRounding rounding = *accumulator;
@@ -236,12 +435,7 @@ void ConvBackward(const ConvShape& s, int n, const double* dout, const double* i
             Im2Col(s, in + e * s.in_size(), col);
             Gemm(s.f, s.ckk(), s.p(), DoubleMatrixView{d, s.p(), 1},
                  DoubleMatrixView{col, 1, s.p()}, dw, s.ckk(), e > g * kConvGroup);
-            for (int f = 0; f < s.f; ++f) {
-              const double* row = d + f * s.p();
-              double sum = db[f];
-              for (int64_t i = 0; i < s.p(); ++i) sum += row[i];
-              db[f] = sum;
-            }
+            AddRowSums<double>(d, s.f, s.p(), db);
             if (din != nullptr) {
               Gemm(s.ckk(), s.p(), s.f, wt, DoubleMatrixView{d, s.p(), 1}, dcol, s.p(), false);
               Col2Im(s, dcol, din + e * s.in_size());

@@ -36,7 +36,11 @@ inline constexpr int kConvGroup = 8;
 // Values of scratch ConvBackward keeps (per-group gradient sums), for memory estimates; and
 // the per-thread im2col scratch of either pass.
 int64_t ConvGroupScratchSize(const ConvShape& s, int n);
-inline int64_t ConvThreadScratchSize(const ConvShape& s) { return 2 * s.ckk() * s.p(); }
+// (kIm2ColSlack: the transposed im2col may write that many floats past its end.)
+inline constexpr int kIm2ColSlack = 8;
+inline int64_t ConvThreadScratchSize(const ConvShape& s) {
+  return 2 * s.ckk() * s.p() + kIm2ColSlack;
+}
 
 // out [N,F,OH,OW] = act(conv(in, W) + b), per example: out_e [F, P] = W · im2col(in_e) + b,
 // then the activation while the example is in cache (none when `act` is null).

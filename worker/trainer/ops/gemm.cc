@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <utility>
 #include <vector>
 
 #include "oneapi/tbb/blocked_range.h"
@@ -17,24 +18,35 @@ namespace bitsweep::trainer {
 namespace {
 
 // A micro-kernel: C[mr×nr] (row stride ldc) = (load ? C : 0) + Apanel·Bpanel over kc, where
-// Apanel holds, for each k, mr values of A's column k, and Bpanel, for each k, nr values of
-// B's row k. Each C element is the fma chain of gemm.h.
-using MicroKernel = void (*)(int64_t kc, const float* a, const float* b, float* c, int64_t ldc,
-                             bool load);
+// Apanel holds, for each k, mr values of A's column k, and Bpanel, for each k, nr contiguous
+// values of B's row k at b + k·ldb (ldb = nr for a packed panel; B's own row stride when its
+// rows are contiguous and need no packing). Each C element is the fma chain of gemm.h.
+using MicroKernel = void (*)(int64_t kc, const float* a, const float* b, int64_t ldb, float* c,
+                             int64_t ldc, bool load);
+// The same with A read in place: A's rows contiguous in k, row r at a + r·lda.
+using DirectAMicroKernel = void (*)(int64_t kc, const float* a, int64_t lda, const float* b,
+                                    int64_t ldb, float* c, int64_t ldc, bool load);
 
 struct Kernel {
   const char* name;
   int mr, nr;
   MicroKernel fn;
+  DirectAMicroKernel direct_a;  // null: A is always packed
 };
 
 // Cache blocking: an A block (kMc × kKc) stays in L2, a B micro-panel (kKc × nr) in L1.
 constexpr int64_t kKc = 256;
 constexpr int64_t kMc = 96;
 constexpr int64_t kNc = 512;
+// A is read in place (when its rows are contiguous) for products at most this wide.
+constexpr int64_t kDirectAMaxN = 64;
 
-__attribute__((target("avx512f"))) void MicroAvx512(int64_t kc, const float* a, const float* b,
-                                                    float* c, int64_t ldc, bool load) {
+// kDirectA: A read in place (row r at a + r·lda, contiguous in k) instead of from a packed
+// panel; the products and their order are the same.
+template <bool kDirectA>
+__attribute__((target("avx512f"), always_inline)) inline void MicroAvx512Body(
+    int64_t kc, const float* a, int64_t lda, const float* b, int64_t ldb, float* c, int64_t ldc,
+    bool load) {
   // 8 rows × 32 columns: 16 accumulators.
   __m512 c0a, c0b, c1a, c1b, c2a, c2b, c3a, c3b, c4a, c4b, c5a, c5b, c6a, c6b, c7a, c7b;
   if (load) {
@@ -47,26 +59,32 @@ __attribute__((target("avx512f"))) void MicroAvx512(int64_t kc, const float* a, 
     c0a = c0b = c1a = c1b = c2a = c2b = c3a = c3b = _mm512_setzero_ps();
     c4a = c4b = c5a = c5b = c6a = c6b = c7a = c7b = _mm512_setzero_ps();
   }
+  const float* a4 = a + 4 * lda;  // rows 4-7 in direct mode: base + {0,1,2,3}·lda each
   for (int64_t p = 0; p < kc; ++p) {
     const __m512 ba = _mm512_loadu_ps(b);
     const __m512 bb = _mm512_loadu_ps(b + 16);
-#define BS_FMA(r)                               \
-  {                                             \
-    const __m512 ar = _mm512_set1_ps(a[r]);     \
-    c##r##a = _mm512_fmadd_ps(ar, ba, c##r##a); \
-    c##r##b = _mm512_fmadd_ps(ar, bb, c##r##b); \
+#define BS_FMA(r, ptr)                                                      \
+  {                                                                         \
+    const __m512 ar = _mm512_set1_ps(kDirectA ? ptr[(r % 4) * lda] : a[r]); \
+    c##r##a = _mm512_fmadd_ps(ar, ba, c##r##a);                             \
+    c##r##b = _mm512_fmadd_ps(ar, bb, c##r##b);                             \
   }
-    BS_FMA(0)
-    BS_FMA(1)
-    BS_FMA(2)
-    BS_FMA(3)
-    BS_FMA(4)
-    BS_FMA(5)
-    BS_FMA(6)
-    BS_FMA(7)
+    BS_FMA(0, a)
+    BS_FMA(1, a)
+    BS_FMA(2, a)
+    BS_FMA(3, a)
+    BS_FMA(4, a4)
+    BS_FMA(5, a4)
+    BS_FMA(6, a4)
+    BS_FMA(7, a4)
 #undef BS_FMA
-    a += 8;
-    b += 32;
+    if (kDirectA) {
+      a += 1;
+      a4 += 1;
+    } else {
+      a += 8;
+    }
+    b += ldb;
   }
 #define BS_STORE(r)                       \
   _mm512_storeu_ps(c + r * ldc, c##r##a); \
@@ -75,8 +93,19 @@ __attribute__((target("avx512f"))) void MicroAvx512(int64_t kc, const float* a, 
 #undef BS_STORE
 }
 
+__attribute__((target("avx512f"))) void MicroAvx512(int64_t kc, const float* a, const float* b,
+                                                    int64_t ldb, float* c, int64_t ldc, bool load) {
+  MicroAvx512Body<false>(kc, a, 0, b, ldb, c, ldc, load);
+}
+
+__attribute__((target("avx512f"))) void MicroAvx512DirectA(int64_t kc, const float* a, int64_t lda,
+                                                           const float* b, int64_t ldb, float* c,
+                                                           int64_t ldc, bool load) {
+  MicroAvx512Body<true>(kc, a, lda, b, ldb, c, ldc, load);
+}
+
 __attribute__((target("avx2,fma"))) void MicroAvx2(int64_t kc, const float* a, const float* b,
-                                                   float* c, int64_t ldc, bool load) {
+                                                   int64_t ldb, float* c, int64_t ldc, bool load) {
   // 6 rows × 16 columns: 12 accumulators.
   __m256 c0a, c0b, c1a, c1b, c2a, c2b, c3a, c3b, c4a, c4b, c5a, c5b;
   if (load) {
@@ -106,7 +135,7 @@ __attribute__((target("avx2,fma"))) void MicroAvx2(int64_t kc, const float* a, c
     BS_FMA(5)
 #undef BS_FMA
     a += 6;
-    b += 16;
+    b += ldb;
   }
 #define BS_STORE(r)                       \
   _mm256_storeu_ps(c + r * ldc, c##r##a); \
@@ -116,7 +145,8 @@ __attribute__((target("avx2,fma"))) void MicroAvx2(int64_t kc, const float* a, c
 }
 
 // Any machine: std::fma is the correctly rounded fused multiply-add, whatever the hardware.
-void MicroPortable(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, bool load) {
+void MicroPortable(int64_t kc, const float* a, const float* b, int64_t ldb, float* c, int64_t ldc,
+                   bool load) {
   constexpr int kMr = 4, kNr = 16;
   float acc[kMr][kNr];
   for (int r = 0; r < kMr; ++r) {
@@ -127,16 +157,16 @@ void MicroPortable(int64_t kc, const float* a, const float* b, float* c, int64_t
       for (int j = 0; j < kNr; ++j) acc[r][j] = std::fma(a[r], b[j], acc[r][j]);
     }
     a += kMr;
-    b += kNr;
+    b += ldb;
   }
   for (int r = 0; r < kMr; ++r) {
     for (int j = 0; j < kNr; ++j) c[r * ldc + j] = acc[r][j];
   }
 }
 
-constexpr Kernel kAvx512{"avx512", 8, 32, MicroAvx512};
-constexpr Kernel kAvx2{"avx2", 6, 16, MicroAvx2};
-constexpr Kernel kPortable{"portable", 4, 16, MicroPortable};
+constexpr Kernel kAvx512{"avx512", 8, 32, MicroAvx512, MicroAvx512DirectA};
+constexpr Kernel kAvx2{"avx2", 6, 16, MicroAvx2, nullptr};
+constexpr Kernel kPortable{"portable", 4, 16, MicroPortable, nullptr};
 
 bool Supported(const Kernel& k) {
   if (k.fn == MicroAvx512) return __builtin_cpu_supports("avx512f");
@@ -237,30 +267,56 @@ void GemmImpl(const Kernel& kr, int64_t m, int64_t n, int64_t k, const MatrixVie
   if (static_cast<int64_t>(buffers.b.size()) < nc_max * kc_max) buffers.b.resize(nc_max * kc_max);
   float* pa = buffers.a.data();
   float* pb = buffers.b.data();
+  // B with contiguous rows is read in place, except for a last partial panel: the micro-kernel
+  // reads the same values in the same order, so only the speed differs. Row strides of a
+  // multiple of 1 KiB would map a panel's rows onto a few L1 sets; those are packed.
+  const bool direct_b = b.col_stride == 1 && b.row_stride % 256 != 0;
+  // Likewise A with contiguous rows when the kernel can read it in place: packing pays only when
+  // a block of A serves many panels of B.
+  const bool direct_a = prepacked_a == nullptr && kr.direct_a != nullptr && a.col_stride == 1 &&
+                        std::min(n, kNc) <= kDirectAMaxN;
   alignas(64) float tile[8 * 32];
   for (int64_t jc = 0; jc < n; jc += kNc) {
     const int64_t nc = std::min(kNc, n - jc);
     for (int64_t pc = 0; pc < k; pc += kKc) {
       const int64_t kc = std::min(kKc, k - pc);
       const bool load = accumulate || pc > 0;
-      PackB(kr, nc, kc, b, pc, jc, pb);
+      const int64_t full_nc = direct_b ? nc / nr * nr : 0;
+      if (!direct_b) {
+        PackB(kr, nc, kc, b, pc, jc, pb);
+      } else if (full_nc < nc) {
+        PackB(kr, nc - full_nc, kc, b, pc, jc + full_nc, pb + full_nc * kc);
+      }
       for (int64_t ic = 0; ic < m; ic += kMc) {
         const int64_t mc = std::min(kMc, m - ic);
+        const int64_t full_mc = direct_a ? mc / mr * mr : 0;
         if (prepacked_a != nullptr) {
           const int64_t m_pad = (m + mr - 1) / mr * mr;
           pa = const_cast<float*>(prepacked_a) + pc * m_pad + ic * kc;
-        } else {
+        } else if (!direct_a) {
           PackA(kr, mc, kc, a, ic, pc, pa);
+        } else if (full_mc < mc) {
+          PackA(kr, mc - full_mc, kc, a, ic + full_mc, pc, pa + full_mc * kc);
         }
         for (int64_t jr = 0; jr < nc; jr += nr) {
           const int cols = static_cast<int>(std::min<int64_t>(nr, nc - jr));
-          const float* bp = pb + jr * kc;
+          const bool in_place = jr < full_nc;
+          const float* bp = in_place ? b.data + pc * b.row_stride + jc + jr : pb + jr * kc;
+          const int64_t ldb = in_place ? b.row_stride : nr;
           for (int64_t ir = 0; ir < mc; ir += mr) {
             const int rows = static_cast<int>(std::min<int64_t>(mr, mc - ir));
-            const float* ap = pa + ir * kc;
+            const bool a_in_place = ir < full_mc;
+            const float* ap = a_in_place ? a.data + (ic + ir) * a.row_stride + pc : pa + ir * kc;
+            auto micro = [&](float* cc, int64_t ldcc, bool ld) {
+              if (a_in_place) {
+                kr.direct_a(kc, ap, a.row_stride, bp, ldb, cc, ldcc, ld);
+              } else {
+                kr.fn(kc, ap, bp, ldb, cc, ldcc, ld);
+              }
+            };
             float* cp = c + (ic + ir) * ldc + jc + jr;
             if (rows == mr && cols == nr) {
-              kr.fn(kc, ap, bp, cp, ldc, load);
+              micro(cp, ldc, load);
               continue;
             }
             // An edge tile: through a full-size tile (the padding lanes are discarded).
@@ -269,7 +325,7 @@ void GemmImpl(const Kernel& kr, int64_t m, int64_t n, int64_t k, const MatrixVie
                 tile[r * nr + j] = load && r < rows && j < cols ? cp[r * ldc + j] : 0.0f;
               }
             }
-            kr.fn(kc, ap, bp, tile, nr, true);
+            micro(tile, nr, true);
             for (int r = 0; r < rows; ++r) {
               std::memcpy(cp + r * ldc, tile + r * nr, sizeof(float) * cols);
             }
@@ -339,24 +395,30 @@ void ParallelGemm(int64_t m, int64_t n, int64_t k, MatrixView a, MatrixView b, f
   }
 }
 
+namespace {
+
+// B [k×n] with contiguous rows: B itself when its columns are adjacent, else a copy in this
+// thread's buffer. Returns the data and its row stride.
+template <typename T>
+std::pair<const T*, int64_t> ContiguousRows(int64_t k, int64_t n, const BasicMatrixView<T>& b) {
+  if (b.col_stride == 1) return {b.data, b.row_stride};
+  thread_local std::vector<T> rows;
+  if (static_cast<int64_t>(rows.size()) < k * n) rows.resize(k * n);
+  for (int64_t p = 0; p < k; ++p) {
+    for (int64_t j = 0; j < n; ++j) rows[p * n + j] = b.data[p * b.row_stride + j * b.col_stride];
+  }
+  return {rows.data(), n};
+}
+
+}  // namespace
+
 void AccumulatorGemm(int64_t m, int64_t n, int64_t k, MatrixView a, MatrixView b, float* c,
                      int64_t ldc, bool accumulate, const AccumulatorRounding& rounding,
                      bool parallel) {
   if (m <= 0 || n <= 0) return;
   const Quantizer& q = *rounding.quantizer;
   // B with contiguous rows: the inner loops run over j.
-  thread_local std::vector<float> packed_b;
-  const float* bp = b.data;
-  int64_t b_rs = b.row_stride;
-  if (b.col_stride != 1) {
-    if (static_cast<int64_t>(packed_b.size()) < k * n) packed_b.resize(k * n);
-    for (int64_t p = 0; p < k; ++p) {
-      for (int64_t j = 0; j < n; ++j)
-        packed_b[p * n + j] = b.data[p * b.row_stride + j * b.col_stride];
-    }
-    bp = packed_b.data();
-    b_rs = n;
-  }
+  const auto [bp, b_rs] = ContiguousRows(k, n, b);
   auto row = [&](int64_t i) {
     thread_local std::vector<float> buffers;
     if (static_cast<int64_t>(buffers.size()) < 3 * n) buffers.resize(3 * n);
@@ -496,18 +558,7 @@ void DoubleGemm(int64_t m, int64_t n, int64_t k, DoubleMatrixView a, DoubleMatri
     for (int64_t i = 0; i < m; ++i) std::fill(c + i * ldc, c + i * ldc + n, 0.0);
   }
   // B with contiguous rows, so the inner loop runs over j.
-  thread_local std::vector<double> packed_b;
-  const double* bp = b.data;
-  int64_t b_rs = b.row_stride;
-  if (b.col_stride != 1 && k > 0) {
-    if (static_cast<int64_t>(packed_b.size()) < k * n) packed_b.resize(k * n);
-    for (int64_t p = 0; p < k; ++p) {
-      for (int64_t j = 0; j < n; ++j)
-        packed_b[p * n + j] = b.data[p * b.row_stride + j * b.col_stride];
-    }
-    bp = packed_b.data();
-    b_rs = n;
-  }
+  const auto [bp, b_rs] = k > 0 ? ContiguousRows(k, n, b) : std::pair{b.data, b.row_stride};
   for (int64_t j0 = 0; j0 < n; j0 += kDoubleNc) {
     const int64_t nc = std::min(kDoubleNc, n - j0);
     for (int64_t p0 = 0; p0 < k; p0 += kDoubleKc) {

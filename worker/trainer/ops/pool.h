@@ -25,4 +25,10 @@ void MaxPoolBackward(const PoolShape& s, int n, const float* dout, const int32_t
 void MaxPoolBackward(const PoolShape& s, int n, const double* dout, const int32_t* argmax,
                      double* din);
 
+// MaxPoolBackward followed by ActivationBackward(kRelu) on the pooling's input, in one pass
+// with the same bits: the ReLU's test y > 0 at a window's winner reads the window's maximum
+// `out` (the winner's own value) instead of the whole input, and elsewhere the gradient is 0.
+void MaxPoolReluBackward(const PoolShape& s, int n, const float* dout, const int32_t* argmax,
+                         const float* out, float* din);
+
 }  // namespace bitsweep::trainer

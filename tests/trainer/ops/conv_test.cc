@@ -1,0 +1,118 @@
+// The convolution's fixed order, bit for bit: every pass against a scalar transcription of the
+// order conv.h and gemm.h define, for shapes that take each of conv.cc's code paths (input rows
+// up to 16 floats or wider, kernels up to 8 or wider, partial example groups).
+#include "worker/trainer/ops/conv.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "oneapi/tbb/task_arena.h"
+#include "tests/trainer/ops/random_values.h"
+#include "worker/trainer/quant/rng.h"
+
+namespace bitsweep::trainer {
+namespace {
+
+struct Expected {
+  std::vector<float> out, dw, db, din;
+};
+
+// The definition, one scalar at a time. col(e, r, p) is im2col's element (row r = (c, ki, kj)).
+Expected Reference(const ConvShape& s, int n, const std::vector<float>& in,
+                   const std::vector<float>& w, const std::vector<float>& b,
+                   const std::vector<float>& dout) {
+  auto col = [&](int e, int64_t r, int64_t p) {
+    const int64_t c = r / (s.k * s.k), ki = r / s.k % s.k, kj = r % s.k;
+    const int64_t oy = p / s.ow(), ox = p % s.ow();
+    return in[e * s.in_size() + (c * s.h + oy + ki) * s.w + ox + kj];
+  };
+  Expected x{std::vector<float>(n * s.out_size()), std::vector<float>(s.weight_size()),
+             std::vector<float>(s.f), std::vector<float>(n * s.in_size(), 0.0f)};
+  for (int e = 0; e < n; ++e) {
+    for (int f = 0; f < s.f; ++f) {
+      for (int64_t p = 0; p < s.p(); ++p) {
+        float acc = 0.0f;
+        for (int64_t r = 0; r < s.ckk(); ++r) acc = std::fma(w[f * s.ckk() + r], col(e, r, p), acc);
+        x.out[e * s.out_size() + f * s.p() + p] = acc + b[f];
+      }
+    }
+  }
+  const int groups = (n + kConvGroup - 1) / kConvGroup;
+  for (int f = 0; f < s.f; ++f) {
+    for (int64_t r = 0; r < s.ckk(); ++r) {
+      float total = 0.0f;
+      for (int g = 0; g < groups; ++g) {
+        float acc = 0.0f;
+        for (int e = g * kConvGroup; e < std::min(n, (g + 1) * kConvGroup); ++e) {
+          for (int64_t p = 0; p < s.p(); ++p) {
+            acc = std::fma(dout[e * s.out_size() + f * s.p() + p], col(e, r, p), acc);
+          }
+        }
+        total = g == 0 ? acc : total + acc;
+      }
+      x.dw[f * s.ckk() + r] = total;
+    }
+    float total = 0.0f;
+    for (int g = 0; g < groups; ++g) {
+      float acc = 0.0f;
+      for (int e = g * kConvGroup; e < std::min(n, (g + 1) * kConvGroup); ++e) {
+        for (int64_t p = 0; p < s.p(); ++p) acc += dout[e * s.out_size() + f * s.p() + p];
+      }
+      total = g == 0 ? acc : total + acc;
+    }
+    x.db[f] = total;
+  }
+  for (int e = 0; e < n; ++e) {
+    for (int64_t r = 0; r < s.ckk(); ++r) {  // col2im order: rows, then positions
+      const int64_t c = r / (s.k * s.k), ki = r / s.k % s.k, kj = r % s.k;
+      for (int64_t p = 0; p < s.p(); ++p) {
+        float dcol = 0.0f;
+        for (int f = 0; f < s.f; ++f) {
+          dcol = std::fma(w[f * s.ckk() + r], dout[e * s.out_size() + f * s.p() + p], dcol);
+        }
+        const int64_t oy = p / s.ow(), ox = p % s.ow();
+        x.din[e * s.in_size() + (c * s.h + oy + ki) * s.w + ox + kj] += dcol;
+      }
+    }
+  }
+  return x;
+}
+
+TEST(ConvTest, EveryPassGivesTheBitsOfItsDefinedOrderForAnyThreadCount) {
+  const struct {
+    ConvShape shape;
+    int n;
+  } kCases[] = {
+      {{1, 28, 28, 32, 5}, 3},   // the reference CNN's first layer (rows of 28 floats)
+      {{32, 12, 12, 32, 5}, 9},  // its second (rows of 12: the short-row path), two groups
+      {{3, 13, 11, 5, 3}, 2},
+      {{2, 14, 15, 4, 9}, 1},  // odd sizes; a kernel wider than 8
+  };
+  for (const auto& [s, n] : kCases) {
+    SCOPED_TRACE(testing::Message() << "c" << s.c << " h" << s.h << " w" << s.w << " f" << s.f
+                                    << " k" << s.k << " n" << n);
+    const std::vector<float> in = RandomValues(n * s.in_size(), 1),
+                             w = RandomValues(s.weight_size(), 2);
+    const std::vector<float> b = RandomValues(s.f, 3), dout = RandomValues(n * s.out_size(), 4);
+    const Expected want = Reference(s, n, in, w, b, dout);
+    for (int threads : {1, 2, 3}) {
+      Expected got{std::vector<float>(want.out.size()), std::vector<float>(want.dw.size()),
+                   std::vector<float>(want.db.size()), std::vector<float>(want.din.size())};
+      oneapi::tbb::task_arena(threads).execute([&] {
+        ConvForward(s, n, in.data(), w.data(), b.data(), got.out.data());
+        ConvBackward(s, n, dout.data(), in.data(), w.data(), got.dw.data(), got.db.data(),
+                     got.din.data());
+      });
+      EXPECT_TRUE(SameBits(got.out, want.out)) << threads << " threads";
+      EXPECT_TRUE(SameBits(got.dw, want.dw)) << threads << " threads";
+      EXPECT_TRUE(SameBits(got.db, want.db)) << threads << " threads";
+      EXPECT_TRUE(SameBits(got.din, want.din)) << threads << " threads";
+    }
+  }
+}
+
+}  // namespace
+}  // namespace bitsweep::trainer
