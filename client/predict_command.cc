@@ -680,7 +680,7 @@ void AddPredictCommand(CLI::App& app, std::ostream* out, std::ostream* err,
                        const std::function<void(RemoteRun)>& set_remote_run) {
   auto request = std::make_shared<PredictRequest>();
   CLI::App* command = app.add_subcommand(
-      "predict", "Predict the minimum precision of a model (seeds 001 and 003; no server needed)");
+      "predict", "Predict the minimum precision of a model (seeds 001 and 003; from a config locally, or from a trial of the server)");
   command
       ->add_option("CONFIG_OR_TRIAL", request->config_path,
                    "Trial config or sweep file (YAML), or the id of a finished trial that kept "

@@ -1,8 +1,9 @@
 // `bitsweep predict`: seed 001's and seed 003's predictions for a model before spending compute
-// on a sweep (no server needed):
+// on a sweep, from a config locally (no server needed) or from a finished trial's kept weights:
 //
-//   bitsweep predict CONFIG.yaml [--target-pm 0.01] [--inputs 500] [--json] [--data-dir DIR]
-//                    [--set path=value ...] [--checkpoint FILE] [--verify-sweep FILE]
+//   bitsweep predict CONFIG.yaml|TRIAL [--target-pm 0.01] [--inputs 500] [--json]
+//                    [--data-dir DIR] [--set path=value ...] [--checkpoint FILE]
+//                    [--verify-sweep FILE [--submit]] [--record] [--sweep ID]
 //
 // The float32 model: trained locally from the config (plain SGD with the config's lr and
 // momentum; the config's precision is ignored), or with --checkpoint the weights of a trainer
