@@ -284,7 +284,7 @@ function predictionSection(recorded, count, sweep, table) {
   const layers = (p.layers || []).map((l) => `<tr data-layer="${esc(l.layer)}" data-b-a="${l.B_A}" data-b-w="${l.B_W}">
       <td>${esc(l.layer)}</td><td class="num">${l.B_A}</td><td class="num">${l.B_W}</td><td class="num">${l.I_A}</td><td class="num">${l.I_W}</td>
       <td class="num">${sci(l.E_A)}</td><td class="num">${sci(l.E_W)}</td></tr>`).join('');
-  const gemm = (g) => (g ? `${g.min_mantissa} <span class="muted">(n ${g.length})</span>` : '');
+  const gemm = (g) => (g ? `${g.min_mantissa} <span class="muted">(n ${g.length}${g.groups > 1 ? ` × ${g.groups}` : ''})</span>` : '');
   const accumulators = (p.accumulators || []).map((a) => `<tr data-accumulator="${esc(a.layer)}" data-forward-m="${a.forward?.min_mantissa}" data-backward-m="${a.backward?.min_mantissa}" data-gradient-m="${a.gradient?.min_mantissa}">
       <td>${esc(a.layer)}</td><td class="num">${gemm(a.forward)}</td><td class="num">${gemm(a.backward)}</td><td class="num">${gemm(a.gradient)}</td></tr>`).join('');
   const perLayerText = p.per_layer ?

@@ -340,8 +340,8 @@ export class SweepPage {
       const c = viridis(hi > lo ? (m - lo) / (hi - lo) : 1);
       return `<td class="num heat" style="background:${c.bg};color:${c.fg}" title="n = ${n}">${fmtAcc(m)}</td>`;
     };
-    this.app.querySelector('#heatmap').innerHTML = `<table class="heatmap"><thead><tr><th>${esc(ui.hy === ui.hx ? '' : short(this.axes[ui.hy].path))} \\ ${esc(short(this.axes[ui.hx].path))}</th>${heat.categories.map((c) => `<th>${esc(c)}</th>`).join('')}</tr></thead>
-      <tbody>${heat.series.map((s) => `<tr><th>${esc(s.label.replace(/^.* = /, ''))}</th>${s.mean.map((m, i) => cell(m, s.n[i])).join('')}</tr>`).join('')}</tbody></table>`;
+    this.app.querySelector('#heatmap').innerHTML = `<table class="heatmap"><thead><tr><th>${esc(ui.hy === ui.hx ? '' : short(this.axes[ui.hy].path))} \\ ${esc(short(this.axes[ui.hx].path))}</th>${heat.categories.map((c) => `<th title="${esc(c)}"><span class="clip">${esc(c)}</span></th>`).join('')}</tr></thead>
+      <tbody>${heat.series.map((s) => `<tr><th title="${esc(s.label.replace(/^.* = /, ''))}"><span class="clip">${esc(s.label.replace(/^.* = /, ''))}</span></th>${s.mean.map((m, i) => cell(m, s.n[i])).join('')}</tr>`).join('')}</tbody></table>`;
   }
 
   columns() {
