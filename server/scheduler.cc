@@ -38,6 +38,7 @@ absl::StatusOr<std::optional<LeasedTrial>> Scheduler::LeaseTrial(const std::stri
                                                                  const std::string& incarnation) {
   // Expire first: a trial lost by a dead worker goes to the next worker asking. One
   // transaction for the expiry, the sign of life and the lease.
+  ++lease_attempts_;
   const int64_t now = clock_->NowUnixMs();
   ASSIGN_OR_RETURN(
       TrialStore::LeaseOutcome outcome,
@@ -65,9 +66,16 @@ absl::StatusOr<ProgressVerdict> Scheduler::ReportProgress(
   return verdict;
 }
 
-absl::Status Scheduler::UploadCheckpoint(const std::string& worker_id, const v1::TrialRef& ref,
-                                         int64_t iteration, const std::string& state) {
-  return store_->StoreCheckpoint(worker_id, ref, iteration, state, clock_->NowUnixMs());
+absl::StatusOr<ProgressVerdict> Scheduler::UploadCheckpoint(
+    const std::string& worker_id, const v1::TrialRef& ref, int64_t iteration,
+    const std::string& state, const std::vector<v1::CurvePoint>& points) {
+  ASSIGN_OR_RETURN(
+      ProgressVerdict verdict,
+      store_->StoreCheckpoint(worker_id, ref, iteration, state, clock_->NowUnixMs(), points));
+  if (options_.metrics != nullptr) {
+    options_.metrics->AddCurvePoints(static_cast<int64_t>(points.size()));
+  }
+  return verdict;
 }
 
 absl::Status Scheduler::ReleaseTrial(const std::string& worker_id, const v1::TrialRef& ref,
@@ -76,8 +84,15 @@ absl::Status Scheduler::ReleaseTrial(const std::string& worker_id, const v1::Tri
 }
 
 absl::Status Scheduler::CompleteTrial(const std::string& worker_id, const v1::TrialRef& ref,
-                                      const v1::TrialResult* result, const std::string& error) {
-  return store_->CompleteTrial(worker_id, ref, result, error, clock_->NowUnixMs());
+                                      const v1::TrialResult* result, const std::string& error,
+                                      const std::vector<v1::CurvePoint>& points) {
+  RETURN_IF_ERROR(
+      store_->CompleteTrial(worker_id, ref, result, error, clock_->NowUnixMs(), points));
+  // Counted even when the trial was cancelled meanwhile (its points then dropped): rare.
+  if (options_.metrics != nullptr) {
+    options_.metrics->AddCurvePoints(static_cast<int64_t>(points.size()));
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<v1::Sweep> Scheduler::CancelSweep(int64_t sweep_id) {

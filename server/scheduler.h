@@ -3,10 +3,11 @@
 // heartbeats and report progress and results. A lease not extended within lease_timeout is
 // lost: the trial is requeued, or failed after max_attempts. No gRPC types here.
 //
-// Thread-safe: it holds no mutable state of its own; the store serialises every write.
+// Thread-safe: its only mutable state is an atomic counter; the store serialises every write.
 #pragma once
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -69,6 +70,8 @@ class Scheduler {
   // Errors: NotFound (worker or incarnation not registered: register again), Internal.
   absl::StatusOr<std::optional<LeasedTrial>> LeaseTrial(const std::string& worker_id,
                                                         const std::string& incarnation);
+  // LeaseTrial calls so far (each one write transaction): how tests see wasted wake-ups.
+  int64_t lease_attempts() const { return lease_attempts_.load(); }
 
   // Extends the leases of `running`; returns those the worker must stop.
   // Errors: NotFound (worker not registered), Internal.
@@ -83,10 +86,13 @@ class Scheduler {
                                                  const v1::TrialRef& ref,
                                                  const std::vector<v1::CurvePoint>& points);
 
-  // Stores the trial's latest checkpoint. Errors: as ReportProgress, FailedPrecondition for a
-  // trial not running, ResourceExhausted (too large).
-  absl::Status UploadCheckpoint(const std::string& worker_id, const v1::TrialRef& ref,
-                                int64_t iteration, const std::string& state);
+  // Stores the trial's latest checkpoint, with the points up to it not yet reported, in one
+  // transaction; answers for those points as ReportProgress. Errors: as ReportProgress,
+  // FailedPrecondition for a trial not running, ResourceExhausted (too large).
+  absl::StatusOr<ProgressVerdict> UploadCheckpoint(const std::string& worker_id,
+                                                   const v1::TrialRef& ref, int64_t iteration,
+                                                   const std::string& state,
+                                                   const std::vector<v1::CurvePoint>& points = {});
 
   // Requeues the trial at once without counting against max_attempts. Errors: as
   // ReportProgress.
@@ -95,8 +101,10 @@ class Scheduler {
 
   // Finishes the trial: DONE with `result`, or FAILED with `error` when result is null.
   // Errors: as ReportProgress.
+  // `points`: the last curve points, stored with the result.
   absl::Status CompleteTrial(const std::string& worker_id, const v1::TrialRef& ref,
-                             const v1::TrialResult* result, const std::string& error);
+                             const v1::TrialResult* result, const std::string& error,
+                             const std::vector<v1::CurvePoint>& points = {});
 
   // Errors: NotFound (no such sweep), Internal.
   absl::StatusOr<v1::Sweep> CancelSweep(int64_t sweep_id);
@@ -124,6 +132,7 @@ class Scheduler {
   TrialStore* const store_;
   const common::Clock* const clock_;
   const SchedulerOptions options_;
+  std::atomic<int64_t> lease_attempts_{0};
 };
 
 }  // namespace bitsweep::server

@@ -1165,93 +1165,106 @@ absl::StatusOr<ProgressVerdict> TrialStore::AppendPoints(
       verdict.stop = true;
       return verdict;
     }
-    // Counted once per trial and server run, then kept in memory: a COUNT per report would
-    // make ingestion quadratic in the curve's length. Re-sent iterations are counted as new,
-    // which only makes the check stricter near the limit.
-    auto counted = stored_points_.find(ref.trial_id());
-    if (counted == stored_points_.end()) {
-      PreparedStatements::Handle count =
-          prepared_->Use("SELECT COUNT(*) FROM curve_points WHERE trial_id = ?");
-      count.bind(1, ref.trial_id());
-      count.executeStep();
-      counted = stored_points_.emplace(ref.trial_id(), count.getColumn(0).getInt64()).first;
-    }
-    const int64_t stored = counted->second;
-    if (stored + static_cast<int64_t>(points.size()) > max_curve_points_per_trial_) {
-      return absl::ResourceExhaustedError(
-          absl::StrCat("trial ", ref.trial_id(), ": more than ", max_curve_points_per_trial_,
-                       " curve points (", stored, " stored, ", points.size(), " sent)"));
-    }
-    // All points of the call in this one transaction with one prepared statement: the commit,
-    // not the rows, is what costs.
-    PreparedStatements::Handle insert = prepared_->Use(
-        "INSERT OR REPLACE INTO curve_points (trial_id, iteration, attempt, epoch, train_loss, "
-        "train_accuracy, test_loss, test_accuracy, learning_rate, stats) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
-    v1::CurvePoint stats;
-    std::string stats_bytes;
-    for (const v1::CurvePoint& point : points) {
-      insert.reset();
-      // sites/layers go into one blob, only when recorded: most points carry none.
-      if (point.sites_size() > 0 || point.layers_size() > 0) {
-        *stats.mutable_sites() = point.sites();
-        *stats.mutable_layers() = point.layers();
-        stats.SerializeToString(&stats_bytes);
-        insert.bind(10, stats_bytes.data(), static_cast<int>(stats_bytes.size()));
-      } else {
-        insert.bind(10);
-      }
-      insert.bind(1, ref.trial_id());
-      insert.bind(2, point.iteration());
-      insert.bind(3, ref.attempt());
-      insert.bind(4, point.epoch());
-      insert.bind(5, point.train_loss());
-      insert.bind(6, point.train_accuracy());
-      insert.bind(7, point.test_loss());
-      insert.bind(8, point.test_accuracy());
-      insert.bind(9, point.learning_rate());
-      insert.exec();
-    }
-    PreparedStatements::Handle pruned = prepared_->Use("SELECT prune FROM trials WHERE id = ?");
-    pruned.bind(1, ref.trial_id());
-    verdict.prune = pruned.executeStep() && pruned.getColumn(0).getInt() != 0;
-    const PruningRule& rule = PruningOf(lease->sweep_id);
-    if (!verdict.prune && rule.enabled()) {
-      PreparedStatements::Handle others = prepared_->Use(
-          "SELECT c.test_accuracy FROM trials t JOIN curve_points c "
-          "ON c.trial_id = t.id AND c.iteration = ?1 "
-          "WHERE t.sweep_id = ?2 AND t.id != ?3");
-      for (const v1::CurvePoint& point : points) {
-        if (!rule.DecidesAt(point.iteration())) continue;
-        others.reset();
-        others.bind(1, point.iteration());
-        others.bind(2, lease->sweep_id);
-        others.bind(3, ref.trial_id());
-        std::vector<double> accuracies;
-        while (others.executeStep()) accuracies.push_back(others.getColumn(0).getDouble());
-        if (rule.ShouldPrune(point.test_accuracy(), std::move(accuracies))) {
-          verdict.prune = true;
-          PreparedStatements::Handle mark =
-              prepared_->Use("UPDATE trials SET prune = 1 WHERE id = ?");
-          mark.bind(1, ref.trial_id());
-          mark.exec();
-          RecordEvent(*prepared_, 0, lease->sweep_id, ref.trial_id(), worker_id, "trial_pruned",
-                      absl::StrCat("below the median at iteration ", point.iteration()));
-          break;
-        }
-      }
-    }
-    verdict.stop = verdict.prune;
+    ASSIGN_OR_RETURN(verdict, InsertPointsLocked(worker_id, ref, lease->sweep_id, points,
+                                                 /*apply_pruning=*/true));
     transaction.commit();
-    counted->second += static_cast<int64_t>(points.size());
     if (!points.empty()) changes_.Notify();
     return verdict;
   });
 }
 
-absl::Status TrialStore::StoreCheckpoint(const std::string& worker_id, const v1::TrialRef& ref,
-                                         int64_t iteration, const std::string& state,
-                                         int64_t now_ms) {
+absl::StatusOr<ProgressVerdict> TrialStore::InsertPointsLocked(
+    const std::string& worker_id, const v1::TrialRef& ref, int64_t sweep_id,
+    const std::vector<v1::CurvePoint>& points, bool apply_pruning) {
+  ProgressVerdict verdict;
+  // Counted once per trial and server run, then kept in memory: a COUNT per report would
+  // make ingestion quadratic in the curve's length. Re-sent iterations are counted as new,
+  // which only makes the check stricter near the limit.
+  auto counted = stored_points_.find(ref.trial_id());
+  if (counted == stored_points_.end()) {
+    PreparedStatements::Handle count =
+        prepared_->Use("SELECT COUNT(*) FROM curve_points WHERE trial_id = ?");
+    count.bind(1, ref.trial_id());
+    count.executeStep();
+    counted = stored_points_.emplace(ref.trial_id(), count.getColumn(0).getInt64()).first;
+  }
+  const int64_t stored = counted->second;
+  if (stored + static_cast<int64_t>(points.size()) > max_curve_points_per_trial_) {
+    return absl::ResourceExhaustedError(absl::StrCat("trial ", ref.trial_id(), ": more than ",
+                                                     max_curve_points_per_trial_, " curve points (",
+                                                     stored, " stored, ", points.size(), " sent)"));
+  }
+  // All points of the call in this one transaction with one prepared statement: the commit,
+  // not the rows, is what costs.
+  PreparedStatements::Handle insert = prepared_->Use(
+      "INSERT OR REPLACE INTO curve_points (trial_id, iteration, attempt, epoch, train_loss, "
+      "train_accuracy, test_loss, test_accuracy, learning_rate, stats) "
+      "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+  v1::CurvePoint stats;
+  std::string stats_bytes;
+  for (const v1::CurvePoint& point : points) {
+    insert.reset();
+    // sites/layers go into one blob, only when recorded: most points carry none.
+    if (point.sites_size() > 0 || point.layers_size() > 0) {
+      *stats.mutable_sites() = point.sites();
+      *stats.mutable_layers() = point.layers();
+      stats.SerializeToString(&stats_bytes);
+      insert.bind(10, stats_bytes.data(), static_cast<int>(stats_bytes.size()));
+    } else {
+      insert.bind(10);
+    }
+    insert.bind(1, ref.trial_id());
+    insert.bind(2, point.iteration());
+    insert.bind(3, ref.attempt());
+    insert.bind(4, point.epoch());
+    insert.bind(5, point.train_loss());
+    insert.bind(6, point.train_accuracy());
+    insert.bind(7, point.test_loss());
+    insert.bind(8, point.test_accuracy());
+    insert.bind(9, point.learning_rate());
+    insert.exec();
+  }
+  if (!apply_pruning) {
+    counted->second += static_cast<int64_t>(points.size());
+    return verdict;
+  }
+  PreparedStatements::Handle pruned = prepared_->Use("SELECT prune FROM trials WHERE id = ?");
+  pruned.bind(1, ref.trial_id());
+  verdict.prune = pruned.executeStep() && pruned.getColumn(0).getInt() != 0;
+  const PruningRule& rule = PruningOf(sweep_id);
+  if (!verdict.prune && rule.enabled()) {
+    PreparedStatements::Handle others = prepared_->Use(
+        "SELECT c.test_accuracy FROM trials t JOIN curve_points c "
+        "ON c.trial_id = t.id AND c.iteration = ?1 "
+        "WHERE t.sweep_id = ?2 AND t.id != ?3");
+    for (const v1::CurvePoint& point : points) {
+      if (!rule.DecidesAt(point.iteration())) continue;
+      others.reset();
+      others.bind(1, point.iteration());
+      others.bind(2, sweep_id);
+      others.bind(3, ref.trial_id());
+      std::vector<double> accuracies;
+      while (others.executeStep()) accuracies.push_back(others.getColumn(0).getDouble());
+      if (rule.ShouldPrune(point.test_accuracy(), std::move(accuracies))) {
+        verdict.prune = true;
+        PreparedStatements::Handle mark =
+            prepared_->Use("UPDATE trials SET prune = 1 WHERE id = ?");
+        mark.bind(1, ref.trial_id());
+        mark.exec();
+        RecordEvent(*prepared_, 0, sweep_id, ref.trial_id(), worker_id, "trial_pruned",
+                    absl::StrCat("below the median at iteration ", point.iteration()));
+        break;
+      }
+    }
+  }
+  verdict.stop = verdict.prune;
+  counted->second += static_cast<int64_t>(points.size());
+  return verdict;
+}
+
+absl::StatusOr<ProgressVerdict> TrialStore::StoreCheckpoint(
+    const std::string& worker_id, const v1::TrialRef& ref, int64_t iteration,
+    const std::string& state, int64_t now_ms, const std::vector<v1::CurvePoint>& points) {
   if (static_cast<int64_t>(state.size()) > kMaxCheckpointBytes) {
     return absl::ResourceExhaustedError(absl::StrCat("trial ", ref.trial_id(), ": checkpoint of ",
                                                      state.size(), " bytes exceeds the limit of ",
@@ -1262,7 +1275,7 @@ absl::Status TrialStore::StoreCheckpoint(const std::string& worker_id, const v1:
         "trial ", ref.trial_id(), ": checkpoint iteration ", iteration, " is negative"));
   }
   std::lock_guard<std::mutex> lock(write_mu_);
-  return Guarded("store checkpoint", [&]() -> absl::Status {
+  return Guarded("store checkpoint", [&]() -> absl::StatusOr<ProgressVerdict> {
     SQLite::Transaction transaction(*writer_, SQLite::TransactionBehavior::IMMEDIATE);
     absl::StatusOr<LeaseRow> lease = CheckFence(*prepared_, worker_id, ref);
     if (!lease.ok()) return lease.status();
@@ -1272,6 +1285,10 @@ absl::Status TrialStore::StoreCheckpoint(const std::string& worker_id, const v1:
                        v1::TrialState_Name(static_cast<v1::TrialState>(lease->state)),
                        "): checkpoint not stored"));
     }
+    // The points first: a checkpoint is never stored without the points up to it.
+    ASSIGN_OR_RETURN(ProgressVerdict verdict,
+                     InsertPointsLocked(worker_id, ref, lease->sweep_id, points,
+                                        /*apply_pruning=*/true));
     PreparedStatements::Handle upsert = prepared_->Use(
         "INSERT OR REPLACE INTO checkpoints (trial_id, attempt, iteration, state, created_ms) "
         "VALUES (?, ?, ?, ?, ?)");
@@ -1282,7 +1299,8 @@ absl::Status TrialStore::StoreCheckpoint(const std::string& worker_id, const v1:
     upsert.bind(5, now_ms);
     upsert.exec();
     transaction.commit();
-    return absl::OkStatus();
+    if (!points.empty()) changes_.Notify();
+    return verdict;
   });
 }
 
@@ -1319,7 +1337,7 @@ absl::Status TrialStore::ReleaseTrial(const std::string& worker_id, const v1::Tr
 
 absl::Status TrialStore::CompleteTrial(const std::string& worker_id, const v1::TrialRef& ref,
                                        const v1::TrialResult* result, const std::string& error,
-                                       int64_t now_ms) {
+                                       int64_t now_ms, const std::vector<v1::CurvePoint>& points) {
   std::lock_guard<std::mutex> lock(write_mu_);
   return Guarded("complete trial", [&]() -> absl::Status {
     SQLite::Transaction transaction(*writer_, SQLite::TransactionBehavior::IMMEDIATE);
@@ -1330,6 +1348,12 @@ absl::Status TrialStore::CompleteTrial(const std::string& worker_id, const v1::T
       ReleaseCancelledLease(*prepared_, ref.trial_id());
       transaction.commit();
       return absl::OkStatus();
+    }
+    // The last points with the result, in its transaction; a finished trial prunes nothing.
+    if (!points.empty()) {
+      absl::StatusOr<ProgressVerdict> stored =
+          InsertPointsLocked(worker_id, ref, lease->sweep_id, points, /*apply_pruning=*/false);
+      if (!stored.ok()) return stored.status();
     }
     PreparedStatements::Handle update = prepared_->Use(
         "UPDATE trials SET state = ?1, result = ?2, outcome = ?3, error = ?4, finished_ms = ?5, "

@@ -257,12 +257,16 @@ class TrialStore {
                                                const std::vector<v1::CurvePoint>& points);
 
   // Replaces the trial's checkpoint (kept after a DONE completion when the trial's config sets
-  // train.keep_final_checkpoint, else deleted then). Errors: NotFound, FailedPrecondition (as
-  // AppendPoints, and a trial not RUNNING, e.g. cancelled), ResourceExhausted (larger than
-  // kMaxCheckpointBytes), Internal.
+  // train.keep_final_checkpoint, else deleted then), storing `points` (those up to `iteration`
+  // not yet reported) first in the same transaction, pruning rule applied as in AppendPoints.
+  // Errors: NotFound, FailedPrecondition (as AppendPoints, and a trial not RUNNING, e.g.
+  // cancelled), ResourceExhausted (larger than kMaxCheckpointBytes, or too many points;
+  // nothing stored), Internal.
   static constexpr int64_t kMaxCheckpointBytes = int64_t{64} << 20;
-  absl::Status StoreCheckpoint(const std::string& worker_id, const v1::TrialRef& ref,
-                               int64_t iteration, const std::string& state, int64_t now_ms);
+  absl::StatusOr<ProgressVerdict> StoreCheckpoint(const std::string& worker_id,
+                                                  const v1::TrialRef& ref, int64_t iteration,
+                                                  const std::string& state, int64_t now_ms,
+                                                  const std::vector<v1::CurvePoint>& points = {});
 
   // The worker gives the trial back (shutdown): requeued at once without counting against
   // max_attempts (the next lease still gets the next attempt number). A cancelled trial is
@@ -275,13 +279,15 @@ class TrialStore {
   static constexpr int64_t kDefaultMaxCurvePointsPerTrial = 1'000'000;
   void set_max_curve_points_per_trial(int64_t limit) { max_curve_points_per_trial_ = limit; }
 
-  // Finishes the trial: DONE with `result`, or FAILED with `error` when result is null.
-  // A trial cancelled while running accepts its completion and stays CANCELLED. The trial's
+  // Finishes the trial: DONE with `result`, or FAILED with `error` when result is null, storing
+  // its last `points` in the same transaction (no pruning: it is finished). A trial cancelled
+  // while running accepts its completion and stays CANCELLED (points dropped). The trial's
   // checkpoint is deleted, unless it is DONE and its config sets train.keep_final_checkpoint.
-  // Errors: NotFound, FailedPrecondition (as AppendPoints), Internal.
+  // Errors: NotFound, FailedPrecondition (as AppendPoints), ResourceExhausted (too many
+  // points; nothing stored), Internal.
   absl::Status CompleteTrial(const std::string& worker_id, const v1::TrialRef& ref,
                              const v1::TrialResult* result, const std::string& error,
-                             int64_t now_ms);
+                             int64_t now_ms, const std::vector<v1::CurvePoint>& points = {});
 
   // Every RUNNING trial whose lease expired before `now_ms` is requeued (attempt kept: the
   // next lease increments it) if it lost fewer than max_attempts leases (releases and the
@@ -324,6 +330,14 @@ class TrialStore {
   int ExpireLeasesLocked(int64_t now_ms, int max_attempts);
   std::optional<LeasedTrial> LeaseNextLocked(const std::string& worker_id, int64_t now_ms,
                                              int64_t lease_expires_ms);
+  // Stores the points of a running trial whose fence was checked (a point re-sent for the same
+  // iteration replaces the old one) and, with `apply_pruning`, applies the sweep's pruning
+  // rule. Caller holds write_mu_ inside a transaction. Errors: ResourceExhausted (over
+  // max_curve_points_per_trial).
+  absl::StatusOr<ProgressVerdict> InsertPointsLocked(const std::string& worker_id,
+                                                     const v1::TrialRef& ref, int64_t sweep_id,
+                                                     const std::vector<v1::CurvePoint>& points,
+                                                     bool apply_pruning);
   // The sweep's parsed pruning rule (cached: specs never change). Caller holds write_mu_.
   const PruningRule& PruningOf(int64_t sweep_id);
   // Adds the trials the follow-up planner asks for (bisect sweeps), reusing finished results

@@ -81,6 +81,7 @@ grpc::Status WorkerService::LeaseTrial(grpc::ServerContext* context,
       response->set_checkpoint(std::move(trial.checkpoint));
       response->set_checkpoint_iteration(trial.checkpoint_iteration);
       response->set_checkpoint_every(scheduler_->options().checkpoint_every);
+      response->set_accepts_points_with_reports(true);
       spdlog::debug("trial {} attempt {} leased to '{}'", trial.trial_id, trial.attempt,
                     request->worker_id());
       return grpc::Status::OK;
@@ -91,7 +92,9 @@ grpc::Status WorkerService::LeaseTrial(grpc::ServerContext* context,
       return grpc::Status::OK;
     }
     auto remaining = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now);
-    changes.WaitForChange(version, std::min(remaining + std::chrono::milliseconds(1), kPollSlice));
+    // One waiter per change, not all of them: with every slot idle, a new trial would
+    // otherwise cost one store read and one lease transaction per waiting slot.
+    changes.WaitForTurn(version, std::min(remaining + std::chrono::milliseconds(1), kPollSlice));
   }
 }
 
@@ -136,14 +139,15 @@ grpc::Status WorkerService::CompleteTrial(grpc::ServerContext* context,
     return denied;
   }
   absl::Status status;
+  const std::vector<v1::CurvePoint> points(request->points().begin(), request->points().end());
   switch (request->outcome_case()) {
     case v1::CompleteTrialRequest::kResult:
-      status =
-          scheduler_->CompleteTrial(request->worker_id(), request->ref(), &request->result(), "");
+      status = scheduler_->CompleteTrial(request->worker_id(), request->ref(), &request->result(),
+                                         "", points);
       break;
     case v1::CompleteTrialRequest::kError:
       status = scheduler_->CompleteTrial(request->worker_id(), request->ref(), nullptr,
-                                         request->error());
+                                         request->error(), points);
       break;
     default:
       return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "outcome: set result or error");
@@ -158,14 +162,19 @@ grpc::Status WorkerService::CompleteTrial(grpc::ServerContext* context,
 
 grpc::Status WorkerService::UploadCheckpoint(grpc::ServerContext* context,
                                              const v1::UploadCheckpointRequest* request,
-                                             v1::UploadCheckpointResponse*) {
+                                             v1::UploadCheckpointResponse* response) {
   if (grpc::Status denied =
           AuthorizeCall(auth_, *context, "/bitsweep.v1.WorkerService/UploadCheckpoint");
       !denied.ok()) {
     return denied;
   }
-  return ToGrpcStatus(scheduler_->UploadCheckpoint(request->worker_id(), request->ref(),
-                                                   request->iteration(), request->state()));
+  const std::vector<v1::CurvePoint> points(request->points().begin(), request->points().end());
+  absl::StatusOr<ProgressVerdict> verdict = scheduler_->UploadCheckpoint(
+      request->worker_id(), request->ref(), request->iteration(), request->state(), points);
+  if (!verdict.ok()) return ToGrpcStatus(verdict.status());
+  response->set_stop(verdict->stop);
+  response->set_prune(verdict->prune);
+  return grpc::Status::OK;
 }
 
 grpc::Status WorkerService::ReleaseTrial(grpc::ServerContext* context,

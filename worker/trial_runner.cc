@@ -75,9 +75,14 @@ const char* DispositionName(TrialDisposition disposition) {
 // never blocks training. Called on the training thread only, except ShouldStop.
 class TrialRunner::Reporter {
  public:
+  // `points_with_reports`: the server stores points sent with a checkpoint or the result.
   Reporter(const TrialRunner& runner, const v1::TrialRef& ref, const StopFlag& stop,
-           int64_t resumed_after)
-      : runner_(runner), ref_(ref), stop_(stop), resumed_after_(resumed_after) {}
+           int64_t resumed_after, bool points_with_reports)
+      : runner_(runner),
+        ref_(ref),
+        stop_(stop),
+        resumed_after_(resumed_after),
+        points_with_reports_(points_with_reports) {}
 
   // The progress callback: false stops training.
   bool OnPoint(const v1::CurvePoint& point) {
@@ -116,14 +121,28 @@ class TrialRunner::Reporter {
   }
 
   // The checkpoint callback: uploads the state once every point up to `iteration` has been
-  // delivered; otherwise keeps it for the next chance (a later checkpoint or the release).
+  // delivered (or with those points); otherwise keeps it for the next chance (a later
+  // checkpoint or the release). Like points, a checkpoint less than min_report_interval after
+  // the last upload is held: a fast trial would otherwise spend a round trip and a transaction
+  // per few evaluations, where resuming from a slightly older checkpoint costs next to nothing.
   void OnCheckpoint(int64_t iteration, std::string state) {
     latest_ = Checkpoint{iteration, std::move(state), false};
     if (ShouldStop()) return;
-    if (!pending_.empty() && !Send().ok()) return;
+    const auto now = std::chrono::steady_clock::now();
+    if (runner_.min_report_interval_.count() > 0 &&
+        now - last_checkpoint_ < runner_.min_report_interval_) {
+      return;
+    }
+    last_checkpoint_ = now;
+    if (!points_with_reports_ && !pending_.empty() && !Send().ok()) return;
     // A failure is logged inside; a refusal raises server_stop_, anything else waits.
     (void)UploadLatest();
   }
+
+  // The points not yet delivered, for the CompleteTrial request (points_with_reports only):
+  // Flush() is the other way.
+  bool points_with_reports() const { return points_with_reports_; }
+  std::vector<v1::CurvePoint> TakePending() { return std::exchange(pending_, {}); }
 
   // Delivers the pending points, retrying transient failures. Errors: Cancelled (shutdown),
   // FailedPrecondition / NotFound (lease lost).
@@ -158,6 +177,10 @@ class TrialRunner::Reporter {
   // uploads the latest checkpoint if the server does not have it, and gives the trial back.
   // Errors: the first call that failed (the lease then expires and requeues the trial).
   absl::Status Release() {
+    if (points_with_reports_ && latest_ && !latest_->uploaded) {
+      // The pending points go with the checkpoint.
+      if (absl::Status uploaded = UploadLatest(); !uploaded.ok()) return uploaded;
+    }
     if (!pending_.empty()) {
       if (absl::StatusOr<v1::ReportProgressResponse> sent = Send(); !sent.ok()) {
         return sent.status();
@@ -209,10 +232,26 @@ class TrialRunner::Reporter {
     *request.mutable_ref() = ref_;
     request.set_iteration(latest_->iteration);
     request.set_state(latest_->state);
+    if (points_with_reports_) {
+      for (const v1::CurvePoint& p : pending_) *request.add_points() = p;
+    }
     absl::StatusOr<v1::UploadCheckpointResponse> response =
         runner_.coordinator_->UploadCheckpoint(request);
     if (response.ok()) {
       latest_->uploaded = true;
+      if (points_with_reports_) {
+        pending_.clear();
+        transient_logged_ = false;
+        if (response->prune()) {
+          spdlog::info("{}: pruned by the server at iteration {}", Describe(ref_),
+                       latest_->iteration);
+          prune_ = true;
+          server_stop_ = true;
+        } else if (response->stop()) {
+          spdlog::info("{}: server asked to stop", Describe(ref_));
+          server_stop_ = true;
+        }
+      }
       spdlog::debug("{}: checkpoint at iteration {} uploaded ({} bytes)", Describe(ref_),
                     latest_->iteration, latest_->state.size());
       return absl::OkStatus();
@@ -232,11 +271,13 @@ class TrialRunner::Reporter {
   const v1::TrialRef ref_;
   const StopFlag& stop_;
   const int64_t resumed_after_;
+  const bool points_with_reports_;
   std::vector<v1::CurvePoint> pending_;
   // This attempt's points, for the result of a pruned trial.
   std::vector<v1::CurvePoint> seen_;
   std::optional<Checkpoint> latest_;
   std::chrono::steady_clock::time_point last_send_{};
+  std::chrono::steady_clock::time_point last_checkpoint_{};
   std::atomic<bool> server_stop_{false};
   bool prune_ = false;
   bool transient_logged_ = false;
@@ -281,7 +322,8 @@ TrialDisposition TrialRunner::Run(const v1::LeaseTrialResponse& lease, const Sto
                resumed ? " resuming after iteration " + std::to_string(lease.checkpoint_iteration())
                        : std::string());
 
-  Reporter reporter(*this, ref, stop, resumed ? lease.checkpoint_iteration() : -1);
+  Reporter reporter(*this, ref, stop, resumed ? lease.checkpoint_iteration() : -1,
+                    lease.accepts_points_with_reports());
   trainer::TrainOptions options;
   options.threads = threads_per_slot_;
   options.checkpoint_every = std::max(0, lease.checkpoint_every());
@@ -345,21 +387,26 @@ TrialDisposition TrialRunner::Run(const v1::LeaseTrialResponse& lease, const Sto
   }
 
   if (result.ok()) {
-    absl::Status flushed = reporter.Flush();
-    if (!flushed.ok()) {
-      spdlog::warn("{} finished but its curve was not delivered: {}", Describe(ref),
-                   flushed.ToString());
-      return TrialDisposition::kUnreported;
+    if (!reporter.points_with_reports()) {
+      absl::Status flushed = reporter.Flush();
+      if (!flushed.ok()) {
+        spdlog::warn("{} finished but its curve was not delivered: {}", Describe(ref),
+                     flushed.ToString());
+        return TrialDisposition::kUnreported;
+      }
     }
     if (config.train().keep_final_checkpoint()) {
       // Before the completion: the server keeps a finished trial's checkpoint but accepts
-      // uploads only while it runs.
+      // uploads only while it runs. Never held back like periodic checkpoints (with points
+      // riding on checkpoints, the points up to it go along).
       if (absl::Status uploaded = reporter.UploadPending(); !uploaded.ok()) {
         spdlog::warn("{} finished but its final checkpoint was not delivered: {}", Describe(ref),
                      uploaded.ToString());
         return TrialDisposition::kUnreported;
       }
     }
+    // The last points go with the result: one round trip and one transaction.
+    for (v1::CurvePoint& point : reporter.TakePending()) *request.add_points() = std::move(point);
     *request.mutable_result() = *result;
   } else {
     // The trial is bad, not the worker: report it and keep serving.

@@ -55,8 +55,11 @@ class TrialRunner {
   // that is unreachable is retried with backoff until it answers or shutdown.
   //   * A lease with a checkpoint resumes from it and reports only the points after
   //     checkpoint_iteration.
-  //   * Checkpoints are uploaded after the points up to their iteration were delivered; one
-  //     that cannot be delivered now is kept and uploaded at release.
+  //   * Checkpoints are uploaded after the points up to their iteration were delivered (or
+  //     with them, and the last points with the result, when the lease says
+  //     accepts_points_with_reports); one that cannot be delivered now, or comes less than
+  //     `min_report_interval` after the last upload, is kept and the latest uploaded later or
+  //     at release.
   //   * Training stops within an iteration once `stop` is raised or the server answers `stop`
   //     or refuses the lease: nothing more is reported. Under shutdown the trial is released
   //     instead (latest checkpoint uploaded, then ReleaseTrial).

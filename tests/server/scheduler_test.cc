@@ -300,7 +300,7 @@ TEST_F(SchedulerTest, RequeuedTrial_ResumesFromCheckpoint_PointsAfterItDeleted) 
   ASSERT_EQ(curve->size(), 2u);  // 10 and 20 kept, 30 and 40 will be re-sent
   EXPECT_EQ((*curve)[1].iteration(), 20);
   // The stale attempt can no longer replace the checkpoint.
-  EXPECT_EQ(scheduler_->UploadCheckpoint("w1", Ref(first), 40, "late").code(),
+  EXPECT_EQ(scheduler_->UploadCheckpoint("w1", Ref(first), 40, "late").status().code(),
             absl::StatusCode::kFailedPrecondition);
   ASSERT_TRUE(scheduler_->ReportProgress("w2", Ref(second), {points[2], points[3]}).ok());
   EXPECT_EQ(store_->GetCurve(second.trial_id)->size(), 4u);

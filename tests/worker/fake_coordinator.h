@@ -33,6 +33,8 @@ class FakeCoordinator final : public Coordinator {
   // Heartbeat answers list these refs in `stop`.
   std::vector<v1::TrialRef> heartbeat_stop;
   int64_t heartbeat_interval_ms = 20;
+  // UploadCheckpoint answers prune=true (and stop) once this many have succeeded (0 = never).
+  int prune_after_checkpoints = 0;
 
   // Queues a lease; `checkpoint` (with its iteration) makes it a resumed attempt.
   void AddAssignment(int64_t trial_id, int32_t attempt, const v1::TrialConfig& config,
@@ -114,9 +116,17 @@ class FakeCoordinator final : public Coordinator {
     cv.notify_all();
     if (absl::Status s = Pop(checkpoint_errors); !s.ok()) return s;
     checkpoints.push_back(request);
-    // What the server relies on: every point up to the checkpoint was delivered before it.
+    for (const v1::CurvePoint& p : request.points()) delivered_points.push_back(p);
+    // What the server relies on: every point up to the checkpoint was delivered with or
+    // before it.
     checkpoint_points_delivered.push_back(delivered_points.size());
-    return v1::UploadCheckpointResponse();
+    v1::UploadCheckpointResponse response;
+    if (prune_after_checkpoints > 0 &&
+        static_cast<int>(checkpoints.size()) >= prune_after_checkpoints) {
+      response.set_prune(true);
+      response.set_stop(true);
+    }
+    return response;
   }
 
   absl::StatusOr<v1::ReleaseTrialResponse> ReleaseTrial(
@@ -136,6 +146,7 @@ class FakeCoordinator final : public Coordinator {
     cv.notify_all();
     if (absl::Status s = Pop(complete_errors); !s.ok()) return s;
     completions.push_back(request);
+    for (const v1::CurvePoint& p : request.points()) delivered_points.push_back(p);
     cv.notify_all();
     return v1::CompleteTrialResponse();
   }

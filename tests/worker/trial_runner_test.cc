@@ -401,17 +401,127 @@ TEST_F(TrialRunnerTest, MinReportInterval_CoalescesFastPointsAndDeliversEveryOne
   TrialRunner runner("w1", &coordinator_, &datasets_, &shutdown_, nullptr, FastBackoff(), 1,
                      std::chrono::seconds(60));
   EXPECT_EQ(runner.Run(Lease(3, 1, SimulatedConfig(10), 4), stop_), TrialDisposition::kCompleted);
-  // The first point at once; 2-4 before the checkpoint after 4; 5-8 before the one after 8;
-  // 9-10 at the end.
-  ASSERT_EQ(coordinator_.progress_requests.size(), 4u);
+  // The first point at once; 2-4 before the checkpoint after 4; the one after 8 comes within
+  // the interval and is held; 5-10 at the end.
+  ASSERT_EQ(coordinator_.progress_requests.size(), 3u);
   EXPECT_EQ(coordinator_.progress_requests[0].points_size(), 1);
   EXPECT_EQ(coordinator_.progress_requests[1].points_size(), 3);
+  EXPECT_EQ(coordinator_.progress_requests[2].points_size(), 6);
   ASSERT_EQ(coordinator_.delivered_points.size(), 10u);
   for (size_t i = 0; i < 10; ++i) {
     EXPECT_EQ(coordinator_.delivered_points[i].iteration(), 10 * static_cast<int64_t>(i + 1));
   }
-  EXPECT_EQ(coordinator_.checkpoint_points_delivered, (std::vector<size_t>{4, 8}));
+  EXPECT_EQ(coordinator_.checkpoint_points_delivered, (std::vector<size_t>{4}));
   EXPECT_EQ(coordinator_.completions.size(), 1u);
+}
+
+// A lease from a server that stores points sent with checkpoints and results.
+v1::LeaseTrialResponse NewServerLease(int64_t trial_id, int32_t attempt,
+                                      const v1::TrialConfig& config, int32_t checkpoint_every) {
+  v1::LeaseTrialResponse lease = Lease(trial_id, attempt, config, checkpoint_every);
+  lease.set_accepts_points_with_reports(true);
+  return lease;
+}
+
+TEST_F(TrialRunnerTest, PointsWithReports_RideOnTheCheckpointAndTheResult) {
+  TrialRunner runner("w1", &coordinator_, &datasets_, &shutdown_, nullptr, FastBackoff(), 1,
+                     std::chrono::seconds(60));
+  EXPECT_EQ(runner.Run(NewServerLease(3, 1, SimulatedConfig(10), 4), stop_),
+            TrialDisposition::kCompleted);
+  // Point 1 at once; 2-4 with the checkpoint after 4 (no separate report); the checkpoint after
+  // 8 is held; 5-10 with the result. Three round trips for ten points and a checkpoint.
+  ASSERT_EQ(coordinator_.progress_requests.size(), 1u);
+  EXPECT_EQ(coordinator_.progress_requests[0].points_size(), 1);
+  ASSERT_EQ(coordinator_.checkpoints.size(), 1u);
+  EXPECT_EQ(coordinator_.checkpoints[0].iteration(), 40);
+  EXPECT_EQ(coordinator_.checkpoints[0].points_size(), 3);
+  EXPECT_EQ(coordinator_.checkpoint_points_delivered, (std::vector<size_t>{4}));
+  ASSERT_EQ(coordinator_.completions.size(), 1u);
+  EXPECT_EQ(coordinator_.completions[0].points_size(), 6);
+  EXPECT_EQ(coordinator_.completions[0].result().outcome(), v1::TRIAL_OUTCOME_COMPLETED);
+  ASSERT_EQ(coordinator_.delivered_points.size(), 10u);
+  for (size_t i = 0; i < 10; ++i) {
+    EXPECT_EQ(coordinator_.delivered_points[i].iteration(), 10 * static_cast<int64_t>(i + 1));
+  }
+}
+
+// Regression (merging points-with-reports and keep_final_checkpoint): with a new server's lease
+// the final checkpoint was throttled like a periodic one and the completion went without it,
+// so `predict TRIAL` found no weights.
+TEST_F(TrialRunnerTest, PointsWithReports_KeepFinalCheckpoint_UploadsItBeforeCompleting) {
+  v1::TrialConfig config = TinySyntheticConfig(60, 10);
+  config.mutable_train()->set_keep_final_checkpoint(true);
+  // A long report interval holds every periodic checkpoint: only the final upload may pass.
+  TrialRunner runner("w1", &coordinator_, &datasets_, &shutdown_, nullptr, FastBackoff(), 1,
+                     std::chrono::seconds(60));
+  ASSERT_EQ(runner.Run(NewServerLease(4, 1, config, /*checkpoint_every=*/3), stop_),
+            TrialDisposition::kCompleted);
+  ASSERT_FALSE(coordinator_.checkpoints.empty());
+  EXPECT_EQ(coordinator_.checkpoints.back().iteration(), 60);
+  EXPECT_EQ(trainer::CheckpointIteration(coordinator_.checkpoints.back().state()).value(), 60);
+  ASSERT_EQ(coordinator_.completions.size(), 1u);
+  // Every point delivered exactly once, with reports, the checkpoint or the result.
+  ASSERT_EQ(coordinator_.delivered_points.size(), 6u);
+  for (size_t i = 0; i < 6; ++i) {
+    EXPECT_EQ(coordinator_.delivered_points[i].iteration(), 10 * static_cast<int64_t>(i + 1));
+  }
+}
+
+TEST_F(TrialRunnerTest, PointsWithReports_OldServer_GetsThemAsProgressReports) {
+  // A lease without accepts_points_with_reports: nothing rides on checkpoints or the result.
+  TrialRunner runner("w1", &coordinator_, &datasets_, &shutdown_, nullptr, FastBackoff(), 1,
+                     std::chrono::seconds(60));
+  EXPECT_EQ(runner.Run(Lease(3, 1, SimulatedConfig(10), 4), stop_), TrialDisposition::kCompleted);
+  for (const v1::UploadCheckpointRequest& checkpoint : coordinator_.checkpoints) {
+    EXPECT_EQ(checkpoint.points_size(), 0);
+  }
+  ASSERT_EQ(coordinator_.completions.size(), 1u);
+  EXPECT_EQ(coordinator_.completions[0].points_size(), 0);
+  EXPECT_EQ(coordinator_.delivered_points.size(), 10u);
+}
+
+TEST_F(TrialRunnerTest, PointsWithReports_PruneAnsweredToACheckpoint_CompletesAsPruned) {
+  coordinator_.prune_after_checkpoints = 1;
+  TrialRunner runner("w1", &coordinator_, &datasets_, &shutdown_, nullptr, FastBackoff(), 1,
+                     std::chrono::seconds(60));
+  EXPECT_EQ(runner.Run(NewServerLease(3, 1, SimulatedConfig(10), 4), stop_),
+            TrialDisposition::kCompleted);
+  ASSERT_EQ(coordinator_.delivered_points.size(), 4u);
+  ASSERT_EQ(coordinator_.completions.size(), 1u);
+  EXPECT_EQ(coordinator_.completions[0].points_size(), 0);
+  const v1::TrialResult& result = coordinator_.completions[0].result();
+  EXPECT_EQ(result.outcome(), v1::TRIAL_OUTCOME_PRUNED);
+  EXPECT_EQ(result.iterations(), 40);
+}
+
+TEST_F(TrialRunnerTest, PointsWithReports_ShutdownUploadsTheHeldCheckpointWithThePendingPoints) {
+  // Shutdown comes with point 9: the checkpoint after 8 was held (within the interval).
+  TrialRunner runner(
+      "w1", &coordinator_, &datasets_, &shutdown_,
+      [this](const v1::TrialConfig&, const trainer::Dataset&,
+             const trainer::ProgressCallback& on_progress, const trainer::TrainOptions& options) {
+        v1::TrialConfig simulated = SimulatedConfig(10);
+        trainer::TrainOptions wrapped = options;
+        auto progress = [&](const v1::CurvePoint& point) {
+          if (point.iteration() == 90) {
+            shutdown_.Notify();
+            stop_.Raise();
+          }
+          return on_progress(point);
+        };
+        return RunSimulatedTrial(simulated, progress, wrapped);
+      },
+      FastBackoff(), 1, std::chrono::seconds(60));
+  v1::TrialConfig train = TinySyntheticConfig();
+  train.set_kind("train");
+  EXPECT_EQ(runner.Run(NewServerLease(3, 1, train, 4), stop_), TrialDisposition::kReleased);
+  ASSERT_EQ(coordinator_.checkpoints.size(), 2u);
+  EXPECT_EQ(coordinator_.checkpoints[1].iteration(), 80);
+  // Points 5-9 went with it, none separately after point 1.
+  EXPECT_EQ(coordinator_.checkpoints[1].points_size(), 5);
+  EXPECT_EQ(coordinator_.progress_requests.size(), 1u);
+  EXPECT_EQ(coordinator_.delivered_points.size(), 9u);
+  EXPECT_EQ(coordinator_.releases.size(), 1u);
 }
 
 TEST_F(TrialRunnerTest, UnknownKind_IsReportedAsTheTrialsError) {
