@@ -542,20 +542,27 @@ absl::StatusOr<json> Predict(const v1::TrialConfig& config, const ModelWeights& 
   return result;
 }
 
+// The weights of the --checkpoint file. Errors: NotFound (unreadable).
+absl::StatusOr<ModelWeights> CheckpointFileWeights(const PredictRequest& request) {
+  std::ifstream file(request.checkpoint, std::ios::binary);
+  if (!file) {
+    return absl::NotFoundError(absl::StrCat("--checkpoint: cannot read ", request.checkpoint));
+  }
+  std::ostringstream bytes;
+  bytes << file.rdbuf();
+  ModelWeights weights;
+  weights.checkpoint = bytes.str();
+  weights.what = absl::StrCat("--checkpoint ", request.checkpoint);
+  return weights;
+}
+
 }  // namespace
 
 absl::Status RunPredict(const PredictRequest& request, std::ostream& out, std::ostream& err) {
   ASSIGN_OR_RETURN(v1::TrialConfig config, LoadTrainConfig(request.config_path, request.sets));
   ModelWeights weights;
   if (!request.checkpoint.empty()) {
-    std::ifstream file(request.checkpoint, std::ios::binary);
-    if (!file) {
-      return absl::NotFoundError(absl::StrCat("--checkpoint: cannot read ", request.checkpoint));
-    }
-    std::ostringstream bytes;
-    bytes << file.rdbuf();
-    weights.checkpoint = bytes.str();
-    weights.what = absl::StrCat("--checkpoint ", request.checkpoint);
+    ASSIGN_OR_RETURN(weights, CheckpointFileWeights(request));
   }
   return Predict(config, weights, request, out, err).status();
 }
@@ -637,14 +644,7 @@ absl::StatusOr<int> PredictCommand(SweepClient& client, const PredictRequest& re
   } else {
     ASSIGN_OR_RETURN(config, LoadTrainConfig(request.config_path, request.sets));
     if (!request.checkpoint.empty()) {
-      std::ifstream file(request.checkpoint, std::ios::binary);
-      if (!file) {
-        return absl::NotFoundError(absl::StrCat("--checkpoint: cannot read ", request.checkpoint));
-      }
-      std::ostringstream bytes;
-      bytes << file.rdbuf();
-      weights.checkpoint = bytes.str();
-      weights.what = absl::StrCat("--checkpoint ", request.checkpoint);
+      ASSIGN_OR_RETURN(weights, CheckpointFileWeights(request));
       source = absl::StrCat(request.config_path, " with checkpoint ", request.checkpoint);
     } else {
       source = absl::StrCat(request.config_path, " (trained in fp32 by predict)");
@@ -679,8 +679,10 @@ void AddPredictCommand(CLI::App& app, std::ostream* out, std::ostream* err,
                        const std::function<void(LocalRun)>& set_local_run,
                        const std::function<void(RemoteRun)>& set_remote_run) {
   auto request = std::make_shared<PredictRequest>();
-  CLI::App* command = app.add_subcommand(
-      "predict", "Predict the minimum precision of a model (seeds 001 and 003; from a config locally, or from a trial of the server)");
+  CLI::App* command =
+      app.add_subcommand("predict",
+                         "Predict the minimum precision of a model (seeds 001 and 003; from a "
+                         "config locally, or from a trial of the server)");
   command
       ->add_option("CONFIG_OR_TRIAL", request->config_path,
                    "Trial config or sweep file (YAML), or the id of a finished trial that kept "

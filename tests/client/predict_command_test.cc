@@ -302,8 +302,8 @@ TEST_F(PredictTrialTest, Submit_SubmitsTheVerifyingSweepAndRecordsOnIt) {
   ASSERT_EQ(service_.submits().size(), 1u);
   absl::StatusOr<v1::SweepSpec> written = ParseSweepFile(verify);
   ASSERT_TRUE(written.ok()) << written.status();
-  EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(service_.submits()[0].spec(),
-                                                                 *written));
+  EXPECT_TRUE(
+      google::protobuf::util::MessageDifferencer::Equals(service_.submits()[0].spec(), *written));
   ASSERT_EQ(service_.predictions().size(), 1u);
   EXPECT_EQ(service_.predictions()[0].sweep_id(), 7);  // the submitted sweep, not the trial's
   EXPECT_EQ(service_.predictions()[0].source_trial_id(), 5);
