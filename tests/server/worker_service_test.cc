@@ -48,6 +48,27 @@ class WorkerServiceTest : public ::testing::Test {
     return id.value_or(0);
   }
 
+  // Starts `n` long polls of worker w1 (60 s each); each adds one to `leased` when it got a
+  // trial and to `returned` when it came back. The caller joins them.
+  std::vector<std::thread> StartLongPolls(int n, std::atomic<int>& leased,
+                                          std::atomic<int>& returned) {
+    std::vector<std::thread> polls;
+    for (int i = 0; i < n; ++i) {
+      polls.emplace_back([this, &leased, &returned] {
+        grpc::ServerContext context;
+        v1::LeaseTrialRequest request;
+        request.set_worker_id("w1");
+        request.set_incarnation("inc1");
+        request.set_wait_ms(60'000);
+        v1::LeaseTrialResponse response;
+        grpc::Status status = service_->LeaseTrial(&context, &request, &response);
+        if (status.ok() && response.has_trial()) ++leased;
+        ++returned;
+      });
+    }
+    return polls;
+  }
+
   testing::TempDir dir_;
   common::FakeClock clock_;
   std::unique_ptr<TrialStore> store_;
@@ -59,20 +80,7 @@ TEST_F(WorkerServiceTest, NewTrial_WakesOneLongPollNotEveryIdleSlot) {
   constexpr int kWaiters = 6;
   std::atomic<int> leased{0};
   std::atomic<int> returned{0};
-  std::vector<std::thread> polls;
-  for (int i = 0; i < kWaiters; ++i) {
-    polls.emplace_back([&] {
-      grpc::ServerContext context;
-      v1::LeaseTrialRequest request;
-      request.set_worker_id("w1");
-      request.set_incarnation("inc1");
-      request.set_wait_ms(60'000);
-      v1::LeaseTrialResponse response;
-      grpc::Status status = service_->LeaseTrial(&context, &request, &response);
-      if (status.ok() && response.has_trial()) ++leased;
-      ++returned;
-    });
-  }
+  std::vector<std::thread> polls = StartLongPolls(kWaiters, leased, returned);
   // Every poll tried once (nothing queued) and lined up.
   ASSERT_TRUE(Await([&] { return store_->changes().waiting_turns() == kWaiters; }));
   EXPECT_EQ(scheduler_->lease_attempts(), kWaiters);
@@ -94,20 +102,8 @@ TEST_F(WorkerServiceTest, NewTrial_WakesOneLongPollNotEveryIdleSlot) {
 TEST_F(WorkerServiceTest, ThreeNewTrials_AreHandedDownTheLineOneLeaseEach) {
   constexpr int kWaiters = 5;
   std::atomic<int> leased{0};
-  std::vector<std::thread> polls;
-  for (int i = 0; i < kWaiters; ++i) {
-    polls.emplace_back([&] {
-      grpc::ServerContext context;
-      v1::LeaseTrialRequest request;
-      request.set_worker_id("w1");
-      request.set_incarnation("inc1");
-      request.set_wait_ms(60'000);
-      v1::LeaseTrialResponse response;
-      if (service_->LeaseTrial(&context, &request, &response).ok() && response.has_trial()) {
-        ++leased;
-      }
-    });
-  }
+  std::atomic<int> returned{0};
+  std::vector<std::thread> polls = StartLongPolls(kWaiters, leased, returned);
   ASSERT_TRUE(Await([&] { return store_->changes().waiting_turns() == kWaiters; }));
   AddSweep("three", 3);
   ASSERT_TRUE(Await(
