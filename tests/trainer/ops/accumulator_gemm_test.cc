@@ -70,10 +70,10 @@ std::vector<float> Reference(int64_t m, int64_t n, int64_t k, MatrixView a, Matr
 // Operands that exercise every rounding branch: mostly uniform values at scales from 2^-20
 // (products deep in float:5,10's subnormal range and below float32's normal range after
 // rounding) to 2^9 (products and sums past float:5,10's and float:4,3's largest value), and a
-// sprinkling of exact ties (odd multiples of 2^-12 times small powers of two), ±0, ±Inf and
-// NaN. Only one NaN bit pattern: x86's default NaN (0xFFC00000), the one that 0·Inf and
-// Inf - Inf produce, so that the result does not depend on which operand of an add the
-// compiler puts first when two NaNs meet.
+// sprinkling of exact ties (odd multiples of 2^-12 times small powers of two), float32
+// subnormals, ±0, huge values (up to float32's largest), ±Inf and NaN. Only one NaN bit pattern:
+// x86's default NaN (0xFFC00000), the one that 0·Inf and Inf - Inf produce, so that the result does
+// not depend on which operand of an add the compiler puts first when two NaNs meet.
 std::vector<float> Operand(int64_t size, uint64_t key, bool specials) {
   CounterRng rng(key);
   std::vector<float> v(size);
@@ -91,8 +91,13 @@ std::vector<float> Operand(int64_t size, uint64_t key, bool specials) {
       x = static_cast<float>(std::ldexp(u, -130));  // float32 subnormal
     } else if (kind < 36) {
       x = u < 0 ? -0.0f : 0.0f;
-    } else if (kind < 38) {
+    } else if (kind == 36) {
       x = static_cast<float>(u < 0 ? -1.0 : 1.0) * 1.5f;
+    } else if (kind == 37) {
+      // Past every narrow format's range, up to float32's largest value.
+      x = rng.Below(4) == 0
+              ? std::copysign(std::numeric_limits<float>::max(), static_cast<float>(u))
+              : static_cast<float>(std::ldexp(u, 90 + static_cast<int>(rng.Below(38))));
     } else if (specials && kind == 38) {
       x = u < 0 ? -std::numeric_limits<float>::infinity() : std::numeric_limits<float>::infinity();
     } else if (specials) {

@@ -102,9 +102,15 @@ struct FloatGrid {
   uint32_t min_normal_bits = 0;
   float magic = 1;
   float step = 1;
+  uint32_t drop_exponent = 0;  // drop << 23: 2^drop as a step of the exponent field
 };
 
-enum class Mode { kTruncate, kNearest };
+// kTruncateMagic, kNearestMagic: the same roundings, for formats with E < 8 and M < 23, which
+// the AVX-512 kernel rounds on another path (RoundAvx512Magic); the others treat them as
+// kTruncate and kNearest.
+enum class Mode { kTruncate, kNearest, kTruncateMagic, kNearestMagic };
+constexpr bool IsNearest(Mode m) { return m == Mode::kNearest || m == Mode::kNearestMagic; }
+constexpr bool IsMagic(Mode m) { return m == Mode::kTruncateMagic || m == Mode::kNearestMagic; }
 
 // Whether the fused kernels support q, and its grid.
 bool FusedGrid(const Quantizer& q, FloatGrid* g, Mode* mode) {
@@ -136,6 +142,9 @@ bool FusedGrid(const Quantizer& q, FloatGrid* g, Mode* mode) {
   // Only read below min_normal_bits (E < 8), where both are normal float32 values.
   g->magic = e == 8 ? 1.0f : std::ldexp(1.0f, emin - mantissa + 23);
   g->step = e == 8 ? 1.0f : std::ldexp(1.0f, emin - mantissa);
+  g->drop_exponent = static_cast<uint32_t>(drop) << 23;
+  if (e < 8 && drop >= 1)
+    *mode = *mode == Mode::kNearest ? Mode::kNearestMagic : Mode::kTruncateMagic;
   return true;
 }
 
@@ -145,11 +154,11 @@ inline float RoundScalar(float x, const FloatGrid& g) {
   const uint32_t sign = u & kSignBit;
   const uint32_t mag = u ^ sign;
   uint32_t inc = 0;
-  if constexpr (kMode == Mode::kNearest) inc = g.half_minus_one + ((mag >> g.drop) & g.lsb_enable);
+  if constexpr (IsNearest(kMode)) inc = g.half_minus_one + ((mag >> g.drop) & g.lsb_enable);
   const uint32_t normal = std::min((mag + inc) & g.keep_mask, g.max_bits);
   const float a = std::bit_cast<float>(mag);
   float sub = (a + g.magic) - g.magic;
-  if constexpr (kMode == Mode::kTruncate) sub = sub > a ? sub - g.step : sub;
+  if constexpr (!IsNearest(kMode)) sub = sub > a ? sub - g.step : sub;
   const uint32_t rounded = mag < g.min_normal_bits ? std::bit_cast<uint32_t>(sub) : normal;
   return std::bit_cast<float>(mag >= kInfBits ? u : (sign | rounded));
 }
@@ -208,25 +217,65 @@ struct GridAvx512 {
   __m512i abs_mask, half_minus_one, lsb_enable, keep_mask, max_bits, min_normal_bits, inf_bits;
   __m128i drop;
   __m512 magic, step;
+  __m512i exponent_mask, drop_exponent, magic_bits;
+  __m512 max_value;
 };
+
+// The narrow-exponent formats (E < 8, M < 23) in fewer instructions, with the same results:
+// with e the float32 exponent of |x| and C = 2^max(e + drop, emin + drop) (the larger one is
+// the subnormal path's magic number), |x| + C lies in C's binade, whose spacing 2^(e-M) (or
+// 2^(emin-M) below 2^emin) is the format's at |x|; so (|x| + C) - C, the add rounded to nearest
+// even (truncate: toward zero, AVX-512's embedded rounding), is |x| on the format's grid, and
+// the subtraction is exact. That is the bit path's rounding above 2^emin (a carry at bit
+// `drop`) and the magic-number path's below. C is built on the exponent field. Then min with
+// the largest finite value saturates. Values whose e + drop leaves float32's exponent range
+// (|x| >= 2^(128-24), far past every such format's largest value, ±Inf, NaN) give C = Inf
+// (then NaN, which min_ps turns into the largest value) or, wrapped past the exponent field, a
+// tiny negative C (then about |x|): finite ones saturate all the same, and ±Inf and NaN take
+// their own bits back at the end.
+template <Mode kMode>
+__attribute__((target("avx512f"), always_inline)) inline __m512 RoundAvx512Magic(
+    __m512 x, const GridAvx512& g) {
+  constexpr __mmask16 kAll = 0xFFFF;
+  const __m512i u = _mm512_castps_si512(x);
+  const __m512i mag = _mm512_and_si512(u, g.abs_mask);
+  const __m512i c_bits = _mm512_maskz_max_epu32(
+      kAll, _mm512_add_epi32(_mm512_and_si512(u, g.exponent_mask), g.drop_exponent), g.magic_bits);
+  const __m512 c = _mm512_castsi512_ps(c_bits);
+  __m512 r;
+  if constexpr (IsNearest(kMode)) {
+    r = _mm512_add_ps(_mm512_castsi512_ps(mag), c);
+  } else {
+    r = _mm512_maskz_add_round_ps(kAll, _mm512_castsi512_ps(mag), c,
+                                  _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+  }
+  r = _mm512_maskz_min_ps(kAll, _mm512_sub_ps(r, c), g.max_value);
+  // (u & ~abs_mask) | r: the sign put back.
+  constexpr int kA = 0xF0, kB = 0xCC, kC = 0xAA;
+  const __m512i rounded =
+      _mm512_ternarylogic_epi32(u, g.abs_mask, _mm512_castps_si512(r), (kA & ~kB) | kC);
+  const __mmask16 special = _mm512_cmpge_epu32_mask(mag, g.inf_bits);
+  return _mm512_castsi512_ps(_mm512_mask_blend_epi32(special, rounded, u));
+}
 
 template <Mode kMode>
 __attribute__((target("avx512f"), always_inline)) inline __m512 RoundAvx512(__m512 x,
                                                                             const GridAvx512& g) {
-  // The all-lanes masked forms of srl and min: GCC 12's unmasked ones read an undefined
-  // register that -Wmaybe-uninitialized reports; these are the same instructions.
+  if constexpr (IsMagic(kMode)) return RoundAvx512Magic<kMode>(x, g);
+  // The all-lanes masked forms of srl and min (above: max, min, add): GCC 12's unmasked ones read
+  // an undefined register that -Wmaybe-uninitialized reports; these are the same instructions.
   constexpr __mmask16 kAll = 0xFFFF;
   const __m512i u = _mm512_castps_si512(x);
   const __m512i mag = _mm512_and_si512(u, g.abs_mask);
   __m512i t = mag;
-  if constexpr (kMode == Mode::kNearest) {
+  if constexpr (IsNearest(kMode)) {
     const __m512i lsb = _mm512_and_si512(_mm512_maskz_srl_epi32(kAll, mag, g.drop), g.lsb_enable);
     t = _mm512_add_epi32(_mm512_add_epi32(mag, g.half_minus_one), lsb);
   }
   const __m512i normal = _mm512_maskz_min_epu32(kAll, _mm512_and_si512(t, g.keep_mask), g.max_bits);
   const __m512 a = _mm512_castsi512_ps(mag);
   __m512 sub = _mm512_sub_ps(_mm512_add_ps(a, g.magic), g.magic);
-  if constexpr (kMode == Mode::kTruncate) {
+  if constexpr (!IsNearest(kMode)) {
     sub = _mm512_mask_sub_ps(sub, _mm512_cmp_ps_mask(sub, a, _CMP_GT_OQ), sub, g.step);
   }
   const __mmask16 is_sub = _mm512_cmplt_epu32_mask(mag, g.min_normal_bits);
@@ -293,6 +342,10 @@ __attribute__((target("avx512f"))) void TileAvx512(const Operands& op, int64_t i
   g.drop = _mm_cvtsi32_si128(static_cast<int>(f.drop));
   g.magic = _mm512_set1_ps(f.magic);
   g.step = _mm512_set1_ps(f.step);
+  g.exponent_mask = _mm512_set1_epi32(static_cast<int>(kInfBits));
+  g.drop_exponent = _mm512_set1_epi32(static_cast<int>(f.drop_exponent));
+  g.magic_bits = _mm512_set1_epi32(static_cast<int>(std::bit_cast<uint32_t>(f.magic)));
+  g.max_value = _mm512_set1_ps(std::bit_cast<float>(f.max_bits));
   switch (rows) {
     case 4:
       return TileAvx512Rows<kMode, 4>(op, i, j, cols, g);
@@ -319,14 +372,14 @@ __attribute__((target("avx2"), always_inline)) inline __m256 RoundAvx2(__m256 x,
   const __m256i u = _mm256_castps_si256(x);
   const __m256i mag = _mm256_and_si256(u, g.abs_mask);
   __m256i t = mag;
-  if constexpr (kMode == Mode::kNearest) {
+  if constexpr (IsNearest(kMode)) {
     const __m256i lsb = _mm256_and_si256(_mm256_srl_epi32(mag, g.drop), g.lsb_enable);
     t = _mm256_add_epi32(_mm256_add_epi32(mag, g.half_minus_one), lsb);
   }
   const __m256i normal = _mm256_min_epu32(_mm256_and_si256(t, g.keep_mask), g.max_bits);
   const __m256 a = _mm256_castsi256_ps(mag);
   __m256 sub = _mm256_sub_ps(_mm256_add_ps(a, g.magic), g.magic);
-  if constexpr (kMode == Mode::kTruncate) {
+  if constexpr (!IsNearest(kMode)) {
     sub = _mm256_blendv_ps(sub, _mm256_sub_ps(sub, g.step), _mm256_cmp_ps(sub, a, _CMP_GT_OQ));
   }
   // mag and the thresholds are below 2^31: signed compares are exact.
@@ -421,15 +474,22 @@ __attribute__((target("avx2"))) void TileAvx2(const Operands& op, int64_t i, int
 
 struct FusedKernel {
   const char* name;
-  int width;  // columns per tile
-  TileFn truncate, nearest;
+  int width;        // columns per tile
+  TileFn tiles[4];  // by Mode
 };
 
-constexpr FusedKernel kAvx512{"avx512", 16, TileAvx512<Mode::kTruncate>,
-                              TileAvx512<Mode::kNearest>};
-constexpr FusedKernel kAvx2{"avx2", 8, TileAvx2<Mode::kTruncate>, TileAvx2<Mode::kNearest>};
-constexpr FusedKernel kPortable{"portable", 16, TilePortable<Mode::kTruncate>,
-                                TilePortable<Mode::kNearest>};
+constexpr FusedKernel kAvx512{"avx512",
+                              16,
+                              {TileAvx512<Mode::kTruncate>, TileAvx512<Mode::kNearest>,
+                               TileAvx512<Mode::kTruncateMagic>, TileAvx512<Mode::kNearestMagic>}};
+constexpr FusedKernel kAvx2{"avx2",
+                            8,
+                            {TileAvx2<Mode::kTruncate>, TileAvx2<Mode::kNearest>,
+                             TileAvx2<Mode::kTruncate>, TileAvx2<Mode::kNearest>}};
+constexpr FusedKernel kPortable{"portable",
+                                16,
+                                {TilePortable<Mode::kTruncate>, TilePortable<Mode::kNearest>,
+                                 TilePortable<Mode::kTruncate>, TilePortable<Mode::kNearest>}};
 
 const FusedKernel& BestFusedKernel() {
   static const FusedKernel& best = []() -> const FusedKernel& {
@@ -458,7 +518,7 @@ void FusedAccumulatorGemm(const FusedKernel& kernel, int64_t m, int64_t n, int64
   const Operands op{
       k,    a.data, a.row_stride, a.col_stride, bp,
       b_rs, c,      ldc,          accumulate,   rounding.chunk > 0 ? rounding.chunk : 0};
-  const TileFn tile = mode == Mode::kNearest ? kernel.nearest : kernel.truncate;
+  const TileFn tile = kernel.tiles[static_cast<int>(mode)];
   // Rows [i0, i1) of C: column blocks outermost, so a block of B's columns (k × width) is read
   // from cache by every group of rows.
   auto rows = [&](int64_t i0, int64_t i1) {
