@@ -250,10 +250,10 @@ __attribute__((target("avx512f"), always_inline)) inline __m512 RoundAvx512Magic
                                   _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
   }
   r = _mm512_maskz_min_ps(kAll, _mm512_sub_ps(r, c), g.max_value);
-  // (u & ~abs_mask) | r: the sign put back.
+  // r | (u & ~abs_mask): the sign put back (r first: the instruction overwrites it).
   constexpr int kA = 0xF0, kB = 0xCC, kC = 0xAA;
   const __m512i rounded =
-      _mm512_ternarylogic_epi32(u, g.abs_mask, _mm512_castps_si512(r), (kA & ~kB) | kC);
+      _mm512_ternarylogic_epi32(_mm512_castps_si512(r), u, g.abs_mask, kA | (kB & ~kC));
   const __mmask16 special = _mm512_cmpge_epu32_mask(mag, g.inf_bits);
   return _mm512_castsi512_ps(_mm512_mask_blend_epi32(special, rounded, u));
 }
@@ -280,9 +280,9 @@ __attribute__((target("avx512f"), always_inline)) inline __m512 RoundAvx512(__m5
   }
   const __mmask16 is_sub = _mm512_cmplt_epu32_mask(mag, g.min_normal_bits);
   __m512i r = _mm512_mask_blend_epi32(is_sub, normal, _mm512_castps_si512(sub));
-  // (u & ~abs_mask) | r: the sign put back.
+  // r | (u & ~abs_mask): the sign put back.
   constexpr int kA = 0xF0, kB = 0xCC, kC = 0xAA;
-  r = _mm512_ternarylogic_epi32(u, g.abs_mask, r, (kA & ~kB) | kC);
+  r = _mm512_ternarylogic_epi32(r, u, g.abs_mask, kA | (kB & ~kC));
   const __mmask16 special = _mm512_cmpge_epu32_mask(mag, g.inf_bits);
   return _mm512_castsi512_ps(_mm512_mask_blend_epi32(special, r, u));
 }
@@ -301,11 +301,13 @@ __attribute__((target("avx512f"))) void TileAvx512Rows(const Operands& op, int64
   }
   const float* b = op.b + j;
   if (op.chunk == 0) {
-    for (int64_t p = 0; p < op.k; ++p) {
-      const __m512 bv = _mm512_maskz_loadu_ps(mask, b + p * op.b_rs);
+    // Offsets stepped rather than multiplied: the strides are run-time values.
+    const float* bp = b;
+    int64_t ap = 0;
+    for (int64_t p = 0; p < op.k; ++p, bp += op.b_rs, ap += op.a_cs) {
+      const __m512 bv = _mm512_maskz_loadu_ps(mask, bp);
       for (int r = 0; r < kRows; ++r) {
-        const __m512 prod =
-            RoundAvx512<kMode>(_mm512_mul_ps(_mm512_set1_ps(a[r][p * op.a_cs]), bv), g);
+        const __m512 prod = RoundAvx512<kMode>(_mm512_mul_ps(_mm512_set1_ps(a[r][ap]), bv), g);
         s[r] = RoundAvx512<kMode>(_mm512_add_ps(s[r], prod), g);
       }
     }
