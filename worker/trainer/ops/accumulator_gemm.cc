@@ -6,6 +6,7 @@
 #include <bit>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <string_view>
 #include <utility>
 #include <vector>
@@ -174,6 +175,8 @@ struct Operands {
   int64_t ldc;
   bool accumulate;
   int64_t chunk;  // 0: one running sum
+  // No ±Inf or NaN can arise (NoSpecialValues): the magic path may skip their check.
+  bool finite = false;
 };
 
 // A tile kernel: rows [i, i + rows) (rows <= 4) and columns [j, j + cols) (cols <= the
@@ -233,7 +236,7 @@ struct GridAvx512 {
 // (then NaN, which min_ps turns into the largest value) or, wrapped past the exponent field, a
 // tiny negative C (then about |x|): finite ones saturate all the same, and ±Inf and NaN take
 // their own bits back at the end.
-template <Mode kMode>
+template <Mode kMode, bool kFinite>
 __attribute__((target("avx512f"), always_inline)) inline __m512 RoundAvx512Magic(
     __m512 x, const GridAvx512& g) {
   constexpr __mmask16 kAll = 0xFFFF;
@@ -254,14 +257,15 @@ __attribute__((target("avx512f"), always_inline)) inline __m512 RoundAvx512Magic
   constexpr int kA = 0xF0, kB = 0xCC, kC = 0xAA;
   const __m512i rounded =
       _mm512_ternarylogic_epi32(_mm512_castps_si512(r), u, g.abs_mask, kA | (kB & ~kC));
+  if constexpr (kFinite) return _mm512_castsi512_ps(rounded);
   const __mmask16 special = _mm512_cmpge_epu32_mask(mag, g.inf_bits);
   return _mm512_castsi512_ps(_mm512_mask_blend_epi32(special, rounded, u));
 }
 
-template <Mode kMode>
+template <Mode kMode, bool kFinite>
 __attribute__((target("avx512f"), always_inline)) inline __m512 RoundAvx512(__m512 x,
                                                                             const GridAvx512& g) {
-  if constexpr (IsMagic(kMode)) return RoundAvx512Magic<kMode>(x, g);
+  if constexpr (IsMagic(kMode)) return RoundAvx512Magic<kMode, kFinite>(x, g);
   // The all-lanes masked forms of srl and min (above: max, min, add): GCC 12's unmasked ones read
   // an undefined register that -Wmaybe-uninitialized reports; these are the same instructions.
   constexpr __mmask16 kAll = 0xFFFF;
@@ -287,7 +291,7 @@ __attribute__((target("avx512f"), always_inline)) inline __m512 RoundAvx512(__m5
   return _mm512_castsi512_ps(_mm512_mask_blend_epi32(special, r, u));
 }
 
-template <Mode kMode, int kRows>
+template <Mode kMode, int kRows, bool kFinite>
 __attribute__((target("avx512f"))) void TileAvx512Rows(const Operands& op, int64_t i, int64_t j,
                                                        int cols, const GridAvx512& g) {
   const __mmask16 mask = static_cast<__mmask16>(cols >= 16 ? 0xFFFFu : (1u << cols) - 1u);
@@ -307,8 +311,9 @@ __attribute__((target("avx512f"))) void TileAvx512Rows(const Operands& op, int64
     for (int64_t p = 0; p < op.k; ++p, bp += op.b_rs, ap += op.a_cs) {
       const __m512 bv = _mm512_maskz_loadu_ps(mask, bp);
       for (int r = 0; r < kRows; ++r) {
-        const __m512 prod = RoundAvx512<kMode>(_mm512_mul_ps(_mm512_set1_ps(a[r][ap]), bv), g);
-        s[r] = RoundAvx512<kMode>(_mm512_add_ps(s[r], prod), g);
+        const __m512 prod =
+            RoundAvx512<kMode, kFinite>(_mm512_mul_ps(_mm512_set1_ps(a[r][ap]), bv), g);
+        s[r] = RoundAvx512<kMode, kFinite>(_mm512_add_ps(s[r], prod), g);
       }
     }
   } else {
@@ -320,11 +325,12 @@ __attribute__((target("avx512f"))) void TileAvx512Rows(const Operands& op, int64
         const __m512 bv = _mm512_maskz_loadu_ps(mask, b + p * op.b_rs);
         for (int r = 0; r < kRows; ++r) {
           const __m512 prod =
-              RoundAvx512<kMode>(_mm512_mul_ps(_mm512_set1_ps(a[r][p * op.a_cs]), bv), g);
-          t[r] = RoundAvx512<kMode>(_mm512_add_ps(t[r], prod), g);
+              RoundAvx512<kMode, kFinite>(_mm512_mul_ps(_mm512_set1_ps(a[r][p * op.a_cs]), bv), g);
+          t[r] = RoundAvx512<kMode, kFinite>(_mm512_add_ps(t[r], prod), g);
         }
       }
-      for (int r = 0; r < kRows; ++r) s[r] = RoundAvx512<kMode>(_mm512_add_ps(s[r], t[r]), g);
+      for (int r = 0; r < kRows; ++r)
+        s[r] = RoundAvx512<kMode, kFinite>(_mm512_add_ps(s[r], t[r]), g);
     }
   }
   for (int r = 0; r < kRows; ++r) _mm512_mask_storeu_ps(c[r], mask, s[r]);
@@ -348,15 +354,28 @@ __attribute__((target("avx512f"))) void TileAvx512(const Operands& op, int64_t i
   g.drop_exponent = _mm512_set1_epi32(static_cast<int>(f.drop_exponent));
   g.magic_bits = _mm512_set1_epi32(static_cast<int>(std::bit_cast<uint32_t>(f.magic)));
   g.max_value = _mm512_set1_ps(std::bit_cast<float>(f.max_bits));
+  // Without ±Inf and NaN, the magic path drops their check; the bit path always keeps it.
+  if (IsMagic(kMode) && op.finite) {
+    switch (rows) {
+      case 4:
+        return TileAvx512Rows<kMode, 4, true>(op, i, j, cols, g);
+      case 3:
+        return TileAvx512Rows<kMode, 3, true>(op, i, j, cols, g);
+      case 2:
+        return TileAvx512Rows<kMode, 2, true>(op, i, j, cols, g);
+      default:
+        return TileAvx512Rows<kMode, 1, true>(op, i, j, cols, g);
+    }
+  }
   switch (rows) {
     case 4:
-      return TileAvx512Rows<kMode, 4>(op, i, j, cols, g);
+      return TileAvx512Rows<kMode, 4, false>(op, i, j, cols, g);
     case 3:
-      return TileAvx512Rows<kMode, 3>(op, i, j, cols, g);
+      return TileAvx512Rows<kMode, 3, false>(op, i, j, cols, g);
     case 2:
-      return TileAvx512Rows<kMode, 2>(op, i, j, cols, g);
+      return TileAvx512Rows<kMode, 2, false>(op, i, j, cols, g);
     default:
-      return TileAvx512Rows<kMode, 1>(op, i, j, cols, g);
+      return TileAvx512Rows<kMode, 1, false>(op, i, j, cols, g);
   }
 }
 
@@ -512,15 +531,45 @@ bool CanRun(const FusedKernel& kernel) {
 
 constexpr int kTileRows = 4;
 
+// The largest magnitude's bits over a strided block (for finite floats, the bit patterns of
+// magnitudes order as the values do; ±Inf and NaN give at least kInfBits).
+uint32_t MaxMagnitudeBits(const float* data, int64_t rows, int64_t cols, int64_t rs, int64_t cs) {
+  uint32_t max = 0;
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t c = 0; c < cols; ++c) {
+      max = std::max(max, std::bit_cast<uint32_t>(data[r * rs + c * cs]) & kAbsMask);
+    }
+  }
+  return max;
+}
+
+// Whether no step of the product can meet ±Inf or NaN, for a format with E < 8 (largest value
+// below 2^64): the operands are finite and every float32 product a·b is (|a|·|b| <= float32's
+// largest value, exactly, in double), so every rounded product, and every rounded sum, is at
+// most the format's largest value; a sum of two such values, or of one and a finite c0, is
+// finite.
+bool NoSpecialValues(int64_t m, int64_t n, int64_t k, MatrixView a, const float* b, int64_t b_rs,
+                     const float* c, int64_t ldc, bool accumulate) {
+  if (accumulate && MaxMagnitudeBits(c, m, n, ldc, 1) >= kInfBits) return false;
+  const uint32_t max_a = MaxMagnitudeBits(a.data, m, k, a.row_stride, a.col_stride);
+  const uint32_t max_b = MaxMagnitudeBits(b, k, n, b_rs, 1);
+  if (max_a >= kInfBits || max_b >= kInfBits) return false;
+  return static_cast<double>(std::bit_cast<float>(max_a)) *
+             static_cast<double>(std::bit_cast<float>(max_b)) <=
+         static_cast<double>(std::numeric_limits<float>::max());
+}
+
 void FusedAccumulatorGemm(const FusedKernel& kernel, int64_t m, int64_t n, int64_t k, MatrixView a,
                           MatrixView b, float* c, int64_t ldc, bool accumulate,
                           const AccumulatorRounding& rounding, const FloatGrid& g, Mode mode,
                           bool parallel) {
   const auto [bp, b_rs] = ContiguousRows(k, n, b);
-  const Operands op{
-      k,    a.data, a.row_stride, a.col_stride, bp,
-      b_rs, c,      ldc,          accumulate,   rounding.chunk > 0 ? rounding.chunk : 0};
+  Operands op{k,    a.data, a.row_stride, a.col_stride, bp,
+              b_rs, c,      ldc,          accumulate,   rounding.chunk > 0 ? rounding.chunk : 0};
   const TileFn tile = kernel.tiles[static_cast<int>(mode)];
+  if (IsMagic(mode) && &kernel == &kAvx512) {
+    op.finite = NoSpecialValues(m, n, k, a, bp, b_rs, c, ldc, accumulate);
+  }
   // Rows [i0, i1) of C: column blocks outermost, so a block of B's columns (k × width) is read
   // from cache by every group of rows.
   auto rows = [&](int64_t i0, int64_t i1) {
