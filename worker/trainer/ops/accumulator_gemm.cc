@@ -266,8 +266,9 @@ template <Mode kMode, bool kFinite>
 __attribute__((target("avx512f"), always_inline)) inline __m512 RoundAvx512(__m512 x,
                                                                             const GridAvx512& g) {
   if constexpr (IsMagic(kMode)) return RoundAvx512Magic<kMode, kFinite>(x, g);
-  // The all-lanes masked forms of srl and min (above: max, min, add): GCC 12's unmasked ones read
-  // an undefined register that -Wmaybe-uninitialized reports; these are the same instructions.
+  // The all-lanes masked forms of srl and min (and of max, min and add in RoundAvx512Magic):
+  // GCC 12's unmasked ones read an undefined register that -Wmaybe-uninitialized reports; these
+  // are the same instructions.
   constexpr __mmask16 kAll = 0xFFFF;
   const __m512i u = _mm512_castps_si512(x);
   const __m512i mag = _mm512_and_si512(u, g.abs_mask);
