@@ -107,8 +107,8 @@ struct FloatGrid {
 };
 
 // kTruncateMagic, kNearestMagic: the same roundings, for formats with E < 8 and M < 23, which
-// the AVX-512 kernel rounds on another path (RoundAvx512Magic); the others treat them as
-// kTruncate and kNearest.
+// the AVX-512 kernel (and AVX2's, for nearest) rounds on another path (RoundAvx512Magic); the
+// others treat them as kTruncate and kNearest.
 enum class Mode { kTruncate, kNearest, kTruncateMagic, kNearestMagic };
 constexpr bool IsNearest(Mode m) { return m == Mode::kNearest || m == Mode::kNearestMagic; }
 constexpr bool IsMagic(Mode m) { return m == Mode::kTruncateMagic || m == Mode::kNearestMagic; }
@@ -386,11 +386,29 @@ struct GridAvx2 {
   __m256i abs_mask, half_minus_one, lsb_enable, keep_mask, max_bits, min_normal_bits, inf_minus_one;
   __m128i drop;
   __m256 magic, step;
+  __m256i exponent_mask, drop_exponent, magic_bits;
+  __m256 max_value;
 };
+
+// RoundAvx512Magic's nearest rounding (AVX2 has no embedded rounding for truncate).
+__attribute__((target("avx2"), always_inline)) inline __m256 RoundAvx2MagicNearest(
+    __m256 x, const GridAvx2& g) {
+  const __m256i u = _mm256_castps_si256(x);
+  const __m256i mag = _mm256_and_si256(u, g.abs_mask);
+  const __m256 c = _mm256_castsi256_ps(_mm256_max_epu32(
+      _mm256_add_epi32(_mm256_and_si256(u, g.exponent_mask), g.drop_exponent), g.magic_bits));
+  const __m256 r =
+      _mm256_min_ps(_mm256_sub_ps(_mm256_add_ps(_mm256_castsi256_ps(mag), c), c), g.max_value);
+  const __m256i rounded =
+      _mm256_or_si256(_mm256_castps_si256(r), _mm256_andnot_si256(g.abs_mask, u));
+  const __m256i special = _mm256_cmpgt_epi32(mag, g.inf_minus_one);
+  return _mm256_blendv_ps(_mm256_castsi256_ps(rounded), x, _mm256_castsi256_ps(special));
+}
 
 template <Mode kMode>
 __attribute__((target("avx2"), always_inline)) inline __m256 RoundAvx2(__m256 x,
                                                                        const GridAvx2& g) {
+  if constexpr (kMode == Mode::kNearestMagic) return RoundAvx2MagicNearest(x, g);
   const __m256i u = _mm256_castps_si256(x);
   const __m256i mag = _mm256_and_si256(u, g.abs_mask);
   __m256i t = mag;
@@ -482,6 +500,10 @@ __attribute__((target("avx2"))) void TileAvx2(const Operands& op, int64_t i, int
   g.drop = _mm_cvtsi32_si128(static_cast<int>(f.drop));
   g.magic = _mm256_set1_ps(f.magic);
   g.step = _mm256_set1_ps(f.step);
+  g.exponent_mask = _mm256_set1_epi32(static_cast<int>(kInfBits));
+  g.drop_exponent = _mm256_set1_epi32(static_cast<int>(f.drop_exponent));
+  g.magic_bits = _mm256_set1_epi32(static_cast<int>(std::bit_cast<uint32_t>(f.magic)));
+  g.max_value = _mm256_set1_ps(std::bit_cast<float>(f.max_bits));
   switch (rows) {
     case 4:
       return TileAvx2Rows<kMode, 4>(op, i, j, cols, g);
@@ -507,7 +529,7 @@ constexpr FusedKernel kAvx512{"avx512",
 constexpr FusedKernel kAvx2{"avx2",
                             8,
                             {TileAvx2<Mode::kTruncate>, TileAvx2<Mode::kNearest>,
-                             TileAvx2<Mode::kTruncate>, TileAvx2<Mode::kNearest>}};
+                             TileAvx2<Mode::kTruncate>, TileAvx2<Mode::kNearestMagic>}};
 constexpr FusedKernel kPortable{"portable",
                                 16,
                                 {TilePortable<Mode::kTruncate>, TilePortable<Mode::kNearest>,
