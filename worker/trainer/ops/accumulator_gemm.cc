@@ -322,11 +322,13 @@ __attribute__((target("avx512f"))) void TileAvx512Rows(const Operands& op, int64
       const int64_t p1 = std::min(op.k, p0 + op.chunk);
       __m512 t[kRows];
       for (int r = 0; r < kRows; ++r) t[r] = _mm512_setzero_ps();
-      for (int64_t p = p0; p < p1; ++p) {
-        const __m512 bv = _mm512_maskz_loadu_ps(mask, b + p * op.b_rs);
+      const float* bp = b + p0 * op.b_rs;
+      int64_t ap = p0 * op.a_cs;
+      for (int64_t p = p0; p < p1; ++p, bp += op.b_rs, ap += op.a_cs) {
+        const __m512 bv = _mm512_maskz_loadu_ps(mask, bp);
         for (int r = 0; r < kRows; ++r) {
           const __m512 prod =
-              RoundAvx512<kMode, kFinite>(_mm512_mul_ps(_mm512_set1_ps(a[r][p * op.a_cs]), bv), g);
+              RoundAvx512<kMode, kFinite>(_mm512_mul_ps(_mm512_set1_ps(a[r][ap]), bv), g);
           t[r] = RoundAvx512<kMode, kFinite>(_mm512_add_ps(t[r], prod), g);
         }
       }
