@@ -1,5 +1,6 @@
 // The GEMM's one summation order: every kernel, every blocking and every thread split give the
 // bits of the plain fma chain.
+#include "worker/trainer/ops/accumulator_gemm.h"
 #include "worker/trainer/ops/gemm.h"
 
 #include <gtest/gtest.h>

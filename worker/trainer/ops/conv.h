@@ -10,6 +10,7 @@
 #include <cstdint>
 
 #include "worker/trainer/ops/activation.h"
+#include "worker/trainer/ops/accumulator_gemm.h"
 #include "worker/trainer/ops/gemm.h"
 
 namespace bitsweep::trainer {
@@ -51,9 +52,10 @@ void ConvForward(const ConvShape& s, int n, const float* in, const float* weight
 // Given dout [N,F,OH,OW] and the forward input `in`: dweights = Σ dout_e · im2col(in_e)ᵀ and
 // dbias = Σ dout (both overwritten; summed as above), and, when din is not null,
 // din [N,C,H,W] = col2im(Wᵀ dout_e) per example (overwritten).
-// With an accumulator (ops/gemm.h), every GEMM is an AccumulatorGemm (key: DeriveKey of the
-// accumulator's key with the pass, 0 forward, 1 input gradient, 2 weight gradient, then with
-// the example; the weight gradient's groups are added with the same rounding).
+// With an accumulator (ops/accumulator_gemm.h), every GEMM is an AccumulatorGemm (key:
+// DeriveKey of the accumulator's key with the pass, 0 forward, 1 input gradient, 2 weight
+// gradient, then with the example; the weight gradient's groups are added with the same
+// rounding).
 void ConvBackward(const ConvShape& s, int n, const float* dout, const float* in,
                   const float* weights, float* dweights, float* dbias, float* din,
                   const AccumulatorRounding* accumulator = nullptr);

@@ -3,6 +3,7 @@
 #include "oneapi/tbb/blocked_range.h"
 #include "oneapi/tbb/parallel_for.h"
 #include "oneapi/tbb/partitioner.h"
+#include "worker/trainer/ops/accumulator_gemm.h"
 #include "worker/trainer/ops/gemm.h"
 #include "worker/trainer/quant/rng.h"
 

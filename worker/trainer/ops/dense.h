@@ -1,9 +1,10 @@
 // Fully connected layer. Letters: N examples, I inputs, O outputs.
 // Layouts: in [N,I], out [N,O], weights [O,I] (one output unit per row), bias [O].
-// With an accumulator (ops/gemm.h), the GEMMs are AccumulatorGemms keyed DeriveKey(key, pass)
-// (0 forward, 1 input gradient, 2 weight gradient).
+// With an accumulator (ops/accumulator_gemm.h), the GEMMs are AccumulatorGemms keyed
+// DeriveKey(key, pass) (0 forward, 1 input gradient, 2 weight gradient).
 #pragma once
 
+#include "worker/trainer/ops/accumulator_gemm.h"
 #include "worker/trainer/ops/gemm.h"
 
 namespace bitsweep::trainer {

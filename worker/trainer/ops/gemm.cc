@@ -11,8 +11,6 @@
 #include "oneapi/tbb/blocked_range.h"
 #include "oneapi/tbb/parallel_for.h"
 #include "oneapi/tbb/partitioner.h"
-#include "worker/trainer/quant/quantizer.h"
-#include "worker/trainer/quant/rng.h"
 
 namespace bitsweep::trainer {
 namespace {
@@ -411,50 +409,6 @@ std::pair<const T*, int64_t> ContiguousRows(int64_t k, int64_t n, const BasicMat
 }
 
 }  // namespace
-
-void AccumulatorGemm(int64_t m, int64_t n, int64_t k, MatrixView a, MatrixView b, float* c,
-                     int64_t ldc, bool accumulate, const AccumulatorRounding& rounding,
-                     bool parallel) {
-  if (m <= 0 || n <= 0) return;
-  const Quantizer& q = *rounding.quantizer;
-  // B with contiguous rows: the inner loops run over j.
-  const auto [bp, b_rs] = ContiguousRows(k, n, b);
-  auto row = [&](int64_t i) {
-    thread_local std::vector<float> buffers;
-    if (static_cast<int64_t>(buffers.size()) < 3 * n) buffers.resize(3 * n);
-    float* s = buffers.data();
-    float* t = s + n;
-    float* prod = t + n;
-    const uint64_t row_key = DeriveKey(rounding.key, static_cast<uint64_t>(i));
-    for (int64_t j = 0; j < n; ++j) s[j] = accumulate ? c[i * ldc + j] : 0.0f;
-    std::fill(t, t + n, 0.0f);
-    float* target = rounding.chunk > 0 ? t : s;
-    for (int64_t p = 0; p < k; ++p) {
-      const float av = a.data[i * a.row_stride + p * a.col_stride];
-      const float* brow = bp + p * b_rs;
-      for (int64_t j = 0; j < n; ++j) prod[j] = av * brow[j];
-      q.Apply(prod, n, DeriveKey(row_key, 3 * static_cast<uint64_t>(p)));
-      for (int64_t j = 0; j < n; ++j) target[j] += prod[j];
-      q.Apply(target, n, DeriveKey(row_key, 3 * static_cast<uint64_t>(p) + 1));
-      if (rounding.chunk > 0 && ((p + 1) % rounding.chunk == 0 || p + 1 == k)) {
-        for (int64_t j = 0; j < n; ++j) s[j] += t[j];
-        q.Apply(s, n, DeriveKey(row_key, 3 * static_cast<uint64_t>(p) + 2));
-        std::fill(t, t + n, 0.0f);
-      }
-    }
-    std::memcpy(c + i * ldc, s, sizeof(float) * n);
-  };
-  if (!parallel) {
-    for (int64_t i = 0; i < m; ++i) row(i);
-    return;
-  }
-  oneapi::tbb::parallel_for(
-      oneapi::tbb::blocked_range<int64_t>(0, m, 1),
-      [&](const oneapi::tbb::blocked_range<int64_t>& r) {
-        for (int64_t i = r.begin(); i < r.end(); ++i) row(i);
-      },
-      oneapi::tbb::simple_partitioner());
-}
 
 namespace {
 

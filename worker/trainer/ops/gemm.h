@@ -19,8 +19,6 @@
 
 namespace bitsweep::trainer {
 
-class Quantizer;
-
 template <typename T>
 struct BasicMatrixView {
   const T* data;
@@ -58,25 +56,6 @@ class PackedMatrix {
 // C[m×n] = (accumulate ? C : 0) + A·B with a packed A, in the calling thread.
 void GemmPacked(const PackedMatrix& a, int64_t n, MatrixView b, float* c, int64_t ldc,
                 bool accumulate);
-
-// The accumulator site (quant/sites.h; seeds/000 "truncation by operation", seeds/003's
-// accumulation width): a slow, exact emulation of a dot-product unit whose multiplier and
-// adder round to `quantizer`'s format. Per element of C, with q the rounding:
-//   chunk == 0:  s = c0; for p in 0..K-1: s = q(s + q(A[i][p]·B[p][j]))
-//   chunk > 0:   the products are summed as above in partial sums of `chunk` products each
-//                (starting from 0), and each partial sum is added to s as s = q(s + t).
-// c0 as in Gemm (chunks restart at every call). Products are formed in float32 first. The
-// stochastic stream of row i is DeriveKey(key, i); the rounding of step p uses
-// DeriveKey(row key, 3p + {0: product, 1: sum, 2: chunk sum}) and element j of it, so the rows
-// may be split between threads freely.
-struct AccumulatorRounding {
-  const Quantizer* quantizer = nullptr;
-  int chunk = 0;
-  uint64_t key = 0;
-};
-void AccumulatorGemm(int64_t m, int64_t n, int64_t k, MatrixView a, MatrixView b, float* c,
-                     int64_t ldc, bool accumulate, const AccumulatorRounding& rounding,
-                     bool parallel);
 
 // train.compute fp64: the same products in double, one chain per element in increasing k,
 //   C[i][j] = (((c0 + A[i][0]·B[0][j]) + A[i][1]·B[1][j]) + ...)
