@@ -90,6 +90,11 @@ TEST(ConvTest, EveryPassGivesTheBitsOfItsDefinedOrderForAnyThreadCount) {
       {{32, 12, 12, 32, 5}, 9},  // its second (rows of 12: the short-row path), two groups
       {{3, 13, 11, 5, 3}, 2},
       {{2, 14, 15, 4, 9}, 1},  // odd sizes; a kernel wider than 8
+      // The weight gradient from the channel-last input (F % 8 == 0, K·C % 32 == 0) on odd
+      // sizes and partial groups, and a filter count that falls back.
+      {{16, 9, 7, 8, 2}, 17},
+      {{32, 10, 11, 16, 3}, 3},
+      {{32, 12, 12, 12, 5}, 2},
   };
   for (const auto& [s, n] : kCases) {
     SCOPED_TRACE(testing::Message() << "c" << s.c << " h" << s.h << " w" << s.w << " f" << s.f

@@ -258,6 +258,38 @@ void Col2Im(const ConvShape& s, const double* dcol, double* din) {
   Col2ImGeneric<double>(s, dcol, din);
 }
 
+// One example's input in channel-last order: hwc[(y·W + x)·C + c] = in[(c·H + y)·W + x]. Then
+// the C·K inputs that kernel row ki of output position (oy, ox) sees, over (kj, c), are
+// adjacent: the weight gradient reads them in place (WeightGradientHwc).
+void ToChannelLast(const ConvShape& s, const float* in, float* hwc) {
+  const int64_t plane = int64_t{s.h} * s.w;
+  for (int64_t i = 0; i < plane; ++i) {
+    float* dst = hwc + i * s.c;
+    for (int c = 0; c < s.c; ++c) dst[c] = in[c * plane + i];
+  }
+}
+
+// The weight gradient's columns in (ki, kj, c) order instead of (c, ki, kj): dw [F, K·K·C]
+// (+)= d [F, P] · im2col(in)ᵀ with the columns permuted, one GemmRowRuns per kernel row, B read
+// in place from the channel-last input. Each element's chain is the same as in the (c, ki, kj)
+// layout; ChannelLastIndex maps the element back.
+void WeightGradientHwc(const ConvShape& s, const float* d, const float* hwc, float* dw,
+                       bool accumulate) {
+  const int64_t kc = int64_t{s.k} * s.c;
+  for (int ki = 0; ki < s.k; ++ki) {
+    GemmRowRuns(s.f, kc, s.p(), d, s.p(), hwc + int64_t{ki} * s.w * s.c, s.c, s.ow(),
+                int64_t{s.w} * s.c, dw + ki * kc, s.ckk(), accumulate);
+  }
+}
+
+// Where element i of a [F, C·K·K] weight tensor sits in WeightGradientHwc's [F, K·K·C] layout.
+int64_t ChannelLastIndex(const ConvShape& s, int64_t i) {
+  const int64_t kk = int64_t{s.k} * s.k;
+  const int64_t f = i / s.ckk(), r = i % s.ckk();
+  const int64_t c = r / kk, kikj = r % kk;
+  return f * s.ckk() + kikj * s.c + c;
+}
+
 // Per-thread im2col scratch, allocated once per thread at its largest size.
 template <typename T>
 T* ThreadScratch(int64_t size) {
@@ -321,10 +353,13 @@ void ConvBackward(const ConvShape& s, int n, const float* dout, const float* in,
   thread_local PackedMatrix packed_wt;
   if (accumulator == nullptr && din != nullptr) packed_wt.Pack(s.ckk(), s.f, wt);
   const PackedMatrix& pwt = packed_wt;
+  // The weight gradient from the channel-last input when its kernel reads it in place (the
+  // group sums then hold the columns in (ki, kj, c) order).
+  const bool hwc = accumulator == nullptr && GemmRowRunsInPlace(s.f, int64_t{s.k} * s.c);
   oneapi::tbb::parallel_for(
       oneapi::tbb::blocked_range<int>(0, groups, 1),
       [&](const oneapi::tbb::blocked_range<int>& r) {
-        float* col = ThreadScratch<float>(ConvThreadScratchSize(s));
+        float* col = ThreadScratch<float>(ConvThreadScratchSize(s));  // holds in_size too
         float* dcol = col + s.ckk() * s.p() + kIm2ColSlack;
         for (int g = r.begin(); g < r.end(); ++g) {
           float* dw = dw_groups + g * wsize;
@@ -341,6 +376,9 @@ void ConvBackward(const ConvShape& s, int n, const float* dout, const float* in,
               AccumulatorGemm(s.f, s.ckk(), s.p(), MatrixView{d, s.p(), 1},
                               MatrixView{col, 1, s.p()}, dw, s.ckk(), e > g * kConvGroup, rounding,
                               false);
+            } else if (hwc) {
+              ToChannelLast(s, in + e * s.in_size(), col);
+              WeightGradientHwc(s, d, col, dw, e > g * kConvGroup);
             } else {
               Im2ColTransposed(s, in + e * s.in_size(), col);
               Gemm(s.f, s.ckk(), s.p(), MatrixView{d, s.p(), 1}, MatrixView{col, s.ckk(), 1}, dw,
@@ -367,9 +405,10 @@ void ConvBackward(const ConvShape& s, int n, const float* dout, const float* in,
       oneapi::tbb::blocked_range<int64_t>(0, wsize, 4096),
       [&](const oneapi::tbb::blocked_range<int64_t>& r) {
         for (int64_t i = r.begin(); i < r.end(); ++i) {
-          float sum = dw_groups[i];
+          const int64_t at = hwc ? ChannelLastIndex(s, i) : i;
+          float sum = dw_groups[at];
           for (int g = 1; g < groups; ++g) {
-            sum += dw_groups[g * wsize + i];
+            sum += dw_groups[g * wsize + at];
             if (accumulator != nullptr) {
               const uint64_t key = DeriveKey(DeriveKey(accumulator->key, 3), g);
               sum = accumulator->quantizer->QuantizeOne(sum, ElementRandom(key, i));

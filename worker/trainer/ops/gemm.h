@@ -40,6 +40,17 @@ void Gemm(int64_t m, int64_t n, int64_t k, MatrixView a, MatrixView b, float* c,
 void ParallelGemm(int64_t m, int64_t n, int64_t k, MatrixView a, MatrixView b, float* c,
                   int64_t ldc, bool accumulate);
 
+// C[m×n] = (accumulate ? C : 0) + A·B, in the calling thread, for A with contiguous rows (row i
+// at a + i·lda) and B whose rows come in runs: row p is at b + (p / run)·run_stride +
+// (p % run)·ldb, each with its n values contiguous. The convolution's weight gradient reads its
+// input this way in place of a transposed im2col. The same chains, so Gemm's bits.
+void GemmRowRuns(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* b,
+                 int64_t ldb, int64_t run, int64_t run_stride, float* c, int64_t ldc,
+                 bool accumulate);
+// Whether GemmRowRuns reads B in place for these sizes (else it gathers B first, and a caller
+// may prefer another layout): AVX-512, m a multiple of 8 and n of 32.
+bool GemmRowRunsInPlace(int64_t m, int64_t n);
+
 // An A operand packed once for many products with it (a layer's weights, used by every example
 // of a batch): GemmPacked gives exactly Gemm's result without repacking A on every call.
 class PackedMatrix {
