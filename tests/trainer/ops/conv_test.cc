@@ -95,6 +95,10 @@ TEST(ConvTest, EveryPassGivesTheBitsOfItsDefinedOrderForAnyThreadCount) {
       {{16, 9, 7, 8, 2}, 17},
       {{32, 10, 11, 16, 3}, 3},
       {{32, 12, 12, 12, 5}, 2},
+      // The forward pass reading its input in place (rows of 16 positions), and rows of 8
+      // with a number of positions that is not a multiple of 32 (im2col).
+      {{3, 10, 20, 16, 5}, 2},
+      {{2, 7, 12, 8, 5}, 2},
   };
   for (const auto& [s, n] : kCases) {
     SCOPED_TRACE(testing::Message() << "c" << s.c << " h" << s.h << " w" << s.w << " f" << s.f

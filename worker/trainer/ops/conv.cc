@@ -312,19 +312,43 @@ void ConvForward(const ConvShape& s, int n, const float* in, const float* weight
   thread_local PackedMatrix packed_w;
   if (accumulator == nullptr) packed_w.Pack(s.f, s.ckk(), w);
   const PackedMatrix& pw = packed_w;  // the caller's, shared read-only with the tasks
+  // With output rows of a multiple of 8 positions, the GEMM reads the input in place: B's row
+  // (c, ki, kj) is the input at offset rows[·], its 8 positions from p at chunks[p / 8] (the
+  // same values as im2col's, in the same order).
+  const bool gather =
+      accumulator == nullptr && s.ow() % 8 == 0 && GemmPackedGather8InPlace(pw, s.p());
+  thread_local std::vector<int32_t> offsets;
+  if (gather) {
+    offsets.resize(s.ckk() + s.p() / 8);
+    for (int c = 0; c < s.c; ++c) {
+      for (int ki = 0; ki < s.k; ++ki) {
+        for (int kj = 0; kj < s.k; ++kj) {
+          offsets[(c * s.k + ki) * s.k + kj] = (c * s.h + ki) * s.w + kj;
+        }
+      }
+    }
+    for (int64_t q = 0; q < s.p() / 8; ++q) {
+      offsets[s.ckk() + q] = static_cast<int32_t>(8 * q / s.ow() * s.w + 8 * q % s.ow());
+    }
+  }
+  const int32_t* rows = offsets.data();
+  const int32_t* chunks = rows + s.ckk();
   oneapi::tbb::parallel_for(
       oneapi::tbb::blocked_range<int>(0, n, 1),
       [&](const oneapi::tbb::blocked_range<int>& r) {
-        float* col = ThreadScratch<float>(s.ckk() * s.p());
+        float* col = gather ? nullptr : ThreadScratch<float>(s.ckk() * s.p());
         for (int e = r.begin(); e < r.end(); ++e) {
-          Im2Col(s, in + e * s.in_size(), col);
           float* o = out + e * s.out_size();
-          if (accumulator != nullptr) {
+          if (gather) {
+            GemmPackedGather8(pw, s.p(), in + e * s.in_size(), rows, chunks, o, s.p());
+          } else if (accumulator != nullptr) {
+            Im2Col(s, in + e * s.in_size(), col);
             AccumulatorRounding rounding = *accumulator;
             rounding.key = DeriveKey(DeriveKey(accumulator->key, 0), static_cast<uint64_t>(e));
             AccumulatorGemm(s.f, s.p(), s.ckk(), w, MatrixView{col, s.p(), 1}, o, s.p(), false,
                             rounding, false);
           } else {
+            Im2Col(s, in + e * s.in_size(), col);
             GemmPacked(pw, s.p(), MatrixView{col, s.p(), 1}, o, s.p(), false);
           }
           for (int f = 0; f < s.f; ++f) {

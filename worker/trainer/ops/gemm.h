@@ -66,6 +66,16 @@ class PackedMatrix {
   std::vector<float> data_;
 };
 
+// C[m×n] = A·B with a packed A and B gathered in 8-column pieces: B[p][j] = b[rows[p] +
+// chunks[j / 8] + j % 8] (so n/8 chunk offsets, rounded up). The convolution's forward pass
+// reads its input this way in place of an im2col (output rows of a multiple of 8 positions).
+// Gemm's chains, so its bits.
+void GemmPackedGather8(const PackedMatrix& a, int64_t n, const float* b, const int32_t* rows,
+                       const int32_t* chunks, float* c, int64_t ldc);
+// Whether GemmPackedGather8 reads B in place (else it gathers B first): AVX-512, A's rows a
+// multiple of 8 and n of 32.
+bool GemmPackedGather8InPlace(const PackedMatrix& a, int64_t n);
+
 // C[m×n] = (accumulate ? C : 0) + A·B with a packed A, in the calling thread.
 void GemmPacked(const PackedMatrix& a, int64_t n, MatrixView b, float* c, int64_t ldc,
                 bool accumulate);
