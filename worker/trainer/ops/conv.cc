@@ -179,15 +179,18 @@ __attribute__((target("avx512f"))) void Im2ColAvx512(const ConvShape& s, const f
 // For K <= 8: each run as a masked load and a plain 8-float store, the runs in increasing
 // order so each store's 8 - K extra lanes are overwritten by the next run; the last one spills
 // into kIm2ColSlack floats past the end (masked stores that split cache lines are slow).
+// Rows ldt >= CKK floats apart: a row's last 16 floats are zeroed first (with ldt - 16 <= CKK,
+// the runs and their zero lanes cover the rest), so the padding columns hold zeros.
 __attribute__((target("avx512f,avx512vl"))) void Im2ColTransposedAvx512(const ConvShape& s,
                                                                         const float* in,
-                                                                        float* colt) {
+                                                                        float* colt, int64_t ldt) {
   const int oh = s.oh(), ow = s.ow(), k = s.k;
-  const int64_t ckk = s.ckk();
   const __mmask8 mask = static_cast<__mmask8>((1u << k) - 1);
+  const bool padded = ldt != s.ckk();
   for (int oy = 0; oy < oh; ++oy) {
     for (int ox = 0; ox < ow; ++ox) {
-      float* dst = colt + (int64_t{oy} * ow + ox) * ckk;
+      float* dst = colt + (int64_t{oy} * ow + ox) * ldt;
+      if (padded) _mm512_storeu_ps(dst + ldt - 16, _mm512_setzero_ps());
       for (int c = 0; c < s.c; ++c) {
         const float* src = in + (int64_t{c} * s.h + oy) * s.w + ox;
         for (int ki = 0; ki < k; ++ki) {
@@ -240,7 +243,7 @@ void Im2Col(const ConvShape& s, const double* in, double* col) {
 
 void Im2ColTransposed(const ConvShape& s, const float* in, float* colt) {
   if (HasAvx512() && s.k <= 8) {
-    Im2ColTransposedAvx512(s, in, colt);
+    Im2ColTransposedAvx512(s, in, colt, s.ckk());
   } else {
     Im2ColTransposedGeneric<float>(s, in, colt);
   }
@@ -302,7 +305,7 @@ T* ThreadScratch(int64_t size) {
 
 int64_t ConvGroupScratchSize(const ConvShape& s, int n) {
   const int64_t groups = (n + kConvGroup - 1) / kConvGroup;
-  return groups * (s.weight_size() + s.f);
+  return groups * (s.f * ConvPaddedCkk(s) + s.f);
 }
 
 void ConvForward(const ConvShape& s, int n, const float* in, const float* weights,
@@ -371,22 +374,30 @@ void ConvBackward(const ConvShape& s, int n, const float* dout, const float* in,
   if (static_cast<int64_t>(partials.size()) < ConvGroupScratchSize(s, n)) {
     partials.resize(ConvGroupScratchSize(s, n));
   }
-  float* dw_groups = partials.data();             // [groups, F, CKK]
-  float* db_groups = dw_groups + groups * wsize;  // [groups, F]
-  const MatrixView wt{weights, 1, s.ckk()};       // Wᵀ [CKK, F]
+  const MatrixView wt{weights, 1, s.ckk()};  // Wᵀ [CKK, F]
   thread_local PackedMatrix packed_wt;
   if (accumulator == nullptr && din != nullptr) packed_wt.Pack(s.ckk(), s.f, wt);
   const PackedMatrix& pwt = packed_wt;
   // The weight gradient from the channel-last input when its kernel reads it in place (the
   // group sums then hold the columns in (ki, kj, c) order).
   const bool hwc = accumulator == nullptr && GemmRowRunsInPlace(s.f, int64_t{s.k} * s.c);
+  // Else, for a CKK just under a multiple of 32 (the first layer's 25), the transposed im2col's
+  // rows and the group sums' rows padded to whole 32-column panels (zeros in the padding): the
+  // GEMM then reads every operand in place, with no partial panel to pack.
+  const int64_t ldw =
+      !hwc && accumulator == nullptr && HasAvx512() && s.k <= 8 && ConvPaddedCkk(s) - 16 <= s.ckk()
+          ? ConvPaddedCkk(s)
+          : s.ckk();
+  const int64_t gsize = s.f * ldw;                // one group's weight-gradient sums
+  float* dw_groups = partials.data();             // [groups, F, ldw]
+  float* db_groups = dw_groups + groups * gsize;  // [groups, F]
   oneapi::tbb::parallel_for(
       oneapi::tbb::blocked_range<int>(0, groups, 1),
       [&](const oneapi::tbb::blocked_range<int>& r) {
         float* col = ThreadScratch<float>(ConvThreadScratchSize(s));  // holds in_size too
-        float* dcol = col + s.ckk() * s.p() + kIm2ColSlack;
+        float* dcol = col + ConvPaddedCkk(s) * s.p() + kIm2ColSlack;
         for (int g = r.begin(); g < r.end(); ++g) {
-          float* dw = dw_groups + g * wsize;
+          float* dw = dw_groups + g * gsize;
           float* db = db_groups + int64_t{g} * s.f;
           std::fill(db, db + s.f, 0.0f);
           const int e_end = std::min(n, (g + 1) * kConvGroup);
@@ -403,6 +414,10 @@ void ConvBackward(const ConvShape& s, int n, const float* dout, const float* in,
             } else if (hwc) {
               ToChannelLast(s, in + e * s.in_size(), col);
               WeightGradientHwc(s, d, col, dw, e > g * kConvGroup);
+            } else if (ldw != s.ckk()) {
+              Im2ColTransposedAvx512(s, in + e * s.in_size(), col, ldw);
+              Gemm(s.f, ldw, s.p(), MatrixView{d, s.p(), 1}, MatrixView{col, ldw, 1}, dw, ldw,
+                   e > g * kConvGroup);
             } else {
               Im2ColTransposed(s, in + e * s.in_size(), col);
               Gemm(s.f, s.ckk(), s.p(), MatrixView{d, s.p(), 1}, MatrixView{col, s.ckk(), 1}, dw,
@@ -429,10 +444,10 @@ void ConvBackward(const ConvShape& s, int n, const float* dout, const float* in,
       oneapi::tbb::blocked_range<int64_t>(0, wsize, 4096),
       [&](const oneapi::tbb::blocked_range<int64_t>& r) {
         for (int64_t i = r.begin(); i < r.end(); ++i) {
-          const int64_t at = hwc ? ChannelLastIndex(s, i) : i;
+          const int64_t at = hwc ? ChannelLastIndex(s, i) : i / s.ckk() * ldw + i % s.ckk();
           float sum = dw_groups[at];
           for (int g = 1; g < groups; ++g) {
-            sum += dw_groups[g * wsize + at];
+            sum += dw_groups[g * gsize + at];
             if (accumulator != nullptr) {
               const uint64_t key = DeriveKey(DeriveKey(accumulator->key, 3), g);
               sum = accumulator->quantizer->QuantizeOne(sum, ElementRandom(key, i));

@@ -33,13 +33,15 @@ struct ConvShape {
 // grouping depends only on n, so the result does not depend on the thread count.
 inline constexpr int kConvGroup = 8;
 
+// CKK rounded up to whole 32-column panels: the weight gradient may keep its rows that wide.
+inline int64_t ConvPaddedCkk(const ConvShape& s) { return (s.ckk() + 31) / 32 * 32; }
 // Values of scratch ConvBackward keeps (per-group gradient sums), for memory estimates; and
 // the per-thread im2col scratch of either pass.
 int64_t ConvGroupScratchSize(const ConvShape& s, int n);
 // (kIm2ColSlack: the transposed im2col may write that many floats past its end.)
 inline constexpr int kIm2ColSlack = 8;
 inline int64_t ConvThreadScratchSize(const ConvShape& s) {
-  return 2 * s.ckk() * s.p() + kIm2ColSlack;
+  return (ConvPaddedCkk(s) + s.ckk()) * s.p() + kIm2ColSlack;
 }
 
 // out [N,F,OH,OW] = act(conv(in, W) + b), per example: out_e [F, P] = W · im2col(in_e) + b,
