@@ -337,10 +337,32 @@ void BasicNetwork<T>::Backward(T* dlogits, int n, SitePrecision& precision, uint
     const AccumulatorRounding acc = Accumulator(precision, static_cast<int>(l), step_key);
     ApplyQuantizer(qe, static_cast<int>(l), dout, n * b.out_size(),
                    SiteKey(step_key, Site::kErrors, l));
+    // The first conv layer's input gradient is not needed.
+    T* din = nullptr;
+    if (l > 0) {
+      ConvBlock& prev = convs_[l - 1];
+      din = prev.pool.p > 1 ? prev.dpooled.data() : prev.dact.data();
+    }
+    const T* in = input_;
+    if (l > 0)
+      in = convs_[l - 1].pool.p > 1 ? convs_[l - 1].pooled.data() : convs_[l - 1].act.data();
+    if constexpr (std::is_same_v<T, float>) {
+      // Pooling's and ReLU's backward in one pass (reads the pooled maxima, not all of act),
+      // made per example inside the conv's backward pass while it is needed.
+      if (b.pool.p > 1 && !b.any_saturated && activation_ == Activation::kRelu &&
+          acc.quantizer == nullptr) {
+        const PooledReluGradient grad{b.pool, b.dpooled.data(), b.argmax.data(), b.pooled.data()};
+        ConvBackward(b.conv, n, grad, in, params_[b.weights].value.data(),
+                     params_[b.weights].grad.data(), params_[b.bias].grad.data(), din);
+        b.dact_pending = n;
+        dout = din;
+        continue;
+      }
+    }
+    b.dact_pending = 0;
     const int64_t in_size = b.pool.in_size(), out_size = b.pool.out_size();
     ForEachExample(n, [&](int e) {
       if constexpr (std::is_same_v<T, float>) {
-        // Pooling's and ReLU's backward in one pass (reads the pooled maxima, not all of act).
         if (b.pool.p > 1 && !b.any_saturated && activation_ == Activation::kRelu) {
           MaxPoolReluBackward(b.pool, 1, b.dpooled.data() + e * out_size,
                               b.argmax.data() + e * out_size, b.pooled.data() + e * out_size,
@@ -358,15 +380,6 @@ void BasicNetwork<T>::Backward(T* dlogits, int n, SitePrecision& precision, uint
       ActivationBackward(activation_, b.act.data() + e * in_size, b.dact.data() + e * in_size,
                          in_size);
     });
-    // The first conv layer's input gradient is not needed.
-    T* din = nullptr;
-    if (l > 0) {
-      ConvBlock& prev = convs_[l - 1];
-      din = prev.pool.p > 1 ? prev.dpooled.data() : prev.dact.data();
-    }
-    const T* in = input_;
-    if (l > 0)
-      in = convs_[l - 1].pool.p > 1 ? convs_[l - 1].pooled.data() : convs_[l - 1].act.data();
     if constexpr (std::is_same_v<T, float>) {
       ConvBackward(b.conv, n, b.dact.data(), in, params_[b.weights].value.data(),
                    params_[b.weights].grad.data(), params_[b.bias].grad.data(), din,
@@ -377,6 +390,19 @@ void BasicNetwork<T>::Backward(T* dlogits, int n, SitePrecision& precision, uint
     }
     dout = din;
   }
+}
+
+template <typename T>
+const T* BasicNetwork<T>::ConvPreActivationGradient(int layer) {
+  ConvBlock& b = convs_[layer];
+  if constexpr (std::is_same_v<T, float>) {
+    if (b.dact_pending > 0) {  // what the fused Backward made per example, for the batch
+      MaxPoolReluBackward(b.pool, b.dact_pending, b.dpooled.data(), b.argmax.data(),
+                          b.pooled.data(), b.dact.data());
+      b.dact_pending = 0;
+    }
+  }
+  return b.dact.data();
 }
 
 template <typename T>

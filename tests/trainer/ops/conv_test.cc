@@ -123,5 +123,47 @@ TEST(ConvTest, EveryPassGivesTheBitsOfItsDefinedOrderForAnyThreadCount) {
   }
 }
 
+// ConvBackward given the pooled ReLU's gradient: the bits of MaxPoolReluBackward's dout passed
+// to the plain ConvBackward, for any thread count (even and odd conv outputs; 2x2 and 3x3
+// windows).
+TEST(ConvTest, PooledReluGradientGivesTheBitsOfThePlainPass) {
+  const struct {
+    ConvShape shape;
+    int pool, n;
+  } kCases[] = {
+      {{1, 28, 28, 32, 5}, 2, 9},
+      {{32, 12, 12, 32, 5}, 2, 3},
+      {{3, 13, 11, 5, 3}, 3, 2},
+  };
+  for (const auto& [s, p, n] : kCases) {
+    SCOPED_TRACE(testing::Message() << "c" << s.c << " h" << s.h << " f" << s.f << " n" << n);
+    const PoolShape pool{s.f, s.oh(), s.ow(), p};
+    const std::vector<float> in = RandomValues(n * s.in_size(), 1),
+                             w = RandomValues(s.weight_size(), 2);
+    // Pooled maxima of a ReLU output: about half of them zero.
+    std::vector<float> act = RandomValues(n * s.out_size(), 3);
+    for (float& v : act) v = v < 0.0f ? 0.0f : v;
+    std::vector<float> pooled(n * pool.out_size());
+    std::vector<int32_t> argmax(pooled.size());
+    MaxPoolForward(pool, n, act.data(), pooled.data(), argmax.data());
+    const std::vector<float> dpooled = RandomValues(pooled.size(), 4);
+    std::vector<float> dout(act.size());
+    MaxPoolReluBackward(pool, n, dpooled.data(), argmax.data(), pooled.data(), dout.data());
+    std::vector<float> want_dw(w.size()), want_db(s.f), want_din(in.size());
+    ConvBackward(s, n, dout.data(), in.data(), w.data(), want_dw.data(), want_db.data(),
+                 want_din.data());
+    for (int threads : {1, 2}) {
+      std::vector<float> dw(w.size()), db(s.f), din(in.size());
+      oneapi::tbb::task_arena(threads).execute([&] {
+        ConvBackward(s, n, PooledReluGradient{pool, dpooled.data(), argmax.data(), pooled.data()},
+                     in.data(), w.data(), dw.data(), db.data(), din.data());
+      });
+      EXPECT_TRUE(SameBits(dw, want_dw)) << threads << " threads";
+      EXPECT_TRUE(SameBits(db, want_db)) << threads << " threads";
+      EXPECT_TRUE(SameBits(din, want_din)) << threads << " threads";
+    }
+  }
+}
+
 }  // namespace
 }  // namespace bitsweep::trainer

@@ -365,9 +365,13 @@ void ConvForward(const ConvShape& s, int n, const float* in, const float* weight
       oneapi::tbb::simple_partitioner());
 }
 
-void ConvBackward(const ConvShape& s, int n, const float* dout, const float* in,
-                  const float* weights, float* dweights, float* dbias, float* din,
-                  const AccumulatorRounding* accumulator) {
+namespace {
+
+// ConvBackward's body; with `pooled`, example e's dout is made in scratch from it.
+void ConvBackwardImpl(const ConvShape& s, int n, const float* dout,
+                      const PooledReluGradient* pooled, const float* in, const float* weights,
+                      float* dweights, float* dbias, float* din,
+                      const AccumulatorRounding* accumulator) {
   const int groups = (n + kConvGroup - 1) / kConvGroup;
   const int64_t wsize = s.weight_size();
   thread_local std::vector<float> partials;
@@ -396,13 +400,19 @@ void ConvBackward(const ConvShape& s, int n, const float* dout, const float* in,
       [&](const oneapi::tbb::blocked_range<int>& r) {
         float* col = ThreadScratch<float>(ConvThreadScratchSize(s));  // holds in_size too
         float* dcol = col + ConvPaddedCkk(s) * s.p() + kIm2ColSlack;
+        float* made = dcol + s.ckk() * s.p();  // example e's dout, from `pooled`
         for (int g = r.begin(); g < r.end(); ++g) {
           float* dw = dw_groups + g * gsize;
           float* db = db_groups + int64_t{g} * s.f;
           std::fill(db, db + s.f, 0.0f);
           const int e_end = std::min(n, (g + 1) * kConvGroup);
           for (int e = g * kConvGroup; e < e_end; ++e) {
-            const float* d = dout + e * s.out_size();
+            if (pooled != nullptr) {
+              const int64_t o = e * pooled->pool.out_size();
+              MaxPoolReluBackward(pooled->pool, 1, pooled->dpooled + o, pooled->argmax + o,
+                                  pooled->pooled + o, made);
+            }
+            const float* d = pooled != nullptr ? made : dout + e * s.out_size();
             // dw (+)= d_e [F, P] · col_eᵀ [P, CKK].
             if (accumulator != nullptr) {
               Im2Col(s, in + e * s.in_size(), col);
@@ -462,6 +472,19 @@ void ConvBackward(const ConvShape& s, int n, const float* dout, const float* in,
     for (int g = 1; g < groups; ++g) sum += db_groups[int64_t{g} * s.f + f];
     dbias[f] = sum;
   }
+}
+
+}  // namespace
+
+void ConvBackward(const ConvShape& s, int n, const float* dout, const float* in,
+                  const float* weights, float* dweights, float* dbias, float* din,
+                  const AccumulatorRounding* accumulator) {
+  ConvBackwardImpl(s, n, dout, nullptr, in, weights, dweights, dbias, din, accumulator);
+}
+
+void ConvBackward(const ConvShape& s, int n, const PooledReluGradient& dout, const float* in,
+                  const float* weights, float* dweights, float* dbias, float* din) {
+  ConvBackwardImpl(s, n, nullptr, &dout, in, weights, dweights, dbias, din, nullptr);
 }
 
 void ConvForward(const ConvShape& s, int n, const double* in, const double* weights,

@@ -11,6 +11,7 @@
 
 #include "worker/trainer/ops/activation.h"
 #include "worker/trainer/ops/gemm.h"
+#include "worker/trainer/ops/pool.h"
 
 namespace bitsweep::trainer {
 
@@ -41,7 +42,7 @@ int64_t ConvGroupScratchSize(const ConvShape& s, int n);
 // (kIm2ColSlack: the transposed im2col may write that many floats past its end.)
 inline constexpr int kIm2ColSlack = 8;
 inline int64_t ConvThreadScratchSize(const ConvShape& s) {
-  return (ConvPaddedCkk(s) + s.ckk()) * s.p() + kIm2ColSlack;
+  return (ConvPaddedCkk(s) + s.ckk()) * s.p() + s.out_size() + kIm2ColSlack;
 }
 
 // out [N,F,OH,OW] = act(conv(in, W) + b), per example: out_e [F, P] = W · im2col(in_e) + b,
@@ -59,6 +60,19 @@ void ConvForward(const ConvShape& s, int n, const float* in, const float* weight
 void ConvBackward(const ConvShape& s, int n, const float* dout, const float* in,
                   const float* weights, float* dweights, float* dbias, float* din,
                   const AccumulatorRounding* accumulator = nullptr);
+
+// A conv layer followed by ReLU and max-pooling: the gradient w.r.t. the conv output is
+// MaxPoolReluBackward(pool, dpooled, argmax, pooled) (ops/pool.h). ConvBackward given this
+// instead of dout computes each example's dout while it works on the example (the same
+// values, so the same bits), and never stores the whole batch's.
+struct PooledReluGradient {
+  PoolShape pool;
+  const float* dpooled;
+  const int32_t* argmax;
+  const float* pooled;
+};
+void ConvBackward(const ConvShape& s, int n, const PooledReluGradient& dout, const float* in,
+                  const float* weights, float* dweights, float* dbias, float* din);
 
 // train.compute fp64: the same passes in double, with the same grouping and summation order
 // (ops/gemm.h's double GEMM). No accumulator: that site is float32-only.
