@@ -247,9 +247,14 @@ const T* BasicNetwork<T>::Forward(const T* x, int n, SitePrecision& precision, u
     ConvBlock& b = convs_[l];
     SiteQuantizer& qa = precision.For(Site::kActivations, static_cast<int>(l));
     const AccumulatorRounding acc = Accumulator(precision, static_cast<int>(l), step_key);
+    // Pooled inside the conv pass while each example is in cache when the activations site
+    // leaves the values as they are (fp32: it only measures them, below).
+    const bool pool_in_conv = b.pool.p > 1 && !qa.enabled();
     if constexpr (std::is_same_v<T, float>) {
+      const PoolOutput pool{b.pool, b.pooled.data(), b.argmax.data()};
       ConvForward(b.conv, n, in, params_[b.weights].value.data(), params_[b.bias].value.data(),
-                  b.act.data(), &activation_, acc.quantizer != nullptr ? &acc : nullptr);
+                  b.act.data(), &activation_, acc.quantizer != nullptr ? &acc : nullptr,
+                  pool_in_conv ? &pool : nullptr);
     } else {  // no accumulator site in double (ValidateTrialConfig)
       ConvForward(b.conv, n, in, params_[b.weights].value.data(), params_[b.bias].value.data(),
                   b.act.data(), &activation_);
@@ -259,11 +264,13 @@ const T* BasicNetwork<T>::Forward(const T* x, int n, SitePrecision& precision, u
     b.any_saturated = ApplyQuantizer(qa, static_cast<int>(l), b.act.data(), size,
                                      SiteKey(step_key, Site::kActivations, l), marks);
     if (b.pool.p > 1) {
-      const int64_t in_size = b.pool.in_size(), out_size = b.pool.out_size();
-      ForEachExample(n, [&](int e) {
-        MaxPoolForward(b.pool, 1, b.act.data() + e * in_size, b.pooled.data() + e * out_size,
-                       b.argmax.data() + e * out_size);
-      });
+      if (!(std::is_same_v<T, float> && pool_in_conv)) {
+        const int64_t in_size = b.pool.in_size(), out_size = b.pool.out_size();
+        ForEachExample(n, [&](int e) {
+          MaxPoolForward(b.pool, 1, b.act.data() + e * in_size, b.pooled.data() + e * out_size,
+                         b.argmax.data() + e * out_size);
+        });
+      }
       in = b.pooled.data();
     } else {
       in = b.act.data();

@@ -123,6 +123,44 @@ TEST(ConvTest, EveryPassGivesTheBitsOfItsDefinedOrderForAnyThreadCount) {
   }
 }
 
+// ConvForward with an activation and pooling: the bits of the plain pass followed by
+// ActivationForward and MaxPoolForward, for any thread count.
+TEST(ConvTest, ForwardWithActivationAndPoolGivesTheBitsOfSeparatePasses) {
+  const struct {
+    ConvShape shape;
+    int pool, n;
+  } kCases[] = {
+      {{1, 28, 28, 32, 5}, 2, 5},
+      {{32, 12, 12, 32, 5}, 2, 3},
+      {{3, 13, 11, 5, 3}, 3, 2},
+  };
+  for (const auto& [s, p, n] : kCases) {
+    for (const Activation act : {Activation::kRelu, Activation::kTanh}) {
+      SCOPED_TRACE(testing::Message()
+                   << "c" << s.c << " h" << s.h << " f" << s.f << " act " << static_cast<int>(act));
+      const PoolShape pool{s.f, s.oh(), s.ow(), p};
+      const std::vector<float> in = RandomValues(n * s.in_size(), 1),
+                               w = RandomValues(s.weight_size(), 2), b = RandomValues(s.f, 3);
+      std::vector<float> want(n * s.out_size()), want_pooled(n * pool.out_size());
+      std::vector<int32_t> want_argmax(want_pooled.size());
+      ConvForward(s, n, in.data(), w.data(), b.data(), want.data());
+      ActivationForward(act, want.data(), static_cast<int64_t>(want.size()));
+      MaxPoolForward(pool, n, want.data(), want_pooled.data(), want_argmax.data());
+      for (int threads : {1, 2}) {
+        std::vector<float> out(want.size()), pooled(want_pooled.size());
+        std::vector<int32_t> argmax(want_argmax.size());
+        const PoolOutput po{pool, pooled.data(), argmax.data()};
+        oneapi::tbb::task_arena(threads).execute([&] {
+          ConvForward(s, n, in.data(), w.data(), b.data(), out.data(), &act, nullptr, &po);
+        });
+        EXPECT_TRUE(SameBits(out, want)) << threads << " threads";
+        EXPECT_TRUE(SameBits(pooled, want_pooled)) << threads << " threads";
+        EXPECT_EQ(argmax, want_argmax) << threads << " threads";
+      }
+    }
+  }
+}
+
 // ConvBackward given the pooled ReLU's gradient: the bits of MaxPoolReluBackward's dout passed
 // to the plain ConvBackward, for any thread count (even and odd conv outputs; 2x2 and 3x3
 // windows).

@@ -138,6 +138,21 @@ template <typename T>
   }
 }
 
+// row[i] = relu(row[i] + b) over each filter's row: the bias add and ActivationForward's ReLU
+// (x < 0 ? 0 : x, NaN kept) in one pass.
+template <typename T>
+[[gnu::always_inline]] inline void AddBiasReluBody(const T* bias, int f, int64_t p, T* out) {
+  for (int r = 0; r < f; ++r) {
+    const T b = bias[r];
+    T* row = out + r * p;
+    for (int64_t i = 0; i < p; ++i) {
+      const T v = row[i] + b;
+      row[i] = v < T(0) ? T(0) : v;
+    }
+  }
+}
+
+BS_DISPATCH(AddBiasRelu)
 BS_DISPATCH(Im2ColGeneric)
 BS_DISPATCH(Im2ColTransposedGeneric)
 BS_DISPATCH(AddRowSums)
@@ -310,7 +325,7 @@ int64_t ConvGroupScratchSize(const ConvShape& s, int n) {
 
 void ConvForward(const ConvShape& s, int n, const float* in, const float* weights,
                  const float* bias, float* out, const Activation* act,
-                 const AccumulatorRounding* accumulator) {
+                 const AccumulatorRounding* accumulator, const PoolOutput* pool) {
   const MatrixView w{weights, s.ckk(), 1};
   thread_local PackedMatrix packed_w;
   if (accumulator == nullptr) packed_w.Pack(s.f, s.ckk(), w);
@@ -354,12 +369,20 @@ void ConvForward(const ConvShape& s, int n, const float* in, const float* weight
             Im2Col(s, in + e * s.in_size(), col);
             GemmPacked(pw, s.p(), MatrixView{col, s.p(), 1}, o, s.p(), false);
           }
-          for (int f = 0; f < s.f; ++f) {
-            const float b = bias[f];
-            float* row = o + f * s.p();
-            for (int64_t i = 0; i < s.p(); ++i) row[i] += b;
+          if (act != nullptr && *act == Activation::kRelu) {
+            AddBiasRelu<float>(bias, s.f, s.p(), o);
+          } else {
+            for (int f = 0; f < s.f; ++f) {
+              const float b = bias[f];
+              float* row = o + f * s.p();
+              for (int64_t i = 0; i < s.p(); ++i) row[i] += b;
+            }
+            if (act != nullptr) ActivationForward(*act, o, s.out_size());
           }
-          if (act != nullptr) ActivationForward(*act, o, s.out_size());
+          if (pool != nullptr) {
+            const int64_t po = e * pool->pool.out_size();
+            MaxPoolForward(pool->pool, 1, o, pool->pooled + po, pool->argmax + po);
+          }
         }
       },
       oneapi::tbb::simple_partitioner());

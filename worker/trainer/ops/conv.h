@@ -45,11 +45,20 @@ inline int64_t ConvThreadScratchSize(const ConvShape& s) {
   return (ConvPaddedCkk(s) + s.ckk()) * s.p() + s.out_size() + kIm2ColSlack;
 }
 
+// Where ConvForward also max-pools its output (MaxPoolForward's pooled values and argmax).
+struct PoolOutput {
+  PoolShape pool;
+  float* pooled;
+  int32_t* argmax;
+};
+
 // out [N,F,OH,OW] = act(conv(in, W) + b), per example: out_e [F, P] = W · im2col(in_e) + b,
-// then the activation while the example is in cache (none when `act` is null).
+// then the activation while the example is in cache (none when `act` is null), and with
+// `pool`, MaxPoolForward of it (the same bits as pooling `out` afterwards).
 void ConvForward(const ConvShape& s, int n, const float* in, const float* weights,
                  const float* bias, float* out, const Activation* act = nullptr,
-                 const AccumulatorRounding* accumulator = nullptr);
+                 const AccumulatorRounding* accumulator = nullptr,
+                 const PoolOutput* pool = nullptr);
 
 // Given dout [N,F,OH,OW] and the forward input `in`: dweights = Σ dout_e · im2col(in_e)ᵀ and
 // dbias = Σ dout (both overwritten; summed as above), and, when din is not null,
