@@ -73,6 +73,43 @@ void BM_ConvForwardBackward(benchmark::State& state) {
 }
 BENCHMARK(BM_ConvForwardBackward);
 
+// Each conv layer of the reference CNN alone, forward and backward (batch 128).
+void BM_ConvForward(benchmark::State& state, ConvShape s) {
+  const int n = 128;
+  const std::vector<float> in = RandomBuffer(n * s.in_size());
+  const std::vector<float> w = RandomBuffer(s.weight_size());
+  const std::vector<float> b(s.f, 0.0f);
+  std::vector<float> out(n * s.out_size());
+  for (auto _ : state) {
+    ConvForward(s, n, in.data(), w.data(), b.data(), out.data());
+    benchmark::DoNotOptimize(out.data());
+  }
+  state.counters["GFLOPS"] =
+      benchmark::Counter(static_cast<double>(state.iterations()) * 2 * s.f * s.ckk() * n * s.p(),
+                         benchmark::Counter::kIsRate, benchmark::Counter::kIs1000);
+}
+BENCHMARK_CAPTURE(BM_ConvForward, conv0, ConvShape{1, 28, 28, 32, 5});
+BENCHMARK_CAPTURE(BM_ConvForward, conv1, ConvShape{32, 12, 12, 32, 5});
+
+void BM_ConvBackward(benchmark::State& state, ConvShape s, bool input_gradient) {
+  const int n = 128;
+  const std::vector<float> in = RandomBuffer(n * s.in_size());
+  const std::vector<float> w = RandomBuffer(s.weight_size());
+  const std::vector<float> dout = RandomBuffer(n * s.out_size());
+  std::vector<float> dw(w.size()), db(s.f), din(in.size());
+  for (auto _ : state) {
+    ConvBackward(s, n, dout.data(), in.data(), w.data(), dw.data(), db.data(),
+                 input_gradient ? din.data() : nullptr);
+    benchmark::DoNotOptimize(dw.data());
+  }
+  state.counters["GFLOPS"] =
+      benchmark::Counter(static_cast<double>(state.iterations()) * (input_gradient ? 4 : 2) * s.f *
+                             s.ckk() * n * s.p(),
+                         benchmark::Counter::kIsRate, benchmark::Counter::kIs1000);
+}
+BENCHMARK_CAPTURE(BM_ConvBackward, conv0, ConvShape{1, 28, 28, 32, 5}, false);
+BENCHMARK_CAPTURE(BM_ConvBackward, conv1, ConvShape{32, 12, 12, 32, 5}, true);
+
 void BM_DenseForwardBackward(benchmark::State& state) {
   const int n = 128, in_dim = 512, out_dim = 256;
   const std::vector<float> in = RandomBuffer(n * in_dim);

@@ -247,9 +247,14 @@ const T* BasicNetwork<T>::Forward(const T* x, int n, SitePrecision& precision, u
     ConvBlock& b = convs_[l];
     SiteQuantizer& qa = precision.For(Site::kActivations, static_cast<int>(l));
     const AccumulatorRounding acc = Accumulator(precision, static_cast<int>(l), step_key);
+    // Pooled inside the conv pass while each example is in cache when the activations site
+    // leaves the values as they are (fp32: it only measures them, below).
+    const bool pool_in_conv = b.pool.p > 1 && !qa.enabled();
     if constexpr (std::is_same_v<T, float>) {
+      const PoolOutput pool{b.pool, b.pooled.data(), b.argmax.data()};
       ConvForward(b.conv, n, in, params_[b.weights].value.data(), params_[b.bias].value.data(),
-                  b.act.data(), &activation_, acc.quantizer != nullptr ? &acc : nullptr);
+                  b.act.data(), &activation_, acc.quantizer != nullptr ? &acc : nullptr,
+                  pool_in_conv ? &pool : nullptr);
     } else {  // no accumulator site in double (ValidateTrialConfig)
       ConvForward(b.conv, n, in, params_[b.weights].value.data(), params_[b.bias].value.data(),
                   b.act.data(), &activation_);
@@ -259,11 +264,13 @@ const T* BasicNetwork<T>::Forward(const T* x, int n, SitePrecision& precision, u
     b.any_saturated = ApplyQuantizer(qa, static_cast<int>(l), b.act.data(), size,
                                      SiteKey(step_key, Site::kActivations, l), marks);
     if (b.pool.p > 1) {
-      const int64_t in_size = b.pool.in_size(), out_size = b.pool.out_size();
-      ForEachExample(n, [&](int e) {
-        MaxPoolForward(b.pool, 1, b.act.data() + e * in_size, b.pooled.data() + e * out_size,
-                       b.argmax.data() + e * out_size);
-      });
+      if (!(std::is_same_v<T, float> && pool_in_conv)) {
+        const int64_t in_size = b.pool.in_size(), out_size = b.pool.out_size();
+        ForEachExample(n, [&](int e) {
+          MaxPoolForward(b.pool, 1, b.act.data() + e * in_size, b.pooled.data() + e * out_size,
+                         b.argmax.data() + e * out_size);
+        });
+      }
       in = b.pooled.data();
     } else {
       in = b.act.data();
@@ -337,10 +344,32 @@ void BasicNetwork<T>::Backward(T* dlogits, int n, SitePrecision& precision, uint
     const AccumulatorRounding acc = Accumulator(precision, static_cast<int>(l), step_key);
     ApplyQuantizer(qe, static_cast<int>(l), dout, n * b.out_size(),
                    SiteKey(step_key, Site::kErrors, l));
+    // The first conv layer's input gradient is not needed.
+    T* din = nullptr;
+    if (l > 0) {
+      ConvBlock& prev = convs_[l - 1];
+      din = prev.pool.p > 1 ? prev.dpooled.data() : prev.dact.data();
+    }
+    const T* in = input_;
+    if (l > 0)
+      in = convs_[l - 1].pool.p > 1 ? convs_[l - 1].pooled.data() : convs_[l - 1].act.data();
+    if constexpr (std::is_same_v<T, float>) {
+      // Pooling's and ReLU's backward in one pass (reads the pooled maxima, not all of act),
+      // made per example inside the conv's backward pass while it is needed.
+      if (b.pool.p > 1 && !b.any_saturated && activation_ == Activation::kRelu &&
+          acc.quantizer == nullptr) {
+        const PooledReluGradient grad{b.pool, b.dpooled.data(), b.argmax.data(), b.pooled.data()};
+        ConvBackward(b.conv, n, grad, in, params_[b.weights].value.data(),
+                     params_[b.weights].grad.data(), params_[b.bias].grad.data(), din);
+        b.dact_pending = n;
+        dout = din;
+        continue;
+      }
+    }
+    b.dact_pending = 0;
     const int64_t in_size = b.pool.in_size(), out_size = b.pool.out_size();
     ForEachExample(n, [&](int e) {
       if constexpr (std::is_same_v<T, float>) {
-        // Pooling's and ReLU's backward in one pass (reads the pooled maxima, not all of act).
         if (b.pool.p > 1 && !b.any_saturated && activation_ == Activation::kRelu) {
           MaxPoolReluBackward(b.pool, 1, b.dpooled.data() + e * out_size,
                               b.argmax.data() + e * out_size, b.pooled.data() + e * out_size,
@@ -358,15 +387,6 @@ void BasicNetwork<T>::Backward(T* dlogits, int n, SitePrecision& precision, uint
       ActivationBackward(activation_, b.act.data() + e * in_size, b.dact.data() + e * in_size,
                          in_size);
     });
-    // The first conv layer's input gradient is not needed.
-    T* din = nullptr;
-    if (l > 0) {
-      ConvBlock& prev = convs_[l - 1];
-      din = prev.pool.p > 1 ? prev.dpooled.data() : prev.dact.data();
-    }
-    const T* in = input_;
-    if (l > 0)
-      in = convs_[l - 1].pool.p > 1 ? convs_[l - 1].pooled.data() : convs_[l - 1].act.data();
     if constexpr (std::is_same_v<T, float>) {
       ConvBackward(b.conv, n, b.dact.data(), in, params_[b.weights].value.data(),
                    params_[b.weights].grad.data(), params_[b.bias].grad.data(), din,
@@ -377,6 +397,19 @@ void BasicNetwork<T>::Backward(T* dlogits, int n, SitePrecision& precision, uint
     }
     dout = din;
   }
+}
+
+template <typename T>
+const T* BasicNetwork<T>::ConvPreActivationGradient(int layer) {
+  ConvBlock& b = convs_[layer];
+  if constexpr (std::is_same_v<T, float>) {
+    if (b.dact_pending > 0) {  // what the fused Backward made per example, for the batch
+      MaxPoolReluBackward(b.pool, b.dact_pending, b.dpooled.data(), b.argmax.data(),
+                          b.pooled.data(), b.dact.data());
+      b.dact_pending = 0;
+    }
+  }
+  return b.dact.data();
 }
 
 template <typename T>

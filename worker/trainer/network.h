@@ -154,7 +154,9 @@ class BasicNetwork {
   int max_batch() const { return max_batch_; }
   // Conv block `layer`'s gradient w.r.t. its pre-activation output, [n, F, OH, OW] of the last
   // Backward's n: the δ its weight gradient came from (seed 001 noise gains, analysis/).
-  const T* ConvPreActivationGradient(int layer) const { return convs_[layer].dact.data(); }
+  // Ask before the next Forward: the float Backward makes it per example inside the conv pass
+  // when ReLU and pooling allow, and this makes the batch's from the pooling's buffers.
+  const T* ConvPreActivationGradient(int layer);
   int64_t num_weights() const;
 
  private:
@@ -169,6 +171,7 @@ class BasicNetwork {
     // (clipped straight-through estimator: Backward zeroes its error); any_saturated: one was.
     std::vector<uint8_t> saturated;
     bool any_saturated = false;
+    int dact_pending = 0;  // > 0: dact of that many examples not made yet (fused Backward)
     int64_t out_size() const { return pool.p > 1 ? pool.out_size() : conv.out_size(); }
   };
   struct DenseLayer {

@@ -90,6 +90,15 @@ TEST(ConvTest, EveryPassGivesTheBitsOfItsDefinedOrderForAnyThreadCount) {
       {{32, 12, 12, 32, 5}, 9},  // its second (rows of 12: the short-row path), two groups
       {{3, 13, 11, 5, 3}, 2},
       {{2, 14, 15, 4, 9}, 1},  // odd sizes; a kernel wider than 8
+      // The weight gradient from the channel-last input (F % 8 == 0, K·C % 32 == 0) on odd
+      // sizes and partial groups, and a filter count that falls back.
+      {{16, 9, 7, 8, 2}, 17},
+      {{32, 10, 11, 16, 3}, 3},
+      {{32, 12, 12, 12, 5}, 2},
+      // The forward pass reading its input in place (rows of 16 positions), and rows of 8
+      // with a number of positions that is not a multiple of 32 (im2col).
+      {{3, 10, 20, 16, 5}, 2},
+      {{2, 7, 12, 8, 5}, 2},
   };
   for (const auto& [s, n] : kCases) {
     SCOPED_TRACE(testing::Message() << "c" << s.c << " h" << s.h << " w" << s.w << " f" << s.f
@@ -110,6 +119,86 @@ TEST(ConvTest, EveryPassGivesTheBitsOfItsDefinedOrderForAnyThreadCount) {
       EXPECT_TRUE(SameBits(got.dw, want.dw)) << threads << " threads";
       EXPECT_TRUE(SameBits(got.db, want.db)) << threads << " threads";
       EXPECT_TRUE(SameBits(got.din, want.din)) << threads << " threads";
+    }
+  }
+}
+
+// ConvForward with an activation and pooling: the bits of the plain pass followed by
+// ActivationForward and MaxPoolForward, for any thread count.
+TEST(ConvTest, ForwardWithActivationAndPoolGivesTheBitsOfSeparatePasses) {
+  const struct {
+    ConvShape shape;
+    int pool, n;
+  } kCases[] = {
+      {{1, 28, 28, 32, 5}, 2, 5},
+      {{32, 12, 12, 32, 5}, 2, 3},
+      {{3, 13, 11, 5, 3}, 3, 2},
+  };
+  for (const auto& [s, p, n] : kCases) {
+    for (const Activation act : {Activation::kRelu, Activation::kTanh}) {
+      SCOPED_TRACE(testing::Message()
+                   << "c" << s.c << " h" << s.h << " f" << s.f << " act " << static_cast<int>(act));
+      const PoolShape pool{s.f, s.oh(), s.ow(), p};
+      const std::vector<float> in = RandomValues(n * s.in_size(), 1),
+                               w = RandomValues(s.weight_size(), 2), b = RandomValues(s.f, 3);
+      std::vector<float> want(n * s.out_size()), want_pooled(n * pool.out_size());
+      std::vector<int32_t> want_argmax(want_pooled.size());
+      ConvForward(s, n, in.data(), w.data(), b.data(), want.data());
+      ActivationForward(act, want.data(), static_cast<int64_t>(want.size()));
+      MaxPoolForward(pool, n, want.data(), want_pooled.data(), want_argmax.data());
+      for (int threads : {1, 2}) {
+        std::vector<float> out(want.size()), pooled(want_pooled.size());
+        std::vector<int32_t> argmax(want_argmax.size());
+        const PoolOutput po{pool, pooled.data(), argmax.data()};
+        oneapi::tbb::task_arena(threads).execute([&] {
+          ConvForward(s, n, in.data(), w.data(), b.data(), out.data(), &act, nullptr, &po);
+        });
+        EXPECT_TRUE(SameBits(out, want)) << threads << " threads";
+        EXPECT_TRUE(SameBits(pooled, want_pooled)) << threads << " threads";
+        EXPECT_EQ(argmax, want_argmax) << threads << " threads";
+      }
+    }
+  }
+}
+
+// ConvBackward given the pooled ReLU's gradient: the bits of MaxPoolReluBackward's dout passed
+// to the plain ConvBackward, for any thread count (even and odd conv outputs; 2x2 and 3x3
+// windows).
+TEST(ConvTest, PooledReluGradientGivesTheBitsOfThePlainPass) {
+  const struct {
+    ConvShape shape;
+    int pool, n;
+  } kCases[] = {
+      {{1, 28, 28, 32, 5}, 2, 9},
+      {{32, 12, 12, 32, 5}, 2, 3},
+      {{3, 13, 11, 5, 3}, 3, 2},
+  };
+  for (const auto& [s, p, n] : kCases) {
+    SCOPED_TRACE(testing::Message() << "c" << s.c << " h" << s.h << " f" << s.f << " n" << n);
+    const PoolShape pool{s.f, s.oh(), s.ow(), p};
+    const std::vector<float> in = RandomValues(n * s.in_size(), 1),
+                             w = RandomValues(s.weight_size(), 2);
+    // Pooled maxima of a ReLU output: about half of them zero.
+    std::vector<float> act = RandomValues(n * s.out_size(), 3);
+    for (float& v : act) v = v < 0.0f ? 0.0f : v;
+    std::vector<float> pooled(n * pool.out_size());
+    std::vector<int32_t> argmax(pooled.size());
+    MaxPoolForward(pool, n, act.data(), pooled.data(), argmax.data());
+    const std::vector<float> dpooled = RandomValues(pooled.size(), 4);
+    std::vector<float> dout(act.size());
+    MaxPoolReluBackward(pool, n, dpooled.data(), argmax.data(), pooled.data(), dout.data());
+    std::vector<float> want_dw(w.size()), want_db(s.f), want_din(in.size());
+    ConvBackward(s, n, dout.data(), in.data(), w.data(), want_dw.data(), want_db.data(),
+                 want_din.data());
+    for (int threads : {1, 2}) {
+      std::vector<float> dw(w.size()), db(s.f), din(in.size());
+      oneapi::tbb::task_arena(threads).execute([&] {
+        ConvBackward(s, n, PooledReluGradient{pool, dpooled.data(), argmax.data(), pooled.data()},
+                     in.data(), w.data(), dw.data(), db.data(), din.data());
+      });
+      EXPECT_TRUE(SameBits(dw, want_dw)) << threads << " threads";
+      EXPECT_TRUE(SameBits(db, want_db)) << threads << " threads";
+      EXPECT_TRUE(SameBits(din, want_din)) << threads << " threads";
     }
   }
 }

@@ -171,6 +171,65 @@ TEST(AccumulatorGemmTest, ExactFormatGivesTheUnfusedChainAndRowsSplitFreely) {
   }
 }
 
+// GemmRowRuns against the fma chain over B's rows gathered from their runs: tiles read in place
+// (AVX-512, m % 8 == 0, n % 32 == 0) and the gathering fallback (odd sizes, k == 0).
+TEST(GemmTest, RowRunsGiveTheBitsOfTheFmaChain) {
+  const struct {
+    int64_t m, n, k, run, ldb, run_stride;
+    bool accumulate;
+  } kCases[] = {
+      {32, 160, 64, 8, 32, 384, false},  // the reference CNN's second conv layer
+      {16, 64, 37, 5, 70, 400, true},    // a partial last run
+      {8, 32, 1, 1, 0, 40, false},      {7, 33, 10, 3, 35, 120, true},  // odd m and n: gathered
+      {24, 40, 9, 4, 41, 170, false},   {8, 32, 0, 2, 32, 64, false},
+  };
+  for (const auto& t : kCases) {
+    SCOPED_TRACE(testing::Message() << t.m << "x" << t.n << "x" << t.k << " run " << t.run);
+    const int64_t b_size = ((t.k + t.run - 1) / t.run) * t.run_stride + t.run * t.ldb + t.n;
+    const std::vector<float> a = RandomValues(t.m * t.k + 1, 7), b = RandomValues(b_size, 8);
+    const std::vector<float> c0 = RandomValues(t.m * t.n, 9);
+    std::vector<float> rows(t.k * t.n + 1);
+    for (int64_t p = 0; p < t.k; ++p) {
+      for (int64_t j = 0; j < t.n; ++j) {
+        rows[p * t.n + j] = b[(p / t.run) * t.run_stride + (p % t.run) * t.ldb + j];
+      }
+    }
+    std::vector<float> c = c0;
+    GemmRowRuns(t.m, t.n, t.k, a.data(), t.k, b.data(), t.ldb, t.run, t.run_stride, c.data(), t.n,
+                t.accumulate);
+    EXPECT_TRUE(SameBits(c, Reference(t.m, t.n, t.k, MatrixView{a.data(), t.k, 1},
+                                      MatrixView{rows.data(), t.n, 1}, c0, t.accumulate)));
+  }
+}
+
+// GemmPackedGather8 against the fma chain over B gathered from its 8-column pieces: tiles read
+// in place (AVX-512, m % 8 == 0, n % 32 == 0; k over several blocks) and the fallback.
+TEST(GemmTest, PackedGather8GivesTheBitsOfTheFmaChain) {
+  const struct {
+    int64_t m, n, k;
+  } kCases[] = {{32, 64, 800}, {16, 96, 25}, {8, 32, 1}, {12, 40, 30}, {7, 8, 3}, {8, 32, 0}};
+  for (const auto& t : kCases) {
+    SCOPED_TRACE(testing::Message() << t.m << "x" << t.n << "x" << t.k);
+    const int64_t pieces = (t.n + 7) / 8;
+    std::vector<int32_t> rows(t.k + 1), chunks(pieces);
+    for (int64_t p = 0; p < t.k; ++p) rows[p] = static_cast<int32_t>((p * 37) % 101);
+    for (int64_t q = 0; q < pieces; ++q) chunks[q] = static_cast<int32_t>(120 + q * 13);
+    const std::vector<float> a = RandomValues(t.m * t.k + 1, 10);
+    const std::vector<float> b = RandomValues(120 + pieces * 13 + 101 + 8, 11);
+    std::vector<float> dense(t.k * t.n + 1);
+    for (int64_t p = 0; p < t.k; ++p) {
+      for (int64_t j = 0; j < t.n; ++j) dense[p * t.n + j] = b[rows[p] + chunks[j / 8] + j % 8];
+    }
+    PackedMatrix packed;
+    packed.Pack(t.m, t.k, MatrixView{a.data(), t.k, 1});
+    std::vector<float> c = RandomValues(t.m * t.n, 12);
+    GemmPackedGather8(packed, t.n, b.data(), rows.data(), chunks.data(), c.data(), t.n);
+    EXPECT_TRUE(SameBits(
+        c, Reference(t.m, t.n, t.k, MatrixView{a.data(), t.k, 1}, MatrixView{dense.data(), t.n, 1},
+                     std::vector<float>(t.m * t.n), false)));
+  }
+}
+
 TEST(GemmTest, NamesItsKernel) {
   const std::string name = GemmKernelName();
   EXPECT_TRUE(name == "avx512" || name == "avx2" || name == "portable") << name;

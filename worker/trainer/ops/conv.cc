@@ -139,6 +139,21 @@ template <typename T>
   }
 }
 
+// row[i] = relu(row[i] + b) over each filter's row: the bias add and ActivationForward's ReLU
+// (x < 0 ? 0 : x, NaN kept) in one pass.
+template <typename T>
+[[gnu::always_inline]] inline void AddBiasReluBody(const T* bias, int f, int64_t p, T* out) {
+  for (int r = 0; r < f; ++r) {
+    const T b = bias[r];
+    T* row = out + r * p;
+    for (int64_t i = 0; i < p; ++i) {
+      const T v = row[i] + b;
+      row[i] = v < T(0) ? T(0) : v;
+    }
+  }
+}
+
+BS_DISPATCH(AddBiasRelu)
 BS_DISPATCH(Im2ColGeneric)
 BS_DISPATCH(Im2ColTransposedGeneric)
 BS_DISPATCH(AddRowSums)
@@ -180,15 +195,18 @@ __attribute__((target("avx512f"))) void Im2ColAvx512(const ConvShape& s, const f
 // For K <= 8: each run as a masked load and a plain 8-float store, the runs in increasing
 // order so each store's 8 - K extra lanes are overwritten by the next run; the last one spills
 // into kIm2ColSlack floats past the end (masked stores that split cache lines are slow).
+// Rows ldt >= CKK floats apart: a row's last 16 floats are zeroed first (with ldt - 16 <= CKK,
+// the runs and their zero lanes cover the rest), so the padding columns hold zeros.
 __attribute__((target("avx512f,avx512vl"))) void Im2ColTransposedAvx512(const ConvShape& s,
                                                                         const float* in,
-                                                                        float* colt) {
+                                                                        float* colt, int64_t ldt) {
   const int oh = s.oh(), ow = s.ow(), k = s.k;
-  const int64_t ckk = s.ckk();
   const __mmask8 mask = static_cast<__mmask8>((1u << k) - 1);
+  const bool padded = ldt != s.ckk();
   for (int oy = 0; oy < oh; ++oy) {
     for (int ox = 0; ox < ow; ++ox) {
-      float* dst = colt + (int64_t{oy} * ow + ox) * ckk;
+      float* dst = colt + (int64_t{oy} * ow + ox) * ldt;
+      if (padded) _mm512_storeu_ps(dst + ldt - 16, _mm512_setzero_ps());
       for (int c = 0; c < s.c; ++c) {
         const float* src = in + (int64_t{c} * s.h + oy) * s.w + ox;
         for (int ki = 0; ki < k; ++ki) {
@@ -241,7 +259,7 @@ void Im2Col(const ConvShape& s, const double* in, double* col) {
 
 void Im2ColTransposed(const ConvShape& s, const float* in, float* colt) {
   if (HasAvx512() && s.k <= 8) {
-    Im2ColTransposedAvx512(s, in, colt);
+    Im2ColTransposedAvx512(s, in, colt, s.ckk());
   } else {
     Im2ColTransposedGeneric<float>(s, in, colt);
   }
@@ -259,6 +277,38 @@ void Col2Im(const ConvShape& s, const double* dcol, double* din) {
   Col2ImGeneric<double>(s, dcol, din);
 }
 
+// One example's input in channel-last order: hwc[(y·W + x)·C + c] = in[(c·H + y)·W + x]. Then
+// the C·K inputs that kernel row ki of output position (oy, ox) sees, over (kj, c), are
+// adjacent: the weight gradient reads them in place (WeightGradientHwc).
+void ToChannelLast(const ConvShape& s, const float* in, float* hwc) {
+  const int64_t plane = int64_t{s.h} * s.w;
+  for (int64_t i = 0; i < plane; ++i) {
+    float* dst = hwc + i * s.c;
+    for (int c = 0; c < s.c; ++c) dst[c] = in[c * plane + i];
+  }
+}
+
+// The weight gradient's columns in (ki, kj, c) order instead of (c, ki, kj): dw [F, K·K·C]
+// (+)= d [F, P] · im2col(in)ᵀ with the columns permuted, one GemmRowRuns per kernel row, B read
+// in place from the channel-last input. Each element's chain is the same as in the (c, ki, kj)
+// layout; ChannelLastIndex maps the element back.
+void WeightGradientHwc(const ConvShape& s, const float* d, const float* hwc, float* dw,
+                       bool accumulate) {
+  const int64_t kc = int64_t{s.k} * s.c;
+  for (int ki = 0; ki < s.k; ++ki) {
+    GemmRowRuns(s.f, kc, s.p(), d, s.p(), hwc + int64_t{ki} * s.w * s.c, s.c, s.ow(),
+                int64_t{s.w} * s.c, dw + ki * kc, s.ckk(), accumulate);
+  }
+}
+
+// Where element i of a [F, C·K·K] weight tensor sits in WeightGradientHwc's [F, K·K·C] layout.
+int64_t ChannelLastIndex(const ConvShape& s, int64_t i) {
+  const int64_t kk = int64_t{s.k} * s.k;
+  const int64_t f = i / s.ckk(), r = i % s.ckk();
+  const int64_t c = r / kk, kikj = r % kk;
+  return f * s.ckk() + kikj * s.c + c;
+}
+
 // Per-thread im2col scratch, allocated once per thread at its largest size.
 template <typename T>
 T* ThreadScratch(int64_t size) {
@@ -271,69 +321,122 @@ T* ThreadScratch(int64_t size) {
 
 int64_t ConvGroupScratchSize(const ConvShape& s, int n) {
   const int64_t groups = (n + kConvGroup - 1) / kConvGroup;
-  return groups * (s.weight_size() + s.f);
+  return groups * (s.f * ConvPaddedCkk(s) + s.f);
 }
 
 void ConvForward(const ConvShape& s, int n, const float* in, const float* weights,
                  const float* bias, float* out, const Activation* act,
-                 const AccumulatorRounding* accumulator) {
+                 const AccumulatorRounding* accumulator, const PoolOutput* pool) {
   const MatrixView w{weights, s.ckk(), 1};
   thread_local PackedMatrix packed_w;
   if (accumulator == nullptr) packed_w.Pack(s.f, s.ckk(), w);
   const PackedMatrix& pw = packed_w;  // the caller's, shared read-only with the tasks
+  // With output rows of a multiple of 8 positions, the GEMM reads the input in place: B's row
+  // (c, ki, kj) is the input at offset rows[·], its 8 positions from p at chunks[p / 8] (the
+  // same values as im2col's, in the same order).
+  const bool gather =
+      accumulator == nullptr && s.ow() % 8 == 0 && GemmPackedGather8InPlace(pw, s.p());
+  thread_local std::vector<int32_t> offsets;
+  if (gather) {
+    offsets.resize(s.ckk() + s.p() / 8);
+    for (int c = 0; c < s.c; ++c) {
+      for (int ki = 0; ki < s.k; ++ki) {
+        for (int kj = 0; kj < s.k; ++kj) {
+          offsets[(c * s.k + ki) * s.k + kj] = (c * s.h + ki) * s.w + kj;
+        }
+      }
+    }
+    for (int64_t q = 0; q < s.p() / 8; ++q) {
+      offsets[s.ckk() + q] = static_cast<int32_t>(8 * q / s.ow() * s.w + 8 * q % s.ow());
+    }
+  }
+  const int32_t* rows = offsets.data();
+  const int32_t* chunks = rows + s.ckk();
   oneapi::tbb::parallel_for(
       oneapi::tbb::blocked_range<int>(0, n, 1),
       [&](const oneapi::tbb::blocked_range<int>& r) {
-        float* col = ThreadScratch<float>(s.ckk() * s.p());
+        float* col = gather ? nullptr : ThreadScratch<float>(s.ckk() * s.p());
         for (int e = r.begin(); e < r.end(); ++e) {
-          Im2Col(s, in + e * s.in_size(), col);
           float* o = out + e * s.out_size();
-          if (accumulator != nullptr) {
+          if (gather) {
+            GemmPackedGather8(pw, s.p(), in + e * s.in_size(), rows, chunks, o, s.p());
+          } else if (accumulator != nullptr) {
+            Im2Col(s, in + e * s.in_size(), col);
             AccumulatorRounding rounding = *accumulator;
             rounding.key = DeriveKey(DeriveKey(accumulator->key, 0), static_cast<uint64_t>(e));
             AccumulatorGemm(s.f, s.p(), s.ckk(), w, MatrixView{col, s.p(), 1}, o, s.p(), false,
                             rounding, false);
           } else {
+            Im2Col(s, in + e * s.in_size(), col);
             GemmPacked(pw, s.p(), MatrixView{col, s.p(), 1}, o, s.p(), false);
           }
-          for (int f = 0; f < s.f; ++f) {
-            const float b = bias[f];
-            float* row = o + f * s.p();
-            for (int64_t i = 0; i < s.p(); ++i) row[i] += b;
+          if (act != nullptr && *act == Activation::kRelu) {
+            AddBiasRelu<float>(bias, s.f, s.p(), o);
+          } else {
+            for (int f = 0; f < s.f; ++f) {
+              const float b = bias[f];
+              float* row = o + f * s.p();
+              for (int64_t i = 0; i < s.p(); ++i) row[i] += b;
+            }
+            if (act != nullptr) ActivationForward(*act, o, s.out_size());
           }
-          if (act != nullptr) ActivationForward(*act, o, s.out_size());
+          if (pool != nullptr) {
+            const int64_t po = e * pool->pool.out_size();
+            MaxPoolForward(pool->pool, 1, o, pool->pooled + po, pool->argmax + po);
+          }
         }
       },
       oneapi::tbb::simple_partitioner());
 }
 
-void ConvBackward(const ConvShape& s, int n, const float* dout, const float* in,
-                  const float* weights, float* dweights, float* dbias, float* din,
-                  const AccumulatorRounding* accumulator) {
+namespace {
+
+// ConvBackward's body; with `pooled`, example e's dout is made in scratch from it.
+void ConvBackwardImpl(const ConvShape& s, int n, const float* dout,
+                      const PooledReluGradient* pooled, const float* in, const float* weights,
+                      float* dweights, float* dbias, float* din,
+                      const AccumulatorRounding* accumulator) {
   const int groups = (n + kConvGroup - 1) / kConvGroup;
   const int64_t wsize = s.weight_size();
   thread_local std::vector<float> partials;
   if (static_cast<int64_t>(partials.size()) < ConvGroupScratchSize(s, n)) {
     partials.resize(ConvGroupScratchSize(s, n));
   }
-  float* dw_groups = partials.data();             // [groups, F, CKK]
-  float* db_groups = dw_groups + groups * wsize;  // [groups, F]
-  const MatrixView wt{weights, 1, s.ckk()};       // Wᵀ [CKK, F]
+  const MatrixView wt{weights, 1, s.ckk()};  // Wᵀ [CKK, F]
   thread_local PackedMatrix packed_wt;
   if (accumulator == nullptr && din != nullptr) packed_wt.Pack(s.ckk(), s.f, wt);
   const PackedMatrix& pwt = packed_wt;
+  // The weight gradient from the channel-last input when its kernel reads it in place (the
+  // group sums then hold the columns in (ki, kj, c) order).
+  const bool hwc = accumulator == nullptr && GemmRowRunsInPlace(s.f, int64_t{s.k} * s.c);
+  // Else, for a CKK just under a multiple of 32 (the first layer's 25), the transposed im2col's
+  // rows and the group sums' rows padded to whole 32-column panels (zeros in the padding): the
+  // GEMM then reads every operand in place, with no partial panel to pack.
+  const int64_t ldw =
+      !hwc && accumulator == nullptr && HasAvx512() && s.k <= 8 && ConvPaddedCkk(s) - 16 <= s.ckk()
+          ? ConvPaddedCkk(s)
+          : s.ckk();
+  const int64_t gsize = s.f * ldw;                // one group's weight-gradient sums
+  float* dw_groups = partials.data();             // [groups, F, ldw]
+  float* db_groups = dw_groups + groups * gsize;  // [groups, F]
   oneapi::tbb::parallel_for(
       oneapi::tbb::blocked_range<int>(0, groups, 1),
       [&](const oneapi::tbb::blocked_range<int>& r) {
-        float* col = ThreadScratch<float>(ConvThreadScratchSize(s));
-        float* dcol = col + s.ckk() * s.p() + kIm2ColSlack;
+        float* col = ThreadScratch<float>(ConvThreadScratchSize(s));  // holds in_size too
+        float* dcol = col + ConvPaddedCkk(s) * s.p() + kIm2ColSlack;
+        float* made = dcol + s.ckk() * s.p();  // example e's dout, from `pooled`
         for (int g = r.begin(); g < r.end(); ++g) {
-          float* dw = dw_groups + g * wsize;
+          float* dw = dw_groups + g * gsize;
           float* db = db_groups + int64_t{g} * s.f;
           std::fill(db, db + s.f, 0.0f);
           const int e_end = std::min(n, (g + 1) * kConvGroup);
           for (int e = g * kConvGroup; e < e_end; ++e) {
-            const float* d = dout + e * s.out_size();
+            if (pooled != nullptr) {
+              const int64_t o = e * pooled->pool.out_size();
+              MaxPoolReluBackward(pooled->pool, 1, pooled->dpooled + o, pooled->argmax + o,
+                                  pooled->pooled + o, made);
+            }
+            const float* d = pooled != nullptr ? made : dout + e * s.out_size();
             // dw (+)= d_e [F, P] · col_eᵀ [P, CKK].
             if (accumulator != nullptr) {
               Im2Col(s, in + e * s.in_size(), col);
@@ -342,6 +445,13 @@ void ConvBackward(const ConvShape& s, int n, const float* dout, const float* in,
               AccumulatorGemm(s.f, s.ckk(), s.p(), MatrixView{d, s.p(), 1},
                               MatrixView{col, 1, s.p()}, dw, s.ckk(), e > g * kConvGroup, rounding,
                               false);
+            } else if (hwc) {
+              ToChannelLast(s, in + e * s.in_size(), col);
+              WeightGradientHwc(s, d, col, dw, e > g * kConvGroup);
+            } else if (ldw != s.ckk()) {
+              Im2ColTransposedAvx512(s, in + e * s.in_size(), col, ldw);
+              Gemm(s.f, ldw, s.p(), MatrixView{d, s.p(), 1}, MatrixView{col, ldw, 1}, dw, ldw,
+                   e > g * kConvGroup);
             } else {
               Im2ColTransposed(s, in + e * s.in_size(), col);
               Gemm(s.f, s.ckk(), s.p(), MatrixView{d, s.p(), 1}, MatrixView{col, s.ckk(), 1}, dw,
@@ -368,9 +478,10 @@ void ConvBackward(const ConvShape& s, int n, const float* dout, const float* in,
       oneapi::tbb::blocked_range<int64_t>(0, wsize, 4096),
       [&](const oneapi::tbb::blocked_range<int64_t>& r) {
         for (int64_t i = r.begin(); i < r.end(); ++i) {
-          float sum = dw_groups[i];
+          const int64_t at = hwc ? ChannelLastIndex(s, i) : i / s.ckk() * ldw + i % s.ckk();
+          float sum = dw_groups[at];
           for (int g = 1; g < groups; ++g) {
-            sum += dw_groups[g * wsize + i];
+            sum += dw_groups[g * gsize + at];
             if (accumulator != nullptr) {
               const uint64_t key = DeriveKey(DeriveKey(accumulator->key, 3), g);
               sum = accumulator->quantizer->QuantizeOne(sum, ElementRandom(key, i));
@@ -385,6 +496,19 @@ void ConvBackward(const ConvShape& s, int n, const float* dout, const float* in,
     for (int g = 1; g < groups; ++g) sum += db_groups[int64_t{g} * s.f + f];
     dbias[f] = sum;
   }
+}
+
+}  // namespace
+
+void ConvBackward(const ConvShape& s, int n, const float* dout, const float* in,
+                  const float* weights, float* dweights, float* dbias, float* din,
+                  const AccumulatorRounding* accumulator) {
+  ConvBackwardImpl(s, n, dout, nullptr, in, weights, dweights, dbias, din, accumulator);
+}
+
+void ConvBackward(const ConvShape& s, int n, const PooledReluGradient& dout, const float* in,
+                  const float* weights, float* dweights, float* dbias, float* din) {
+  ConvBackwardImpl(s, n, nullptr, &dout, in, weights, dweights, dbias, din, nullptr);
 }
 
 void ConvForward(const ConvShape& s, int n, const double* in, const double* weights,

@@ -12,6 +12,7 @@
 #include "worker/trainer/ops/activation.h"
 #include "worker/trainer/ops/accumulator_gemm.h"
 #include "worker/trainer/ops/gemm.h"
+#include "worker/trainer/ops/pool.h"
 
 namespace bitsweep::trainer {
 
@@ -34,20 +35,31 @@ struct ConvShape {
 // grouping depends only on n, so the result does not depend on the thread count.
 inline constexpr int kConvGroup = 8;
 
+// CKK rounded up to whole 32-column panels: the weight gradient may keep its rows that wide.
+inline int64_t ConvPaddedCkk(const ConvShape& s) { return (s.ckk() + 31) / 32 * 32; }
 // Values of scratch ConvBackward keeps (per-group gradient sums), for memory estimates; and
 // the per-thread im2col scratch of either pass.
 int64_t ConvGroupScratchSize(const ConvShape& s, int n);
 // (kIm2ColSlack: the transposed im2col may write that many floats past its end.)
 inline constexpr int kIm2ColSlack = 8;
 inline int64_t ConvThreadScratchSize(const ConvShape& s) {
-  return 2 * s.ckk() * s.p() + kIm2ColSlack;
+  return (ConvPaddedCkk(s) + s.ckk()) * s.p() + s.out_size() + kIm2ColSlack;
 }
 
+// Where ConvForward also max-pools its output (MaxPoolForward's pooled values and argmax).
+struct PoolOutput {
+  PoolShape pool;
+  float* pooled;
+  int32_t* argmax;
+};
+
 // out [N,F,OH,OW] = act(conv(in, W) + b), per example: out_e [F, P] = W · im2col(in_e) + b,
-// then the activation while the example is in cache (none when `act` is null).
+// then the activation while the example is in cache (none when `act` is null), and with
+// `pool`, MaxPoolForward of it (the same bits as pooling `out` afterwards).
 void ConvForward(const ConvShape& s, int n, const float* in, const float* weights,
                  const float* bias, float* out, const Activation* act = nullptr,
-                 const AccumulatorRounding* accumulator = nullptr);
+                 const AccumulatorRounding* accumulator = nullptr,
+                 const PoolOutput* pool = nullptr);
 
 // Given dout [N,F,OH,OW] and the forward input `in`: dweights = Σ dout_e · im2col(in_e)ᵀ and
 // dbias = Σ dout (both overwritten; summed as above), and, when din is not null,
@@ -59,6 +71,19 @@ void ConvForward(const ConvShape& s, int n, const float* in, const float* weight
 void ConvBackward(const ConvShape& s, int n, const float* dout, const float* in,
                   const float* weights, float* dweights, float* dbias, float* din,
                   const AccumulatorRounding* accumulator = nullptr);
+
+// A conv layer followed by ReLU and max-pooling: the gradient w.r.t. the conv output is
+// MaxPoolReluBackward(pool, dpooled, argmax, pooled) (ops/pool.h). ConvBackward given this
+// instead of dout computes each example's dout while it works on the example (the same
+// values, so the same bits), and never stores the whole batch's.
+struct PooledReluGradient {
+  PoolShape pool;
+  const float* dpooled;
+  const int32_t* argmax;
+  const float* pooled;
+};
+void ConvBackward(const ConvShape& s, int n, const PooledReluGradient& dout, const float* in,
+                  const float* weights, float* dweights, float* dbias, float* din);
 
 // train.compute fp64: the same passes in double, with the same grouping and summation order
 // (ops/gemm.h's double GEMM). No accumulator: that site is float32-only.

@@ -39,12 +39,25 @@ constexpr int64_t kNc = 512;
 // A is read in place (when its rows are contiguous) for products at most this wide.
 constexpr int64_t kDirectAMaxN = 64;
 
+// 16 floats from two 8-float halves: the low one broadcast, the high one inserted over it. (The
+// masked forms: GCC 12's unmasked ones warn of an undefined pass-through operand.)
+__attribute__((target("avx512f"), always_inline)) inline __m512 TwoHalves(const float* lo,
+                                                                          const float* hi) {
+  const __m512d low = _mm512_maskz_broadcast_f64x4(0xFF, _mm256_castps_pd(_mm256_loadu_ps(lo)));
+  return _mm512_castpd_ps(
+      _mm512_mask_insertf64x4(low, 0xFF, low, _mm256_castps_pd(_mm256_loadu_ps(hi)), 1));
+}
+
 // kDirectA: A read in place (row r at a + r·lda, contiguous in k) instead of from a packed
-// panel; the products and their order are the same.
-template <bool kDirectA>
+// panel; the products and their order are the same. kRunsB: B's rows come in runs of `run`
+// rows ldb apart, each run `run_skip` floats further than the previous run's end (GemmRowRuns).
+// kGatherB: B's row p is not at b + p·ldb but gathered, its four 8-column quarters at
+// b + chunks[q] + rows[p] (GemmPackedGather8).
+template <bool kDirectA, bool kRunsB = false, bool kGatherB = false>
 __attribute__((target("avx512f"), always_inline)) inline void MicroAvx512Body(
     int64_t kc, const float* a, int64_t lda, const float* b, int64_t ldb, float* c, int64_t ldc,
-    bool load) {
+    bool load, int64_t run = 0, int64_t run_skip = 0, const int32_t* rows = nullptr,
+    const int32_t* chunks = nullptr) {
   // 8 rows × 32 columns: 16 accumulators.
   __m512 c0a, c0b, c1a, c1b, c2a, c2b, c3a, c3b, c4a, c4b, c5a, c5b, c6a, c6b, c7a, c7b;
   if (load) {
@@ -58,9 +71,21 @@ __attribute__((target("avx512f"), always_inline)) inline void MicroAvx512Body(
     c4a = c4b = c5a = c5b = c6a = c6b = c7a = c7b = _mm512_setzero_ps();
   }
   const float* a4 = a + 4 * lda;  // rows 4-7 in direct mode: base + {0,1,2,3}·lda each
+  int64_t left = run;             // rows before the next run (kRunsB)
+  const float* q0 = kGatherB ? b + chunks[0] : nullptr;
+  const float* q1 = kGatherB ? b + chunks[1] : nullptr;
+  const float* q2 = kGatherB ? b + chunks[2] : nullptr;
+  const float* q3 = kGatherB ? b + chunks[3] : nullptr;
   for (int64_t p = 0; p < kc; ++p) {
-    const __m512 ba = _mm512_loadu_ps(b);
-    const __m512 bb = _mm512_loadu_ps(b + 16);
+    __m512 ba, bb;
+    if (kGatherB) {
+      const int64_t o = rows[p];
+      ba = TwoHalves(q0 + o, q1 + o);
+      bb = TwoHalves(q2 + o, q3 + o);
+    } else {
+      ba = _mm512_loadu_ps(b);
+      bb = _mm512_loadu_ps(b + 16);
+    }
 #define BS_FMA(r, ptr)                                                      \
   {                                                                         \
     const __m512 ar = _mm512_set1_ps(kDirectA ? ptr[(r % 4) * lda] : a[r]); \
@@ -83,6 +108,10 @@ __attribute__((target("avx512f"), always_inline)) inline void MicroAvx512Body(
       a += 8;
     }
     b += ldb;
+    if (kRunsB && --left == 0) {
+      left = run;
+      b += run_skip;
+    }
   }
 #define BS_STORE(r)                       \
   _mm512_storeu_ps(c + r * ldc, c##r##a); \
@@ -160,6 +189,21 @@ void MicroPortable(int64_t kc, const float* a, const float* b, int64_t ldb, floa
   for (int r = 0; r < kMr; ++r) {
     for (int j = 0; j < kNr; ++j) c[r * ldc + j] = acc[r][j];
   }
+}
+
+__attribute__((target("avx512f"))) void MicroAvx512GatherB(int64_t kc, const float* a,
+                                                           const float* b, const int32_t* rows,
+                                                           const int32_t* chunks, float* c,
+                                                           int64_t ldc, bool load) {
+  MicroAvx512Body<false, false, true>(kc, a, 0, b, 0, c, ldc, load, 0, 0, rows, chunks);
+}
+
+__attribute__((target("avx512f"))) void MicroAvx512DirectARunsB(int64_t kc, const float* a,
+                                                                int64_t lda, const float* b,
+                                                                int64_t ldb, int64_t run,
+                                                                int64_t run_skip, float* c,
+                                                                int64_t ldc, bool load) {
+  MicroAvx512Body<true, true>(kc, a, lda, b, ldb, c, ldc, load, run, run_skip);
 }
 
 constexpr Kernel kAvx512{"avx512", 8, 32, MicroAvx512, MicroAvx512DirectA};
@@ -359,6 +403,69 @@ void GemmPacked(const PackedMatrix& a, int64_t n, MatrixView b, float* c, int64_
 void Gemm(int64_t m, int64_t n, int64_t k, MatrixView a, MatrixView b, float* c, int64_t ldc,
           bool accumulate) {
   GemmImpl(BestKernel(), m, n, k, a, b, c, ldc, accumulate);
+}
+
+bool GemmPackedGather8InPlace(const PackedMatrix& a, int64_t n) {
+  return BestKernel().fn == MicroAvx512 && a.rows() % 8 == 0 && n % 32 == 0;
+}
+
+void GemmPackedGather8(const PackedMatrix& a, int64_t n, const float* b, const int32_t* rows,
+                       const int32_t* chunks, float* c, int64_t ldc) {
+  const int64_t m = a.rows(), k = a.depth();
+  if (m <= 0 || n <= 0) return;
+  if (k > 0 && GemmPackedGather8InPlace(a, n)) {
+    // The packed A's k blocks in order (PackedMatrix::Pack: block pc at pc·m, row tile i at
+    // i·kc within it); the first overwrites C, the others reload the exact partial sums.
+    for (int64_t pc = 0; pc < k; pc += kKc) {
+      const int64_t kc = std::min(kKc, k - pc);
+      const float* block = a.data() + pc * m;
+      for (int64_t j = 0; j < n; j += 32) {
+        for (int64_t i = 0; i < m; i += 8) {
+          MicroAvx512GatherB(kc, block + i * kc, b, rows + pc, chunks + j / 8, c + i * ldc + j, ldc,
+                             pc > 0);
+        }
+      }
+    }
+    return;
+  }
+  // Otherwise B gathered into contiguous rows, then GemmPacked (the same chains).
+  thread_local std::vector<float> gathered;
+  if (static_cast<int64_t>(gathered.size()) < k * n) gathered.resize(k * n);
+  for (int64_t p = 0; p < k; ++p) {
+    for (int64_t j = 0; j < n; ++j) gathered[p * n + j] = b[chunks[j / 8] + rows[p] + j % 8];
+  }
+  GemmPacked(a, n, MatrixView{gathered.data(), n, 1}, c, ldc, false);
+}
+
+bool GemmRowRunsInPlace(int64_t m, int64_t n) {
+  return BestKernel().fn == MicroAvx512 && m % 8 == 0 && n % 32 == 0;
+}
+
+void GemmRowRuns(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* b,
+                 int64_t ldb, int64_t run, int64_t run_stride, float* c, int64_t ldc,
+                 bool accumulate) {
+  if (m <= 0 || n <= 0) return;
+  if (k > 0 && GemmRowRunsInPlace(m, n)) {
+    // Whole 8×32 tiles, each one chain over all of k (no k blocks: the operands of the
+    // convolution's weight gradient are a few KiB). A column panel of B serves every row tile.
+    const int64_t run_skip = run_stride - run * ldb;
+    for (int64_t j = 0; j < n; j += 32) {
+      for (int64_t i = 0; i < m; i += 8) {
+        MicroAvx512DirectARunsB(k, a + i * lda, lda, b + j, ldb, run, run_skip, c + i * ldc + j,
+                                ldc, accumulate);
+      }
+    }
+    return;
+  }
+  // Any other kernel or shape: B gathered into contiguous rows, then the plain GEMM (the same
+  // chains, so the same bits).
+  thread_local std::vector<float> rows;
+  if (static_cast<int64_t>(rows.size()) < k * n) rows.resize(k * n);
+  for (int64_t p = 0; p < k; ++p) {
+    const float* src = b + (p / run) * run_stride + (p % run) * ldb;
+    std::copy(src, src + n, rows.data() + p * n);
+  }
+  Gemm(m, n, k, MatrixView{a, lda, 1}, MatrixView{rows.data(), n, 1}, c, ldc, accumulate);
 }
 
 void ParallelGemm(int64_t m, int64_t n, int64_t k, MatrixView a, MatrixView b, float* c,

@@ -38,6 +38,17 @@ void Gemm(int64_t m, int64_t n, int64_t k, MatrixView a, MatrixView b, float* c,
 void ParallelGemm(int64_t m, int64_t n, int64_t k, MatrixView a, MatrixView b, float* c,
                   int64_t ldc, bool accumulate);
 
+// C[m×n] = (accumulate ? C : 0) + A·B, in the calling thread, for A with contiguous rows (row i
+// at a + i·lda) and B whose rows come in runs: row p is at b + (p / run)·run_stride +
+// (p % run)·ldb, each with its n values contiguous. The convolution's weight gradient reads its
+// input this way in place of a transposed im2col. The same chains, so Gemm's bits.
+void GemmRowRuns(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* b,
+                 int64_t ldb, int64_t run, int64_t run_stride, float* c, int64_t ldc,
+                 bool accumulate);
+// Whether GemmRowRuns reads B in place for these sizes (else it gathers B first, and a caller
+// may prefer another layout): AVX-512, m a multiple of 8 and n of 32.
+bool GemmRowRunsInPlace(int64_t m, int64_t n);
+
 // An A operand packed once for many products with it (a layer's weights, used by every example
 // of a batch): GemmPacked gives exactly Gemm's result without repacking A on every call.
 class PackedMatrix {
@@ -52,6 +63,16 @@ class PackedMatrix {
   int64_t m_ = 0, k_ = 0;
   std::vector<float> data_;
 };
+
+// C[m×n] = A·B with a packed A and B gathered in 8-column pieces: B[p][j] = b[rows[p] +
+// chunks[j / 8] + j % 8] (so n/8 chunk offsets, rounded up). The convolution's forward pass
+// reads its input this way in place of an im2col (output rows of a multiple of 8 positions).
+// Gemm's chains, so its bits.
+void GemmPackedGather8(const PackedMatrix& a, int64_t n, const float* b, const int32_t* rows,
+                       const int32_t* chunks, float* c, int64_t ldc);
+// Whether GemmPackedGather8 reads B in place (else it gathers B first): AVX-512, A's rows a
+// multiple of 8 and n of 32.
+bool GemmPackedGather8InPlace(const PackedMatrix& a, int64_t n);
 
 // C[m×n] = (accumulate ? C : 0) + A·B with a packed A, in the calling thread.
 void GemmPacked(const PackedMatrix& a, int64_t n, MatrixView b, float* c, int64_t ldc,
