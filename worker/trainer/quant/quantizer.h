@@ -102,8 +102,9 @@ class Quantizer {
   void ApplyInt(float* data, int64_t n, uint64_t key, QuantStats* stats) const;
   template <Rounding R>
   void ApplyMeasuredImpl(float* data, int64_t n, uint64_t key, QuantStats* stats) const;
+  // Elements [0, n) of data are elements [first, first + n) of the random stream (first even).
   template <Rounding R>
-  void ApplyFloat(float* data, int64_t n, uint64_t key) const;
+  void ApplyFloat(float* data, int64_t n, uint64_t key, int64_t first) const;
   template <Rounding R>
   void ApplyFixed(float* data, int64_t n, uint64_t key) const;
   template <Rounding R>
