@@ -1,9 +1,10 @@
-// The vectorised loops of Quantizer::Apply, ApplyMeasured and MarkSaturated (issue 9) against
-// the per-element path QuantizeOne (FloatOne / SubnormalOne, kept as the scalar reference):
-// bitwise, for the narrow-exponent float formats and the eight-bit ones, every rounding, both
-// the AVX-512 loops and the portable ones, on dense sets of values that cover subnormals, the
-// boundary to the normals, ties, overflow, ±Inf, NaN and ±0, with odd lengths and unaligned
-// starts (so the vector loops' masked tails run at every length modulo 16).
+// The vectorised loops of Quantizer::Apply, ApplyMeasured, MarkSaturated and ApplyMarked
+// (issue 9) against the per-element path QuantizeOne (FloatOne / SubnormalOne, kept as the
+// scalar reference): bitwise, for the narrow-exponent float formats and the eight-bit ones,
+// every rounding, both the AVX-512 loops and the portable ones, on dense sets of values that
+// cover subnormals, the boundary to the normals, ties, overflow, ±Inf, NaN and ±0, with odd
+// lengths and unaligned starts (so the vector loops' masked tails run at every length
+// modulo 16).
 #include <gtest/gtest.h>
 
 #include <bit>
@@ -210,6 +211,40 @@ TEST(QuantizerVectorTest, MarkSaturatedIsTheSameWithAndWithoutAvx512) {
       }
       EXPECT_EQ(any_portable, any) << spec;
       EXPECT_EQ(any_vector, any) << spec;
+    }
+  }
+}
+
+// ApplyMarked fuses the two passes where it can: the same marks, values and answer as
+// MarkSaturated then Apply, for every kind of format.
+TEST(QuantizerVectorTest, ApplyMarkedEqualsMarkSaturatedThenApply) {
+  for (const char* spec : {"float:5,10", "fp8e4m3", "float:4,3", "mask:12", "bf16", "fp32",
+                           "fixed:16,8", "int:8", "dynfixed:16"}) {
+    const Format f = F(spec);
+    const std::vector<float> values =
+        Values(f.kind == FormatKind::kFloat || f.kind == FormatKind::kMask ? f : F("fp16"), 14);
+    for (Rounding r : kRoundings) {
+      const Quantizer q(f, r);
+      for (bool avx512 : {true, false}) {
+        const Avx512Scope scope(avx512);
+        for (const Slice& s : Slices(values.size())) {
+          const uint64_t key = 5 + s.length;
+          std::vector<float> want(values.begin() + s.offset, values.begin() + s.offset + s.length);
+          std::vector<float> got = want;
+          std::vector<uint8_t> want_marks(s.length, 7), got_marks(s.length, 9);
+          const int64_t n = static_cast<int64_t>(s.length);
+          const bool want_any = q.MarkSaturated(want.data(), n, want_marks.data());
+          q.Apply(want.data(), n, key);
+          const bool got_any = q.ApplyMarked(got.data(), n, key, got_marks.data());
+          ASSERT_EQ(got_any, want_any) << spec << " " << RoundingName(r) << " avx512 " << avx512;
+          for (size_t i = 0; i < s.length; ++i) {
+            ASSERT_EQ(got_marks[i], want_marks[i])
+                << spec << " " << RoundingName(r) << " avx512 " << avx512 << " i=" << i;
+            ASSERT_TRUE(SameBits(got[i], want[i]))
+                << spec << " " << RoundingName(r) << " avx512 " << avx512 << " i=" << i;
+          }
+        }
+      }
     }
   }
 }

@@ -109,20 +109,34 @@ inline uint32_t NarrowStochasticWord(uint32_t u, uint64_t r, const NarrowBits& f
   return mag >= kInfBits ? u : (sign | rounded);
 }
 
+// Saturates() of a float:E,M / mask:B value, on its magnitude bits: finite beyond the largest
+// finite value, or infinite (NaN is not).
+inline bool OutsideWord(uint32_t mag, const NarrowBits& f) {
+  return mag > f.max_bits && mag <= kInfBits;
+}
+
 // The portable loop: one splitmix64 value per pair of elements (ElementRandom's halves).
-// Elements [0, n) of the stream that starts at element `first` (even).
-void NarrowStochastic(float* w, int64_t n, uint64_t key, int64_t first, const NarrowBits& f) {
+// Elements [0, n) of the stream that starts at element `first` (even). With `marks`, also
+// MarkSaturated's marks of the values before rounding; returns whether any is set.
+bool NarrowStochastic(float* w, int64_t n, uint64_t key, int64_t first, const NarrowBits& f,
+                      uint8_t* marks) {
+  bool any = false;
+  auto one = [&](int64_t i, uint64_t r) {
+    const uint32_t u = std::bit_cast<uint32_t>(w[i]);
+    if (marks != nullptr) {
+      marks[i] = OutsideWord(u & ~kSignBit, f);
+      any |= marks[i] != 0;
+    }
+    w[i] = std::bit_cast<float>(NarrowStochasticWord(u, r, f));
+  };
   int64_t i = 0;
   for (; i + 1 < n; i += 2) {
     const uint64_t r = CounterRandom(key, static_cast<uint64_t>(first + i) >> 1);
-    w[i] = std::bit_cast<float>(NarrowStochasticWord(std::bit_cast<uint32_t>(w[i]), r, f));
-    w[i + 1] = std::bit_cast<float>(
-        NarrowStochasticWord(std::bit_cast<uint32_t>(w[i + 1]), (r >> 32) | (r << 32), f));
+    one(i, r);
+    one(i + 1, (r >> 32) | (r << 32));
   }
-  if (i < n) {
-    const uint64_t r = ElementRandom(key, first + i);
-    w[i] = std::bit_cast<float>(NarrowStochasticWord(std::bit_cast<uint32_t>(w[i]), r, f));
-  }
+  if (i < n) one(i, ElementRandom(key, first + i));
+  return any;
 }
 
 // The AVX-512 loops use the zero-masked forms of the intrinsics with all lanes set: the plain
@@ -161,8 +175,8 @@ __attribute__((target("avx512f,avx512dq,avx512vl,avx512bw"))) inline __m512i Sub
 // tail through masked loads and stores. The subnormal half (two more mixes and the double
 // arithmetic per element) runs only for blocks holding a nonzero magnitude below 2^emin:
 // zeros (ReLU's) and normal values round on the bit pattern alone.
-__attribute__((target("avx512f,avx512dq,avx512vl,avx512bw"))) void NarrowStochasticAvx512(
-    float* w, int64_t n, uint64_t key, int64_t first, const NarrowBits& f) {
+__attribute__((target("avx512f,avx512dq,avx512vl,avx512bw"))) bool NarrowStochasticAvx512(
+    float* w, int64_t n, uint64_t key, int64_t first, const NarrowBits& f, uint8_t* marks) {
   const __m512i gamma8 = _mm512_set1_epi64(static_cast<int64_t>(8 * 0x9E3779B97F4A7C15ULL));
   // splitmix64's state for pair j is key + (j + 1)·gamma.
   __m512i state = _mm512_add_epi64(
@@ -178,6 +192,7 @@ __attribute__((target("avx512f,avx512dq,avx512vl,avx512bw"))) void NarrowStochas
   const __m512i min_normal = _mm512_set1_epi32(static_cast<int>(f.min_normal_bits));
   const __m512d scale = _mm512_set1_pd(f.subnormal_scale);
   const __m512d step = _mm512_set1_pd(f.subnormal_step);
+  __mmask16 any = 0;
   for (int64_t i = 0; i < n; i += 16) {
     const __mmask16 live =
         n - i >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << (n - i)) - 1);
@@ -186,6 +201,12 @@ __attribute__((target("avx512f,avx512dq,avx512vl,avx512bw"))) void NarrowStochas
     state = _mm512_add_epi64(state, gamma8);
     const __m512i sign = _mm512_and_si512(u, sign_bit);
     const __m512i mag = _mm512_xor_si512(u, sign);
+    if (marks != nullptr) {  // OutsideWord
+      const __mmask16 outside =
+          _mm512_mask_cmpgt_epu32_mask(_mm512_cmple_epu32_mask(mag, inf_bits), mag, max_bits);
+      _mm_mask_storeu_epi8(marks + i, live, _mm_maskz_set1_epi8(outside, 1));
+      any = static_cast<__mmask16>(any | outside);
+    }
     __m512i rounded = _mm512_maskz_min_epu32(
         kAll16, _mm512_and_si512(_mm512_add_epi32(mag, _mm512_and_si512(r, low_mask)), keep_mask),
         max_bits);
@@ -202,6 +223,7 @@ __attribute__((target("avx512f,avx512dq,avx512vl,avx512bw"))) void NarrowStochas
     const __m512i out = _mm512_mask_blend_epi32(special, _mm512_or_si512(sign, rounded), u);
     _mm512_mask_storeu_epi32(w + i, live, out);
   }
+  return any != 0;
 }
 
 // saturated[i] = data[i] outside [low, high]; returns whether any is. Compiled twice, like
@@ -419,7 +441,8 @@ inline float Quantizer::FixedOne(float x, uint64_t random_bits) const {
 }
 
 template <Rounding R>
-void Quantizer::ApplyFloat(float* data, int64_t n, uint64_t key, int64_t first) const {
+bool Quantizer::ApplyFloat(float* data, int64_t n, uint64_t key, int64_t first,
+                           uint8_t* saturated) const {
   const bool avx512 = UseAvx512();
   auto narrow = [this] {
     return NarrowBits{low_mask_,
@@ -434,6 +457,14 @@ void Quantizer::ApplyFloat(float* data, int64_t n, uint64_t key, int64_t first) 
                       subnormal_scale_,
                       subnormal_step_};
   };
+  if (R == Rounding::kStochastic && min_normal_bits_ != 0) {
+    // Narrow exponent: the normal and the subnormal rounding for every element, and a select;
+    // the marks in the same pass (activations are large: one pass over them less).
+    const NarrowBits f = narrow();
+    return avx512 ? NarrowStochasticAvx512(data, n, key, first, f, saturated)
+                  : NarrowStochastic(data, n, key, first, f, saturated);
+  }
+  const bool any = saturated != nullptr && MarkSaturated(data, n, saturated);
   if constexpr (R != Rounding::kStochastic) {
     // Branch-free (NarrowBits above). With eight exponent bits min_normal_bits_ is 0, so the
     // select always takes the rounding on the bit pattern.
@@ -441,11 +472,6 @@ void Quantizer::ApplyFloat(float* data, int64_t n, uint64_t key, int64_t first) 
     constexpr bool kNearest = R == Rounding::kNearest;
     avx512 ? NarrowDeterministicAvx512<kNearest>(data, n, f)
            : NarrowDeterministic<kNearest>(data, n, f);
-  } else if (min_normal_bits_ != 0) {
-    // Narrow exponent: the normal and the subnormal rounding for every element, and a select.
-    const NarrowBits f = narrow();
-    avx512 ? NarrowStochasticAvx512(data, n, key, first, f)
-           : NarrowStochastic(data, n, key, first, f);
   } else {
     // Eight exponent bits (mask:B, bf16, tf32, ...): no subnormal path, and one 64-bit random
     // number serves two elements (ElementRandom's halves).
@@ -459,6 +485,7 @@ void Quantizer::ApplyFloat(float* data, int64_t n, uint64_t key, int64_t first) 
       data[n - 1] = std::bit_cast<float>(RoundWord(u, static_cast<uint32_t>(r), bits));
     }
   }
+  return any;
 }
 
 template <Rounding R>
@@ -502,7 +529,7 @@ void Quantizer::ApplyMeasuredImpl(float* data, int64_t n, uint64_t key, QuantSta
       const int64_t m = std::min(kChunk, n - start);
       float* chunk = data + start;
       std::memcpy(before, chunk, static_cast<size_t>(m) * sizeof(float));
-      if (enabled_) ApplyFloat<R>(chunk, m, key, start);
+      if (enabled_) ApplyFloat<R>(chunk, m, key, start, nullptr);
       for (int64_t i = 0; i < m; ++i) {
         Count(before[i], chunk[i], std::fabs(before[i]) > max, false, bits, stats);
       }
@@ -545,17 +572,33 @@ void Quantizer::Apply(float* data, int64_t n, uint64_t key) const {
   switch (rounding_) {
     case Rounding::kTruncate:
       fixed ? ApplyFixed<Rounding::kTruncate>(data, n, key)
-            : ApplyFloat<Rounding::kTruncate>(data, n, key, 0);
+            : static_cast<void>(ApplyFloat<Rounding::kTruncate>(data, n, key, 0, nullptr));
       break;
     case Rounding::kNearest:
       fixed ? ApplyFixed<Rounding::kNearest>(data, n, key)
-            : ApplyFloat<Rounding::kNearest>(data, n, key, 0);
+            : static_cast<void>(ApplyFloat<Rounding::kNearest>(data, n, key, 0, nullptr));
       break;
     case Rounding::kStochastic:
       fixed ? ApplyFixed<Rounding::kStochastic>(data, n, key)
-            : ApplyFloat<Rounding::kStochastic>(data, n, key, 0);
+            : static_cast<void>(ApplyFloat<Rounding::kStochastic>(data, n, key, 0, nullptr));
       break;
   }
+}
+
+bool Quantizer::ApplyMarked(float* data, int64_t n, uint64_t key, uint8_t* saturated) const {
+  if (enabled_ && !fixed_ && format_.kind != FormatKind::kInt) {
+    switch (rounding_) {
+      case Rounding::kTruncate:
+        return ApplyFloat<Rounding::kTruncate>(data, n, key, 0, saturated);
+      case Rounding::kNearest:
+        return ApplyFloat<Rounding::kNearest>(data, n, key, 0, saturated);
+      case Rounding::kStochastic:
+        return ApplyFloat<Rounding::kStochastic>(data, n, key, 0, saturated);
+    }
+  }
+  const bool any = MarkSaturated(data, n, saturated);
+  Apply(data, n, key);
+  return any;
 }
 
 float Quantizer::QuantizeOne(float x, uint64_t random_bits) const {
