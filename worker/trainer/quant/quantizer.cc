@@ -237,13 +237,17 @@ __attribute__((target("avx512f,avx512dq,avx512vl,avx512bw"))) bool NarrowStochas
     any |= s;                                                       \
   }                                                                 \
   return any != 0;
+// clang-format off
 bool MarkOutside(const float* __restrict data, int64_t n, float low, float high,
                  uint8_t* __restrict saturated) {
   BITSWEEP_MARK_OUTSIDE_BODY
 }
 __attribute__((target("avx512f,avx512dq,avx512vl,avx512bw"))) bool MarkOutsideAvx512(
     const float* __restrict data, int64_t n, float low, float high,
-    uint8_t* __restrict saturated){BITSWEEP_MARK_OUTSIDE_BODY}
+    uint8_t* __restrict saturated) {
+  BITSWEEP_MARK_OUTSIDE_BODY
+}
+// clang-format on
 #undef BITSWEEP_MARK_OUTSIDE_BODY
 
 std::atomic<bool> avx512_allowed{true};
