@@ -96,14 +96,20 @@ class Quantizer {
   // vectorisable pass (the per-element Saturates through a uint8_t store, which may alias the
   // floats, was not).
   bool MarkSaturated(const float* data, int64_t n, uint8_t* saturated) const;
+  // MarkSaturated, then Apply: bitwise the same marks and values, in one pass over the data
+  // where the format allows (narrow-exponent stochastic rounding). Returns whether any mark is
+  // set.
+  bool ApplyMarked(float* data, int64_t n, uint64_t key, uint8_t* saturated) const;
 
  private:
   template <Rounding R>
   void ApplyInt(float* data, int64_t n, uint64_t key, QuantStats* stats) const;
   template <Rounding R>
   void ApplyMeasuredImpl(float* data, int64_t n, uint64_t key, QuantStats* stats) const;
+  // Elements [0, n) of data are elements [first, first + n) of the random stream (first even).
+  // With `saturated`, also MarkSaturated's marks; returns whether any is set.
   template <Rounding R>
-  void ApplyFloat(float* data, int64_t n, uint64_t key) const;
+  bool ApplyFloat(float* data, int64_t n, uint64_t key, int64_t first, uint8_t* saturated) const;
   template <Rounding R>
   void ApplyFixed(float* data, int64_t n, uint64_t key) const;
   template <Rounding R>

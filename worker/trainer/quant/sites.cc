@@ -156,13 +156,13 @@ bool SiteQuantizer::Apply(int tensor, float* data, int64_t n, uint64_t key, uint
     const Quantizer q(current, base_.rounding());
     mark(q);
     q.ApplyMeasured(data, n, key, &iteration_);
-  } else {
+  } else if (measure_) {
     mark(base_);
-    if (measure_) {
-      base_.ApplyMeasured(data, n, key, &iteration_);
-    } else {
-      base_.Apply(data, n, key);
-    }
+    base_.ApplyMeasured(data, n, key, &iteration_);
+  } else if (saturated != nullptr) {
+    any = base_.ApplyMarked(data, n, key, saturated);
+  } else {
+    base_.Apply(data, n, key);
   }
   return any;
 }
