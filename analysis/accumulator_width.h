@@ -36,8 +36,8 @@ struct VrrOptions {
 // Errors: InvalidArgument when mantissa_bits is not in 1..52, n < 1 or samples < 2.
 absl::StatusOr<double> MonteCarloVrr(int mantissa_bits, int64_t n, const VrrOptions& options);
 
-// A sum as the trainer's accumulator site computes it (worker/trainer/ops/gemm.h, conv.h):
-// `groups` running sums of `chain` products each, every step rounded, and then the groups'
+// A sum as the trainer's accumulator site computes it (worker/trainer/ops/accumulator_gemm.h,
+// conv.h): `groups` running sums of `chain` products each, every step rounded, and then the groups'
 // results added one after another, also rounded. groups == 1 is one running sum of n = chain.
 struct Accumulation {
   int64_t chain = 0;

@@ -16,7 +16,7 @@
 //                output; for relu this equals rounding the pre-activation delta).
 //   weights:     by the trainer, through QuantizeWeights, at init and after every update.
 //   accumulator: inside every dense and conv GEMM of the forward and backward passes
-//                (ops/gemm.h AccumulatorGemm), stream SiteKey(step_key, kAccumulator, layer).
+//                (ops/accumulator_gemm.h), stream SiteKey(step_key, kAccumulator, layer).
 // Every site uses the quantiser of the parameter layer it belongs to (SitePrecision::For):
 // conv block l is layer l, hidden dense j is layer C + j, the output layer C + D.
 //   gradients, optimizer: by the trainer (param gradients; optimiser state, optim/optimizer.h).

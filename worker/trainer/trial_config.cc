@@ -230,8 +230,8 @@ absl::Status ValidateTrialConfig(const v1::TrialConfig& config) {
   auto schedule_or = PrecisionSchedule(config.precision(), num_layers);
   if (!schedule_or.ok()) return schedule_or.status();
   if (fp64) {
-    // The accumulator site emulates a float32 dot-product unit (ops/gemm.h); a double network
-    // has no such path. Every other site rounds through float32 (network.h).
+    // The accumulator site emulates a float32 dot-product unit (ops/accumulator_gemm.h); a double
+    // network has no such path. Every other site rounds through float32 (network.h).
     for (size_t i = 0; i < schedule_or->size(); ++i) {
       auto sites = MakeSitePrecision((*schedule_or)[i].config, num_layers);
       if (!sites.ok()) return sites.status();

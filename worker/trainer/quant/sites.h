@@ -120,9 +120,9 @@ class SiteQuantizer {
 // likewise); an overridden layer has its own quantiser (and dynamic state).
 //
 // The accumulator site: when listed with a format other than fp32, every product and every
-// partial sum inside the dense and conv dot products is rounded to that format (ops/gemm.h,
-// AccumulatorGemm). Static formats only (fp32, float, mask, fixed, int is rejected: its scale
-// is per tensor).
+// partial sum inside the dense and conv dot products is rounded to that format
+// (ops/accumulator_gemm.h, AccumulatorGemm). Static formats only (fp32, float, mask, fixed, int is
+// rejected: its scale is per tensor).
 struct SitePrecision {
   SiteQuantizer weights;
   SiteQuantizer activations;
