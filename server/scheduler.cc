@@ -95,6 +95,23 @@ absl::Status Scheduler::CompleteTrial(const std::string& worker_id, const v1::Tr
   return absl::OkStatus();
 }
 
+absl::StatusOr<std::optional<LeasedTrial>> Scheduler::CompleteAndLeaseNext(
+    const std::string& worker_id, const v1::TrialRef& ref, const v1::TrialResult* result,
+    const std::string& error, const std::vector<v1::CurvePoint>& points,
+    const std::string& incarnation) {
+  ++lease_attempts_;
+  const int64_t now = clock_->NowUnixMs();
+  ASSIGN_OR_RETURN(
+      TrialStore::LeaseOutcome outcome,
+      store_->CompleteAndLease(worker_id, ref, result, error, now, points, incarnation,
+                               now + options_.lease_timeout_ms, options_.max_attempts));
+  if (options_.metrics != nullptr) {
+    options_.metrics->AddCurvePoints(static_cast<int64_t>(points.size()));
+    options_.metrics->AddExpiredLeases(outcome.expired);
+  }
+  return std::move(outcome.trial);
+}
+
 absl::StatusOr<v1::Sweep> Scheduler::CancelSweep(int64_t sweep_id) {
   RETURN_IF_ERROR(store_->CancelSweep(sweep_id, clock_->NowUnixMs()));
   return store_->GetSweep(sweep_id);

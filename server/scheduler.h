@@ -106,6 +106,15 @@ class Scheduler {
                              const v1::TrialResult* result, const std::string& error,
                              const std::vector<v1::CurvePoint>& points = {});
 
+  // CompleteTrial, then LeaseTrial for the worker's registration `incarnation`, in one
+  // transaction (see TrialStore::CompleteAndLease): the next trial, or nullopt when none is
+  // queued or the incarnation is not registered (the worker's next LeaseTrial then says so).
+  // Errors: as CompleteTrial (then nothing was stored or leased).
+  absl::StatusOr<std::optional<LeasedTrial>> CompleteAndLeaseNext(
+      const std::string& worker_id, const v1::TrialRef& ref, const v1::TrialResult* result,
+      const std::string& error, const std::vector<v1::CurvePoint>& points,
+      const std::string& incarnation);
+
   // Errors: NotFound (no such sweep), Internal.
   absl::StatusOr<v1::Sweep> CancelSweep(int64_t sweep_id);
   // Errors: NotFound, FailedPrecondition (pausing a done or cancelled sweep), Internal.

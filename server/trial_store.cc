@@ -1341,76 +1341,104 @@ absl::Status TrialStore::CompleteTrial(const std::string& worker_id, const v1::T
   std::lock_guard<std::mutex> lock(write_mu_);
   return Guarded("complete trial", [&]() -> absl::Status {
     SQLite::Transaction transaction(*writer_, SQLite::TransactionBehavior::IMMEDIATE);
-    absl::StatusOr<LeaseRow> lease = CheckFence(*prepared_, worker_id, ref);
-    if (!lease.ok()) return lease.status();
-    if (lease->state == v1::TRIAL_STATE_CANCELLED) {
-      // The worker stopped before it heard of the cancel: drop its lease, keep CANCELLED.
-      ReleaseCancelledLease(*prepared_, ref.trial_id());
-      transaction.commit();
-      return absl::OkStatus();
-    }
-    // The last points with the result, in its transaction; a finished trial prunes nothing.
-    if (!points.empty()) {
-      absl::StatusOr<ProgressVerdict> stored =
-          InsertPointsLocked(worker_id, ref, lease->sweep_id, points, /*apply_pruning=*/false);
-      if (!stored.ok()) return stored.status();
-    }
-    PreparedStatements::Handle update = prepared_->Use(
-        "UPDATE trials SET state = ?1, result = ?2, outcome = ?3, error = ?4, finished_ms = ?5, "
-        "lease_owner = NULL, lease_expires_ms = 0, change_seq = ?6 WHERE id = ?7");
-    std::string result_blob;
-    if (result != nullptr) {
-      result_blob = result->SerializeAsString();
-      update.bind(1, static_cast<int>(v1::TRIAL_STATE_DONE));
-      update.bindNoCopy(2, result_blob.data(), static_cast<int>(result_blob.size()));
-      update.bind(3, static_cast<int>(result->outcome()));
-      update.bind(4, "");
-    } else {
-      update.bind(1, static_cast<int>(v1::TRIAL_STATE_FAILED));
-      update.bind(2);  // NULL
-      update.bind(3, 0);
-      update.bind(4, error.empty() ? std::string("failed (no reason given)") : error);
-    }
-    update.bind(5, now_ms);
-    update.bind(6, NextSeq());
-    update.bind(7, ref.trial_id());
-    update.exec();
-    PreparedStatements::Handle done =
-        prepared_->Use("UPDATE workers SET trials_done = trials_done + 1 WHERE id = ?");
-    done.bind(1, worker_id);
-    done.exec();
-    if (result == nullptr) {
-      RecordEvent(*prepared_, now_ms, lease->sweep_id, ref.trial_id(), worker_id, "trial_failed",
-                  error);
-    }
-    stored_points_.erase(ref.trial_id());
-    // A finished trial never resumes: its checkpoint is dead weight, unless the trial asked to
-    // keep its final weights (train.keep_final_checkpoint) and is DONE. Only trials holding a
-    // checkpoint pay for reading the config.
-    bool keep = false;
-    if (result != nullptr) {
-      PreparedStatements::Handle kept = prepared_->Use(
-          "SELECT t.config FROM trials t JOIN checkpoints c ON c.trial_id = t.id WHERE t.id = ?");
-      kept.bind(1, ref.trial_id());
-      if (kept.executeStep()) {
-        v1::TrialConfig config;
-        keep = config.ParseFromString(BlobOf(kept.getColumn(0))) &&
-               config.train().keep_final_checkpoint();
-      }
-    }
-    if (!keep) {
-      PreparedStatements::Handle drop_checkpoint =
-          prepared_->Use("DELETE FROM checkpoints WHERE trial_id = ?");
-      drop_checkpoint.bind(1, ref.trial_id());
-      drop_checkpoint.exec();
-    }
-    absl::StatusOr<int> planned = PlanFollowUp(lease->sweep_id, now_ms);
-    if (!planned.ok()) return planned.status();
-    UpdateSweepState(lease->sweep_id, now_ms);
+    RETURN_IF_ERROR(CompleteTrialLocked(worker_id, ref, result, error, now_ms, points));
     transaction.commit();
     changes_.Notify();
     return absl::OkStatus();
   });
+}
+
+absl::StatusOr<TrialStore::LeaseOutcome> TrialStore::CompleteAndLease(
+    const std::string& worker_id, const v1::TrialRef& ref, const v1::TrialResult* result,
+    const std::string& error, int64_t now_ms, const std::vector<v1::CurvePoint>& points,
+    const std::string& incarnation, int64_t lease_expires_ms, int max_attempts) {
+  std::lock_guard<std::mutex> lock(write_mu_);
+  return Guarded("complete trial", [&]() -> absl::StatusOr<LeaseOutcome> {
+    SQLite::Transaction transaction(*writer_, SQLite::TransactionBehavior::IMMEDIATE);
+    RETURN_IF_ERROR(CompleteTrialLocked(worker_id, ref, result, error, now_ms, points));
+    LeaseOutcome outcome;
+    outcome.expired = ExpireLeasesLocked(now_ms, max_attempts);
+    // An unknown incarnation leases nothing here; the worker's next LeaseTrial is told to
+    // register again. The completion stands either way.
+    if (TouchWorkerLocked(*prepared_, worker_id, incarnation, now_ms).ok()) {
+      outcome.trial = LeaseNextLocked(worker_id, now_ms, lease_expires_ms);
+    }
+    transaction.commit();
+    changes_.Notify();
+    return outcome;
+  });
+}
+
+absl::Status TrialStore::CompleteTrialLocked(const std::string& worker_id, const v1::TrialRef& ref,
+                                             const v1::TrialResult* result,
+                                             const std::string& error, int64_t now_ms,
+                                             const std::vector<v1::CurvePoint>& points) {
+  absl::StatusOr<LeaseRow> lease = CheckFence(*prepared_, worker_id, ref);
+  if (!lease.ok()) return lease.status();
+  if (lease->state == v1::TRIAL_STATE_CANCELLED) {
+    // The worker stopped before it heard of the cancel: drop its lease, keep CANCELLED.
+    ReleaseCancelledLease(*prepared_, ref.trial_id());
+    return absl::OkStatus();
+  }
+  // The last points with the result, in its transaction; a finished trial prunes nothing.
+  if (!points.empty()) {
+    absl::StatusOr<ProgressVerdict> stored =
+        InsertPointsLocked(worker_id, ref, lease->sweep_id, points, /*apply_pruning=*/false);
+    if (!stored.ok()) return stored.status();
+  }
+  PreparedStatements::Handle update = prepared_->Use(
+      "UPDATE trials SET state = ?1, result = ?2, outcome = ?3, error = ?4, finished_ms = ?5, "
+      "lease_owner = NULL, lease_expires_ms = 0, change_seq = ?6 WHERE id = ?7");
+  std::string result_blob;
+  if (result != nullptr) {
+    result_blob = result->SerializeAsString();
+    update.bind(1, static_cast<int>(v1::TRIAL_STATE_DONE));
+    update.bindNoCopy(2, result_blob.data(), static_cast<int>(result_blob.size()));
+    update.bind(3, static_cast<int>(result->outcome()));
+    update.bind(4, "");
+  } else {
+    update.bind(1, static_cast<int>(v1::TRIAL_STATE_FAILED));
+    update.bind(2);  // NULL
+    update.bind(3, 0);
+    update.bind(4, error.empty() ? std::string("failed (no reason given)") : error);
+  }
+  update.bind(5, now_ms);
+  update.bind(6, NextSeq());
+  update.bind(7, ref.trial_id());
+  update.exec();
+  PreparedStatements::Handle done =
+      prepared_->Use("UPDATE workers SET trials_done = trials_done + 1 WHERE id = ?");
+  done.bind(1, worker_id);
+  done.exec();
+  if (result == nullptr) {
+    RecordEvent(*prepared_, now_ms, lease->sweep_id, ref.trial_id(), worker_id, "trial_failed",
+                error);
+  }
+  stored_points_.erase(ref.trial_id());
+  // A finished trial never resumes: its checkpoint is dead weight, unless the trial asked to
+  // keep its final weights (train.keep_final_checkpoint) and is DONE. Only trials holding a
+  // checkpoint pay for reading the config.
+  bool keep = false;
+  if (result != nullptr) {
+    PreparedStatements::Handle kept = prepared_->Use(
+        "SELECT t.config FROM trials t JOIN checkpoints c ON c.trial_id = t.id WHERE t.id = ?");
+    kept.bind(1, ref.trial_id());
+    if (kept.executeStep()) {
+      v1::TrialConfig config;
+      keep = config.ParseFromString(BlobOf(kept.getColumn(0))) &&
+             config.train().keep_final_checkpoint();
+    }
+  }
+  if (!keep) {
+    PreparedStatements::Handle drop_checkpoint =
+        prepared_->Use("DELETE FROM checkpoints WHERE trial_id = ?");
+    drop_checkpoint.bind(1, ref.trial_id());
+    drop_checkpoint.exec();
+  }
+  absl::StatusOr<int> planned = PlanFollowUp(lease->sweep_id, now_ms);
+  if (!planned.ok()) return planned.status();
+  UpdateSweepState(lease->sweep_id, now_ms);
+  return absl::OkStatus();
 }
 
 absl::StatusOr<int> TrialStore::ExpireLeases(int64_t now_ms, int max_attempts) {

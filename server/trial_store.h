@@ -289,6 +289,16 @@ class TrialStore {
                              const v1::TrialResult* result, const std::string& error,
                              int64_t now_ms, const std::vector<v1::CurvePoint>& points = {});
 
+  // CompleteTrial, then ExpireTouchAndLease for the worker's registration `incarnation`, in one
+  // transaction: a worker's completion and its next lease cost one commit. The completion's
+  // errors are CompleteTrial's (nothing stored, nothing leased); an unknown incarnation leases
+  // nothing (trial nullopt: the worker's next LeaseTrial is told to register again) and the
+  // completion stands.
+  absl::StatusOr<LeaseOutcome> CompleteAndLease(
+      const std::string& worker_id, const v1::TrialRef& ref, const v1::TrialResult* result,
+      const std::string& error, int64_t now_ms, const std::vector<v1::CurvePoint>& points,
+      const std::string& incarnation, int64_t lease_expires_ms, int max_attempts);
+
   // Every RUNNING trial whose lease expired before `now_ms` is requeued (attempt kept: the
   // next lease increments it) if it lost fewer than max_attempts leases (releases and the
   // attempts before a rerun do not count), else FAILED with "lease expired N times (worker
@@ -330,6 +340,10 @@ class TrialStore {
   int ExpireLeasesLocked(int64_t now_ms, int max_attempts);
   std::optional<LeasedTrial> LeaseNextLocked(const std::string& worker_id, int64_t now_ms,
                                              int64_t lease_expires_ms);
+  // The body of CompleteTrial. Caller holds write_mu_ inside a transaction.
+  absl::Status CompleteTrialLocked(const std::string& worker_id, const v1::TrialRef& ref,
+                                   const v1::TrialResult* result, const std::string& error,
+                                   int64_t now_ms, const std::vector<v1::CurvePoint>& points);
   // Stores the points of a running trial whose fence was checked (a point re-sent for the same
   // iteration replaces the old one) and, with `apply_pruning`, applies the sweep's pruning
   // rule. Caller holds write_mu_ inside a transaction. Errors: ResourceExhausted (over

@@ -17,6 +17,17 @@ constexpr std::chrono::milliseconds kPollSlice{1000};
 
 }  // namespace
 
+void WorkerService::FillLease(LeasedTrial trial, v1::LeaseTrialResponse* response) const {
+  response->set_has_trial(true);
+  response->mutable_ref()->set_trial_id(trial.trial_id);
+  response->mutable_ref()->set_attempt(trial.attempt);
+  *response->mutable_config() = std::move(trial.config);
+  response->set_checkpoint(std::move(trial.checkpoint));
+  response->set_checkpoint_iteration(trial.checkpoint_iteration);
+  response->set_checkpoint_every(scheduler_->options().checkpoint_every);
+  response->set_accepts_points_with_reports(true);
+}
+
 WorkerService::WorkerService(TrialStore* store, Scheduler* scheduler, const AuthPolicy* auth)
     : store_(store), scheduler_(scheduler), auth_(auth) {}
 
@@ -73,17 +84,9 @@ grpc::Status WorkerService::LeaseTrial(grpc::ServerContext* context,
     if (worth_trying) leased = scheduler_->LeaseTrial(request->worker_id(), request->incarnation());
     if (!leased.ok()) return ToGrpcStatus(leased.status());
     if (leased->has_value()) {
-      LeasedTrial& trial = **leased;
-      response->set_has_trial(true);
-      response->mutable_ref()->set_trial_id(trial.trial_id);
-      response->mutable_ref()->set_attempt(trial.attempt);
-      *response->mutable_config() = std::move(trial.config);
-      response->set_checkpoint(std::move(trial.checkpoint));
-      response->set_checkpoint_iteration(trial.checkpoint_iteration);
-      response->set_checkpoint_every(scheduler_->options().checkpoint_every);
-      response->set_accepts_points_with_reports(true);
-      spdlog::debug("trial {} attempt {} leased to '{}'", trial.trial_id, trial.attempt,
+      spdlog::debug("trial {} attempt {} leased to '{}'", (*leased)->trial_id, (*leased)->attempt,
                     request->worker_id());
+      FillLease(**std::move(leased), response);
       return grpc::Status::OK;
     }
     auto now = Clock::now();
@@ -132,27 +135,43 @@ grpc::Status WorkerService::ReportProgress(grpc::ServerContext* context,
 
 grpc::Status WorkerService::CompleteTrial(grpc::ServerContext* context,
                                           const v1::CompleteTrialRequest* request,
-                                          v1::CompleteTrialResponse*) {
+                                          v1::CompleteTrialResponse* response) {
   if (grpc::Status denied =
           AuthorizeCall(auth_, *context, "/bitsweep.v1.WorkerService/CompleteTrial");
       !denied.ok()) {
     return denied;
   }
-  absl::Status status;
-  const std::vector<v1::CurvePoint> points(request->points().begin(), request->points().end());
+  const v1::TrialResult* result = nullptr;
   switch (request->outcome_case()) {
     case v1::CompleteTrialRequest::kResult:
-      status = scheduler_->CompleteTrial(request->worker_id(), request->ref(), &request->result(),
-                                         "", points);
+      result = &request->result();
       break;
     case v1::CompleteTrialRequest::kError:
-      status = scheduler_->CompleteTrial(request->worker_id(), request->ref(), nullptr,
-                                         request->error(), points);
       break;
     default:
       return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "outcome: set result or error");
   }
-  if (!status.ok()) return ToGrpcStatus(status);
+  const std::string& error = result != nullptr ? std::string() : request->error();
+  const std::vector<v1::CurvePoint> points(request->points().begin(), request->points().end());
+  if (request->lease_next_incarnation().empty()) {
+    absl::Status status =
+        scheduler_->CompleteTrial(request->worker_id(), request->ref(), result, error, points);
+    if (!status.ok()) return ToGrpcStatus(status);
+  } else {
+    // Never waits: the completion's answer must not be held back by an empty queue.
+    absl::StatusOr<std::optional<LeasedTrial>> next =
+        scheduler_->CompleteAndLeaseNext(request->worker_id(), request->ref(), result, error,
+                                         points, request->lease_next_incarnation());
+    if (!next.ok()) return ToGrpcStatus(next.status());
+    v1::LeaseTrialResponse* next_lease = response->mutable_next();
+    if (next->has_value()) {
+      spdlog::debug("trial {} attempt {} leased to '{}' with a completion", (*next)->trial_id,
+                    (*next)->attempt, request->worker_id());
+      FillLease(**std::move(next), next_lease);
+    } else {
+      next_lease->set_has_trial(false);
+    }
+  }
   if (request->has_error()) {
     spdlog::warn("trial {} attempt {} failed on '{}': {}", request->ref().trial_id(),
                  request->ref().attempt(), request->worker_id(), request->error());

@@ -33,6 +33,8 @@ class WorkerService final : public v1::WorkerService::Service {
   grpc::Status ReportProgress(grpc::ServerContext* context,
                               const v1::ReportProgressRequest* request,
                               v1::ReportProgressResponse* response) override;
+  // With lease_next_incarnation, also leases the worker's next trial (never waiting) into
+  // `next`, in the completion's transaction.
   grpc::Status CompleteTrial(grpc::ServerContext* context, const v1::CompleteTrialRequest* request,
                              v1::CompleteTrialResponse* response) override;
   grpc::Status UploadCheckpoint(grpc::ServerContext* context,
@@ -42,6 +44,9 @@ class WorkerService final : public v1::WorkerService::Service {
                             v1::ReleaseTrialResponse* response) override;
 
  private:
+  // A leased trial as the worker gets it (LeaseTrial, or `next` of CompleteTrial).
+  void FillLease(LeasedTrial trial, v1::LeaseTrialResponse* response) const;
+
   TrialStore* const store_;
   Scheduler* const scheduler_;
   const AuthPolicy* const auth_;  // may be null

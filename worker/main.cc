@@ -12,6 +12,7 @@
 #include <string>
 #include <thread>
 
+#include "absl/synchronization/mutex.h"
 #include "common/bearer_token.h"
 #include "common/build_info.h"
 #include "common/channel_security.h"
@@ -41,6 +42,10 @@ std::string HostName() {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Debian's abseil is built without NDEBUG, so every absl::Mutex lock (gRPC takes several per
+  // call) also maintains a lock graph for deadlock detection: a few percent of the CPU of
+  // every RPC, for a check meant for debug builds.
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   using namespace bitsweep;  // NOLINT: main only.
 
   const char* env_server = std::getenv("BITSWEEP_SERVER");

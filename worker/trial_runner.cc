@@ -276,8 +276,11 @@ class TrialRunner::Reporter {
   // This attempt's points, for the result of a pruned trial.
   std::vector<v1::CurvePoint> seen_;
   std::optional<Checkpoint> latest_;
-  std::chrono::steady_clock::time_point last_send_{};
-  std::chrono::steady_clock::time_point last_checkpoint_{};
+  // The lease counts as the last contact: a trial that ends within min_report_interval of it
+  // sends its points with the result, and its checkpoint not at all (resuming from scratch
+  // repeats no more than that interval of work). One round trip per fast trial.
+  std::chrono::steady_clock::time_point last_send_ = std::chrono::steady_clock::now();
+  std::chrono::steady_clock::time_point last_checkpoint_ = last_send_;
   std::atomic<bool> server_stop_{false};
   bool prune_ = false;
   bool transient_logged_ = false;
@@ -310,7 +313,8 @@ TrialDisposition TrialRunner::Run(const v1::TrialRef& ref, const v1::TrialConfig
   return Run(lease, stop);
 }
 
-TrialDisposition TrialRunner::Run(const v1::LeaseTrialResponse& lease, const StopFlag& stop) {
+TrialDisposition TrialRunner::Run(const v1::LeaseTrialResponse& lease, const StopFlag& stop,
+                                  NextLease* next) {
   const v1::TrialRef& ref = lease.ref();
   const v1::TrialConfig& config = lease.config();
   const auto start = std::chrono::steady_clock::now();
@@ -414,7 +418,11 @@ TrialDisposition TrialRunner::Run(const v1::LeaseTrialResponse& lease, const Sto
     disposition = TrialDisposition::kFailed;
   }
 
-  if (absl::Status completed = Complete(request); !completed.ok()) {
+  if (next != nullptr && next->ask && next->ask()) {
+    next->asked = true;
+    request.set_lease_next_incarnation(next->incarnation);
+  }
+  if (absl::Status completed = Complete(request, next); !completed.ok()) {
     spdlog::warn("{} finished but the server did not take the report: {}", Describe(ref),
                  completed.ToString());
     return TrialDisposition::kUnreported;
@@ -431,11 +439,17 @@ TrialDisposition TrialRunner::Run(const v1::LeaseTrialResponse& lease, const Sto
   return disposition;
 }
 
-absl::Status TrialRunner::Complete(const v1::CompleteTrialRequest& request) const {
+absl::Status TrialRunner::Complete(const v1::CompleteTrialRequest& request, NextLease* next) const {
   Backoff backoff(backoff_);
   while (true) {
     absl::StatusOr<v1::CompleteTrialResponse> response = coordinator_->CompleteTrial(request);
-    if (response.ok()) return absl::OkStatus();
+    if (response.ok()) {
+      // An older server answers no `next`: the slot leases with LeaseTrial.
+      if (next != nullptr && !request.lease_next_incarnation().empty() && response->has_next()) {
+        next->lease = std::move(*response->mutable_next());
+      }
+      return absl::OkStatus();
+    }
     spdlog::debug("{}: retrying CompleteTrial: {}", Describe(request.ref()),
                   response.status().ToString());
     if (!IsTransient(response.status()) || !backoff.Wait(*shutdown_)) return response.status();

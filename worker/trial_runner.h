@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <functional>
+#include <optional>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -30,6 +31,20 @@ enum class TrialDisposition {
   kReleased     // Stopped by shutdown: the latest checkpoint uploaded, the trial given back.
 };
 const char* DispositionName(TrialDisposition disposition);
+
+// Leasing a slot's next trial with the completion of its current one (one round trip per
+// trial instead of two).
+struct NextLease {
+  // The worker's registration; and, called just before the completion goes out, whether to ask
+  // (false: shutting down, or no more trials wanted). Null `ask`: never ask.
+  std::string incarnation;
+  std::function<bool()> ask;
+  // Set by Run: whether the completion asked (asked and no lease: the caller owes LeaseTrial
+  // the ask it did not use), and the server's answer; nullopt when the completion did not go
+  // through or an older server did not answer `next`.
+  bool asked = false;
+  std::optional<v1::LeaseTrialResponse> lease;
+};
 
 // Same contract as trainer::Train; injectable so tests can control training.
 using TrainFunction = std::function<absl::StatusOr<v1::TrialResult>(
@@ -65,7 +80,10 @@ class TrialRunner {
   //     instead (latest checkpoint uploaded, then ReleaseTrial).
   //   * The server answering `prune` stops it too, and completes it with outcome PRUNED and
   //     the metrics of the points seen (a finished result is kept whole).
-  TrialDisposition Run(const v1::LeaseTrialResponse& lease, const StopFlag& stop);
+  //   * With `next`, the completion (of a result or an error) may also lease the slot's next
+  //     trial: see NextLease.
+  TrialDisposition Run(const v1::LeaseTrialResponse& lease, const StopFlag& stop,
+                       NextLease* next = nullptr);
   // A lease without checkpoint or checkpointing.
   TrialDisposition Run(const v1::TrialRef& ref, const v1::TrialConfig& config,
                        const StopFlag& stop);
@@ -79,7 +97,8 @@ class TrialRunner {
   const ShutdownNotifier* const shutdown_;
   // Delivers `request` with CompleteTrial, retrying transient failures until shutdown.
   // Errors: the last refusal or transient error.
-  absl::Status Complete(const v1::CompleteTrialRequest& request) const;
+  // With `next`, takes the next lease from the answer.
+  absl::Status Complete(const v1::CompleteTrialRequest& request, NextLease* next) const;
 
   const TrainFunction train_;
   const BackoffOptions backoff_;

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <optional>
 #include <random>
 #include <thread>
 #include <utility>
@@ -139,15 +140,25 @@ void WorkerAgent::ReturnTicket() {
 void WorkerAgent::SlotLoop(int slot) {
   Backoff backoff(options_.backoff);
   bool logged = false;
+  // The trial leased with the last completion (its ticket taken), if any.
+  std::optional<v1::LeaseTrialResponse> chained;
   while (!shutdown_->IsShutdown()) {
-    if (!TakeTicket()) break;
-    const int64_t seen_generation = generation();
-    v1::LeaseTrialRequest request;
-    request.set_worker_id(options_.worker_id);
-    request.set_incarnation(options_.incarnation);
-    request.set_wait_ms(options_.lease_wait.count());
-    absl::StatusOr<v1::LeaseTrialResponse> lease = coordinator_->LeaseTrial(request);
-    if (!lease.ok() || !lease->has_trial() || shutdown_->IsShutdown()) ReturnTicket();
+    absl::StatusOr<v1::LeaseTrialResponse> lease;
+    int64_t seen_generation = 0;
+    if (chained) {
+      lease = *std::move(chained);
+      chained.reset();
+      if (shutdown_->IsShutdown()) ReturnTicket();
+    } else {
+      if (!TakeTicket()) break;
+      seen_generation = generation();
+      v1::LeaseTrialRequest request;
+      request.set_worker_id(options_.worker_id);
+      request.set_incarnation(options_.incarnation);
+      request.set_wait_ms(options_.lease_wait.count());
+      lease = coordinator_->LeaseTrial(request);
+      if (!lease.ok() || !lease->has_trial() || shutdown_->IsShutdown()) ReturnTicket();
+    }
     if (!lease.ok()) {
       if (shutdown_->IsShutdown()) break;
       if (lease.status().code() == absl::StatusCode::kNotFound) {
@@ -183,9 +194,34 @@ void WorkerAgent::SlotLoop(int slot) {
     }
 
     std::shared_ptr<StopFlag> stop = running_.Add(lease->ref());
-    runner_->Run(*lease, *stop);
+    // The next trial comes with this one's completion when the server leases that way; a
+    // ticket is taken only as the completion goes out, so that no other slot is kept from
+    // leasing meanwhile.
+    NextLease next;
+    next.incarnation = options_.incarnation;
+    next.ask = [this] { return !shutdown_->IsShutdown() && TakeTicket(); };
+    runner_->Run(*lease, *stop, &next);
     running_.Remove(lease->ref());
     trials_run_.fetch_add(1);
+    if (next.asked) {
+      if (next.lease && next.lease->has_trial()) {
+        chained = std::move(next.lease);
+      } else {
+        ReturnTicket();
+      }
+    }
+  }
+  if (chained) {
+    // Shutdown came with a chained lease in hand: give it back rather than let it expire.
+    v1::ReleaseTrialRequest release;
+    release.set_worker_id(options_.worker_id);
+    *release.mutable_ref() = chained->ref();
+    release.set_reason("worker shutting down");
+    if (absl::Status released = coordinator_->ReleaseTrial(release).status(); !released.ok()) {
+      spdlog::warn("slot {}: could not release trial {}/{}: {}", slot, chained->ref().trial_id(),
+                   chained->ref().attempt(), released.ToString());
+    }
+    ReturnTicket();
   }
 }
 

@@ -352,6 +352,82 @@ TEST_F(TrialStoreTest, ExpireTouchAndLease_UnknownIncarnation_KeepsTheExpiryLeas
   EXPECT_EQ(store_->GetSweep(1)->counts().queued(), 2);
 }
 
+TEST_F(TrialStoreTest, CompleteAndLease_StoresTheResultAndLeasesTheNextInOneCall) {
+  auto id = store_->CreateSweep(Spec("s"), MakeTrials(2), kNow);
+  ASSERT_TRUE(id.ok());
+  LeasedTrial first = MustLease();
+  v1::TrialResult result;
+  result.set_outcome(v1::TRIAL_OUTCOME_COMPLETED);
+  result.set_final_test_accuracy(0.9);
+  auto outcome =
+      store_->CompleteAndLease("w1", Ref(first), &result, "", kNow + 5,
+                               {Point(10, 0.8), Point(20, 0.9)}, "inc1", kNow + 2000, kMaxAttempts);
+  ASSERT_TRUE(outcome.ok()) << outcome.status();
+  ASSERT_TRUE(outcome->trial.has_value());
+  EXPECT_NE(outcome->trial->trial_id, first.trial_id);
+  EXPECT_EQ(outcome->trial->attempt, 1);
+  auto done = store_->GetTrial(first.trial_id);
+  ASSERT_TRUE(done.ok());
+  EXPECT_EQ(done->state(), v1::TRIAL_STATE_DONE);
+  EXPECT_DOUBLE_EQ(done->result().final_test_accuracy(), 0.9);
+  EXPECT_EQ(store_->GetCurve(first.trial_id)->size(), 2u);
+  auto next = store_->GetTrial(outcome->trial->trial_id);
+  ASSERT_TRUE(next.ok());
+  EXPECT_EQ(next->state(), v1::TRIAL_STATE_RUNNING);
+  EXPECT_EQ(next->worker_id(), "w1");
+  auto workers = store_->ListWorkers();
+  ASSERT_TRUE(workers.ok());
+  EXPECT_EQ((*workers)[0].trials_done(), 1);
+  EXPECT_EQ((*workers)[0].last_heartbeat_unix_ms(), kNow + 5);
+  // The last one: completed as failed, nothing left to lease; the sweep is done.
+  auto last = store_->CompleteAndLease("w1", Ref(*outcome->trial), nullptr, "bad dataset", kNow + 6,
+                                       {}, "inc1", kNow + 2000, kMaxAttempts);
+  ASSERT_TRUE(last.ok()) << last.status();
+  EXPECT_FALSE(last->trial.has_value());
+  EXPECT_EQ(store_->GetTrial(outcome->trial->trial_id)->error(), "bad dataset");
+  EXPECT_EQ(store_->GetSweep(*id)->state(), v1::SWEEP_STATE_DONE);
+}
+
+TEST_F(TrialStoreTest, CompleteAndLease_RefusedCompletion_LeasesNothing) {
+  ASSERT_TRUE(store_->CreateSweep(Spec("s"), MakeTrials(2), kNow).ok());
+  LeasedTrial first = MustLease();
+  v1::TrialRef stale = Ref(first);
+  stale.set_attempt(first.attempt + 1);
+  v1::TrialResult result;
+  auto outcome = store_->CompleteAndLease("w1", stale, &result, "", kNow + 5, {Point(10, 0.5)},
+                                          "inc1", kNow + 2000, kMaxAttempts);
+  EXPECT_EQ(outcome.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(store_->GetSweep(1)->counts().queued(), 1);
+  EXPECT_EQ(store_->GetTrial(first.trial_id)->state(), v1::TRIAL_STATE_RUNNING);
+  EXPECT_TRUE(store_->GetCurve(first.trial_id)->empty());
+}
+
+TEST_F(TrialStoreTest, CompleteAndLease_UnknownIncarnation_CompletionStandsNothingLeased) {
+  ASSERT_TRUE(store_->CreateSweep(Spec("s"), MakeTrials(2), kNow).ok());
+  LeasedTrial first = MustLease();
+  v1::TrialResult result;
+  auto outcome = store_->CompleteAndLease("w1", Ref(first), &result, "", kNow + 5, {}, "stale",
+                                          kNow + 2000, kMaxAttempts);
+  ASSERT_TRUE(outcome.ok()) << outcome.status();
+  EXPECT_FALSE(outcome->trial.has_value());
+  EXPECT_EQ(store_->GetTrial(first.trial_id)->state(), v1::TRIAL_STATE_DONE);
+  EXPECT_EQ(store_->GetSweep(1)->counts().queued(), 1);
+}
+
+TEST_F(TrialStoreTest, CompleteAndLease_CancelledTrial_StaysCancelledAndTheNextIsLeased) {
+  auto id = store_->CreateSweep(Spec("s"), MakeTrials(2), kNow);
+  ASSERT_TRUE(id.ok());
+  LeasedTrial first = MustLease();
+  ASSERT_TRUE(store_->CancelTrial(first.trial_id, kNow + 1).ok());
+  v1::TrialResult result;
+  auto outcome = store_->CompleteAndLease("w1", Ref(first), &result, "", kNow + 5, {}, "inc1",
+                                          kNow + 2000, kMaxAttempts);
+  ASSERT_TRUE(outcome.ok()) << outcome.status();
+  EXPECT_EQ(store_->GetTrial(first.trial_id)->state(), v1::TRIAL_STATE_CANCELLED);
+  ASSERT_TRUE(outcome->trial.has_value());
+  EXPECT_NE(outcome->trial->trial_id, first.trial_id);
+}
+
 TEST_F(TrialStoreTest, ReportsAfterAFailedCall_ReuseTheirStatementsCleanly) {
   // The writer's statements are prepared once and reused: a call that failed half-way (fence
   // refused) must not leave a statement bound or stepping for the next call.

@@ -115,5 +115,82 @@ TEST_F(WorkerServiceTest, ThreeNewTrials_AreHandedDownTheLineOneLeaseEach) {
   for (std::thread& poll : polls) poll.join();
 }
 
+// Leases one trial for w1 through the service.
+v1::LeaseTrialResponse LeaseOne(WorkerService& service) {
+  grpc::ServerContext context;
+  v1::LeaseTrialRequest request;
+  request.set_worker_id("w1");
+  request.set_incarnation("inc1");
+  v1::LeaseTrialResponse response;
+  EXPECT_TRUE(service.LeaseTrial(&context, &request, &response).ok());
+  EXPECT_TRUE(response.has_trial());
+  return response;
+}
+
+v1::CompleteTrialRequest Completion(const v1::LeaseTrialResponse& lease) {
+  v1::CompleteTrialRequest request;
+  request.set_worker_id("w1");
+  *request.mutable_ref() = lease.ref();
+  request.mutable_result()->set_outcome(v1::TRIAL_OUTCOME_COMPLETED);
+  v1::CurvePoint* point = request.add_points();
+  point->set_iteration(10);
+  point->set_test_accuracy(0.5);
+  return request;
+}
+
+TEST_F(WorkerServiceTest, CompleteTrial_WithLeaseNext_AnswersTheNextTrialAsLeaseTrialWould) {
+  AddSweep("two", 2);
+  const v1::LeaseTrialResponse first = LeaseOne(*service_);
+  v1::CompleteTrialRequest request = Completion(first);
+  request.set_lease_next_incarnation("inc1");
+  grpc::ServerContext context;
+  v1::CompleteTrialResponse response;
+  ASSERT_TRUE(service_->CompleteTrial(&context, &request, &response).ok());
+  ASSERT_TRUE(response.has_next());
+  const v1::LeaseTrialResponse& next = response.next();
+  EXPECT_TRUE(next.has_trial());
+  EXPECT_NE(next.ref().trial_id(), first.ref().trial_id());
+  EXPECT_EQ(next.ref().attempt(), 1);
+  EXPECT_EQ(next.checkpoint_every(), first.checkpoint_every());
+  EXPECT_TRUE(next.accepts_points_with_reports());
+  EXPECT_EQ(next.config().seed(), 1u);
+  EXPECT_EQ(store_->GetTrial(first.ref().trial_id())->state(), v1::TRIAL_STATE_DONE);
+  EXPECT_EQ(store_->GetCurve(first.ref().trial_id())->size(), 1u);
+  EXPECT_EQ(store_->GetTrial(next.ref().trial_id())->state(), v1::TRIAL_STATE_RUNNING);
+
+  // Nothing queued: an answer at once, saying so.
+  v1::CompleteTrialRequest last = Completion(next);
+  last.set_lease_next_incarnation("inc1");
+  grpc::ServerContext last_context;
+  v1::CompleteTrialResponse last_response;
+  ASSERT_TRUE(service_->CompleteTrial(&last_context, &last, &last_response).ok());
+  ASSERT_TRUE(last_response.has_next());
+  EXPECT_FALSE(last_response.next().has_trial());
+}
+
+TEST_F(WorkerServiceTest, CompleteTrial_WithoutLeaseNext_LeasesNothing) {
+  AddSweep("two", 2);
+  const v1::LeaseTrialResponse first = LeaseOne(*service_);
+  v1::CompleteTrialRequest request = Completion(first);
+  grpc::ServerContext context;
+  v1::CompleteTrialResponse response;
+  ASSERT_TRUE(service_->CompleteTrial(&context, &request, &response).ok());
+  EXPECT_FALSE(response.has_next());
+  EXPECT_EQ(store_->GetSweep(1)->counts().queued(), 1);
+}
+
+TEST_F(WorkerServiceTest, CompleteTrial_StaleWithLeaseNext_IsRefusedAndLeasesNothing) {
+  AddSweep("two", 2);
+  const v1::LeaseTrialResponse first = LeaseOne(*service_);
+  v1::CompleteTrialRequest request = Completion(first);
+  request.mutable_ref()->set_attempt(first.ref().attempt() + 1);
+  request.set_lease_next_incarnation("inc1");
+  grpc::ServerContext context;
+  v1::CompleteTrialResponse response;
+  EXPECT_EQ(service_->CompleteTrial(&context, &request, &response).error_code(),
+            grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_EQ(store_->GetSweep(1)->counts().queued(), 1);
+}
+
 }  // namespace
 }  // namespace bitsweep::server

@@ -35,6 +35,11 @@ class FakeCoordinator final : public Coordinator {
   int64_t heartbeat_interval_ms = 20;
   // UploadCheckpoint answers prune=true (and stop) once this many have succeeded (0 = never).
   int prune_after_checkpoints = 0;
+  // Answers CompleteTrial's lease_next_incarnation with `next` (a queued assignment, never
+  // waiting) like a current server; false: ignores it like an older one.
+  bool lease_with_completions = false;
+  // Called after every CompleteTrial answer is made (without the lock).
+  std::function<void()> after_complete;
 
   // Queues a lease; `checkpoint` (with its iteration) makes it a resumed attempt.
   void AddAssignment(int64_t trial_id, int32_t attempt, const v1::TrialConfig& config,
@@ -141,14 +146,30 @@ class FakeCoordinator final : public Coordinator {
 
   absl::StatusOr<v1::CompleteTrialResponse> CompleteTrial(
       const v1::CompleteTrialRequest& request) override {
+    absl::StatusOr<v1::CompleteTrialResponse> response = CompleteLocked(request);
+    if (after_complete) after_complete();
+    return response;
+  }
+  absl::StatusOr<v1::CompleteTrialResponse> CompleteLocked(
+      const v1::CompleteTrialRequest& request) {
     std::lock_guard<std::mutex> lock(mu);
     complete_attempts.push_back(request);
     cv.notify_all();
     if (absl::Status s = Pop(complete_errors); !s.ok()) return s;
     completions.push_back(request);
     for (const v1::CurvePoint& p : request.points()) delivered_points.push_back(p);
+    v1::CompleteTrialResponse response;
+    if (lease_with_completions && !request.lease_next_incarnation().empty()) {
+      if (assignments.empty()) {
+        response.mutable_next()->set_has_trial(false);
+      } else {
+        *response.mutable_next() = assignments.front();
+        assignments.pop_front();
+        ++chained_leases;
+      }
+    }
     cv.notify_all();
-    return v1::CompleteTrialResponse();
+    return response;
   }
 
   void CancelAll() override {
@@ -181,6 +202,8 @@ class FakeCoordinator final : public Coordinator {
   std::vector<v1::ReleaseTrialRequest> release_attempts;
   std::vector<v1::ReleaseTrialRequest> releases;
   int successful_reports = 0;
+  // Assignments handed out with a completion's `next`.
+  int chained_leases = 0;
   bool cancelled = false;
 
  private:

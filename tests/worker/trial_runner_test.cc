@@ -401,17 +401,16 @@ TEST_F(TrialRunnerTest, MinReportInterval_CoalescesFastPointsAndDeliversEveryOne
   TrialRunner runner("w1", &coordinator_, &datasets_, &shutdown_, nullptr, FastBackoff(), 1,
                      std::chrono::seconds(60));
   EXPECT_EQ(runner.Run(Lease(3, 1, SimulatedConfig(10), 4), stop_), TrialDisposition::kCompleted);
-  // The first point at once; 2-4 before the checkpoint after 4; the one after 8 comes within
-  // the interval and is held; 5-10 at the end.
-  ASSERT_EQ(coordinator_.progress_requests.size(), 3u);
-  EXPECT_EQ(coordinator_.progress_requests[0].points_size(), 1);
-  EXPECT_EQ(coordinator_.progress_requests[1].points_size(), 3);
-  EXPECT_EQ(coordinator_.progress_requests[2].points_size(), 6);
+  // The lease counts as the last report: every point comes within the interval and is held,
+  // and so are the checkpoints after 4 and 8 (resuming from scratch repeats less than the
+  // interval). All ten go in one report before the result.
+  ASSERT_EQ(coordinator_.progress_requests.size(), 1u);
+  EXPECT_EQ(coordinator_.progress_requests[0].points_size(), 10);
   ASSERT_EQ(coordinator_.delivered_points.size(), 10u);
   for (size_t i = 0; i < 10; ++i) {
     EXPECT_EQ(coordinator_.delivered_points[i].iteration(), 10 * static_cast<int64_t>(i + 1));
   }
-  EXPECT_EQ(coordinator_.checkpoint_points_delivered, (std::vector<size_t>{4}));
+  EXPECT_TRUE(coordinator_.checkpoint_attempts.empty());
   EXPECT_EQ(coordinator_.completions.size(), 1u);
 }
 
@@ -423,22 +422,37 @@ v1::LeaseTrialResponse NewServerLease(int64_t trial_id, int32_t attempt,
   return lease;
 }
 
-TEST_F(TrialRunnerTest, PointsWithReports_RideOnTheCheckpointAndTheResult) {
+TEST_F(TrialRunnerTest, PointsWithReports_FastTrial_OneRoundTripWithTheResult) {
   TrialRunner runner("w1", &coordinator_, &datasets_, &shutdown_, nullptr, FastBackoff(), 1,
                      std::chrono::seconds(60));
   EXPECT_EQ(runner.Run(NewServerLease(3, 1, SimulatedConfig(10), 4), stop_),
             TrialDisposition::kCompleted);
-  // Point 1 at once; 2-4 with the checkpoint after 4 (no separate report); the checkpoint after
-  // 8 is held; 5-10 with the result. Three round trips for ten points and a checkpoint.
-  ASSERT_EQ(coordinator_.progress_requests.size(), 1u);
-  EXPECT_EQ(coordinator_.progress_requests[0].points_size(), 1);
-  ASSERT_EQ(coordinator_.checkpoints.size(), 1u);
-  EXPECT_EQ(coordinator_.checkpoints[0].iteration(), 40);
-  EXPECT_EQ(coordinator_.checkpoints[0].points_size(), 3);
-  EXPECT_EQ(coordinator_.checkpoint_points_delivered, (std::vector<size_t>{4}));
+  // Within the interval of the lease: no report, no checkpoint, all ten points with the result.
+  EXPECT_TRUE(coordinator_.progress_requests.empty());
+  EXPECT_TRUE(coordinator_.checkpoint_attempts.empty());
   ASSERT_EQ(coordinator_.completions.size(), 1u);
-  EXPECT_EQ(coordinator_.completions[0].points_size(), 6);
+  EXPECT_EQ(coordinator_.completions[0].points_size(), 10);
   EXPECT_EQ(coordinator_.completions[0].result().outcome(), v1::TRIAL_OUTCOME_COMPLETED);
+  ASSERT_EQ(coordinator_.delivered_points.size(), 10u);
+  for (size_t i = 0; i < 10; ++i) {
+    EXPECT_EQ(coordinator_.delivered_points[i].iteration(), 10 * static_cast<int64_t>(i + 1));
+  }
+}
+
+TEST_F(TrialRunnerTest, PointsWithReports_NoInterval_EveryPointAndCheckpointGoesAtOnce) {
+  TrialRunner runner = MakeRunner();
+  EXPECT_EQ(runner.Run(NewServerLease(3, 1, SimulatedConfig(10), 4), stop_),
+            TrialDisposition::kCompleted);
+  // One report per point; the checkpoints after 4 and 8 find nothing pending to carry, and
+  // nothing is left for the result.
+  EXPECT_EQ(coordinator_.progress_requests.size(), 10u);
+  ASSERT_EQ(coordinator_.checkpoints.size(), 2u);
+  EXPECT_EQ(coordinator_.checkpoints[0].iteration(), 40);
+  EXPECT_EQ(coordinator_.checkpoints[0].points_size(), 0);
+  EXPECT_EQ(coordinator_.checkpoints[1].iteration(), 80);
+  EXPECT_EQ(coordinator_.checkpoint_points_delivered, (std::vector<size_t>{4, 8}));
+  ASSERT_EQ(coordinator_.completions.size(), 1u);
+  EXPECT_EQ(coordinator_.completions[0].points_size(), 0);
   ASSERT_EQ(coordinator_.delivered_points.size(), 10u);
   for (size_t i = 0; i < 10; ++i) {
     EXPECT_EQ(coordinator_.delivered_points[i].iteration(), 10 * static_cast<int64_t>(i + 1));
@@ -482,8 +496,7 @@ TEST_F(TrialRunnerTest, PointsWithReports_OldServer_GetsThemAsProgressReports) {
 
 TEST_F(TrialRunnerTest, PointsWithReports_PruneAnsweredToACheckpoint_CompletesAsPruned) {
   coordinator_.prune_after_checkpoints = 1;
-  TrialRunner runner("w1", &coordinator_, &datasets_, &shutdown_, nullptr, FastBackoff(), 1,
-                     std::chrono::seconds(60));
+  TrialRunner runner = MakeRunner();
   EXPECT_EQ(runner.Run(NewServerLease(3, 1, SimulatedConfig(10), 4), stop_),
             TrialDisposition::kCompleted);
   ASSERT_EQ(coordinator_.delivered_points.size(), 4u);
@@ -495,7 +508,7 @@ TEST_F(TrialRunnerTest, PointsWithReports_PruneAnsweredToACheckpoint_CompletesAs
 }
 
 TEST_F(TrialRunnerTest, PointsWithReports_ShutdownUploadsTheHeldCheckpointWithThePendingPoints) {
-  // Shutdown comes with point 9: the checkpoint after 8 was held (within the interval).
+  // Shutdown comes with point 9: the checkpoints after 4 and 8 were held (within the interval).
   TrialRunner runner(
       "w1", &coordinator_, &datasets_, &shutdown_,
       [this](const v1::TrialConfig&, const trainer::Dataset&,
@@ -515,11 +528,11 @@ TEST_F(TrialRunnerTest, PointsWithReports_ShutdownUploadsTheHeldCheckpointWithTh
   v1::TrialConfig train = TinySyntheticConfig();
   train.set_kind("train");
   EXPECT_EQ(runner.Run(NewServerLease(3, 1, train, 4), stop_), TrialDisposition::kReleased);
-  ASSERT_EQ(coordinator_.checkpoints.size(), 2u);
-  EXPECT_EQ(coordinator_.checkpoints[1].iteration(), 80);
-  // Points 5-9 went with it, none separately after point 1.
-  EXPECT_EQ(coordinator_.checkpoints[1].points_size(), 5);
-  EXPECT_EQ(coordinator_.progress_requests.size(), 1u);
+  ASSERT_EQ(coordinator_.checkpoints.size(), 1u);
+  EXPECT_EQ(coordinator_.checkpoints[0].iteration(), 80);
+  // Points 1-9 went with it, none separately.
+  EXPECT_EQ(coordinator_.checkpoints[0].points_size(), 9);
+  EXPECT_TRUE(coordinator_.progress_requests.empty());
   EXPECT_EQ(coordinator_.delivered_points.size(), 9u);
   EXPECT_EQ(coordinator_.releases.size(), 1u);
 }
@@ -547,6 +560,93 @@ TEST_F(TrialRunnerTest, ThreadsPerSlot_ReachTheTrainer) {
   v1::TrialConfig config = TinySyntheticConfig();
   EXPECT_EQ(runner.Run(Lease(3, 1, config), stop_), TrialDisposition::kCompleted);
   EXPECT_EQ(threads_seen, 3);
+}
+
+NextLease AskingNextLease(bool ask) {
+  NextLease next;
+  next.incarnation = "inc-1";
+  next.ask = [ask] { return ask; };
+  return next;
+}
+
+TEST_F(TrialRunnerTest, NextLease_AskedWithTheCompletion_AnswerIsTheNextTrial) {
+  coordinator_.lease_with_completions = true;
+  coordinator_.AddAssignment(9, 2, SimulatedConfig(3));
+  TrialRunner runner = MakeRunner();
+  NextLease next = AskingNextLease(true);
+  EXPECT_EQ(runner.Run(NewServerLease(3, 1, SimulatedConfig(3), 0), stop_, &next),
+            TrialDisposition::kCompleted);
+  ASSERT_EQ(coordinator_.completions.size(), 1u);
+  EXPECT_EQ(coordinator_.completions[0].lease_next_incarnation(), "inc-1");
+  EXPECT_TRUE(next.asked);
+  ASSERT_TRUE(next.lease.has_value());
+  EXPECT_TRUE(next.lease->has_trial());
+  EXPECT_EQ(next.lease->ref().trial_id(), 9);
+  EXPECT_EQ(next.lease->ref().attempt(), 2);
+  EXPECT_TRUE(coordinator_.leases.empty());
+}
+
+TEST_F(TrialRunnerTest, NextLease_NotWanted_TheCompletionAsksNothing) {
+  coordinator_.lease_with_completions = true;
+  coordinator_.AddAssignment(9, 1, SimulatedConfig(3));
+  TrialRunner runner = MakeRunner();
+  NextLease next = AskingNextLease(false);
+  EXPECT_EQ(runner.Run(NewServerLease(3, 1, SimulatedConfig(3), 0), stop_, &next),
+            TrialDisposition::kCompleted);
+  ASSERT_EQ(coordinator_.completions.size(), 1u);
+  EXPECT_TRUE(coordinator_.completions[0].lease_next_incarnation().empty());
+  EXPECT_FALSE(next.asked);
+  EXPECT_FALSE(next.lease.has_value());
+  EXPECT_EQ(coordinator_.assignments.size(), 1u);
+}
+
+TEST_F(TrialRunnerTest, NextLease_OldServer_AnswersNoNext) {
+  coordinator_.AddAssignment(9, 1, SimulatedConfig(3));
+  TrialRunner runner = MakeRunner();
+  NextLease next = AskingNextLease(true);
+  EXPECT_EQ(runner.Run(NewServerLease(3, 1, SimulatedConfig(3), 0), stop_, &next),
+            TrialDisposition::kCompleted);
+  EXPECT_TRUE(next.asked);
+  EXPECT_FALSE(next.lease.has_value());  // the slot leases with LeaseTrial
+  EXPECT_EQ(coordinator_.assignments.size(), 1u);
+}
+
+TEST_F(TrialRunnerTest, NextLease_NothingQueued_AnswerHasNoTrial) {
+  coordinator_.lease_with_completions = true;
+  TrialRunner runner = MakeRunner();
+  NextLease next = AskingNextLease(true);
+  EXPECT_EQ(runner.Run(NewServerLease(3, 1, SimulatedConfig(3), 0), stop_, &next),
+            TrialDisposition::kCompleted);
+  EXPECT_TRUE(next.asked);
+  ASSERT_TRUE(next.lease.has_value());
+  EXPECT_FALSE(next.lease->has_trial());
+}
+
+TEST_F(TrialRunnerTest, NextLease_FailedTrial_ItsErrorReportLeasesTheNextToo) {
+  coordinator_.lease_with_completions = true;
+  coordinator_.AddAssignment(9, 1, SimulatedConfig(3));
+  TrialRunner runner = MakeRunner(FakeTrain(1));
+  v1::TrialConfig config = TinySyntheticConfig();
+  config.set_kind("quantum");
+  NextLease next = AskingNextLease(true);
+  EXPECT_EQ(runner.Run(NewServerLease(3, 1, config, 0), stop_, &next), TrialDisposition::kFailed);
+  ASSERT_EQ(coordinator_.completions.size(), 1u);
+  EXPECT_FALSE(coordinator_.completions[0].error().empty());
+  ASSERT_TRUE(next.lease.has_value());
+  EXPECT_EQ(next.lease->ref().trial_id(), 9);
+}
+
+TEST_F(TrialRunnerTest, NextLease_StoppedTrial_CompletesNothingAndAsksNothing) {
+  coordinator_.lease_with_completions = true;
+  coordinator_.stop_after_reports = 1;
+  coordinator_.AddAssignment(9, 1, SimulatedConfig(3));
+  TrialRunner runner = MakeRunner();
+  NextLease next = AskingNextLease(true);
+  EXPECT_EQ(runner.Run(NewServerLease(3, 1, SimulatedConfig(5), 0), stop_, &next),
+            TrialDisposition::kStopped);
+  EXPECT_TRUE(coordinator_.completions.empty());
+  EXPECT_FALSE(next.asked);
+  EXPECT_EQ(coordinator_.assignments.size(), 1u);
 }
 
 }  // namespace

@@ -229,5 +229,67 @@ TEST_F(WorkerAgentTest, ShutdownBeforeRegistering_ReturnsCancelled) {
   run.join();
 }
 
+TEST_F(WorkerAgentTest, CompletionLeasesNext_OneLeaseCallThenTrialsChainOnCompletions) {
+  MakeRunner(PointTrain(3));
+  coordinator_.lease_with_completions = true;
+  for (int i = 1; i <= 3; ++i) coordinator_.AddAssignment(i, 1, TinySyntheticConfig());
+  WorkerAgent agent(Options(1, 3), &coordinator_, runner_.get(), &shutdown_);
+  ASSERT_TRUE(agent.Run().ok());
+  EXPECT_EQ(agent.trials_run(), 3);
+  EXPECT_EQ(coordinator_.leases.size(), 1u);
+  EXPECT_EQ(coordinator_.chained_leases, 2);
+  ASSERT_EQ(coordinator_.completions.size(), 3u);
+  EXPECT_EQ(coordinator_.completions[0].lease_next_incarnation(), agent.incarnation());
+  EXPECT_EQ(coordinator_.completions[1].lease_next_incarnation(), agent.incarnation());
+  // max_trials reached: the last completion asks for nothing.
+  EXPECT_TRUE(coordinator_.completions[2].lease_next_incarnation().empty());
+}
+
+TEST_F(WorkerAgentTest, CompletionLeasesNext_MaxTrialsHoldsAcrossSlots) {
+  MakeRunner(PointTrain(2));
+  coordinator_.lease_with_completions = true;
+  for (int i = 1; i <= 6; ++i) coordinator_.AddAssignment(i, 1, TinySyntheticConfig());
+  WorkerAgent agent(Options(2, 3), &coordinator_, runner_.get(), &shutdown_);
+  ASSERT_TRUE(agent.Run().ok());
+  EXPECT_EQ(agent.trials_run(), 3);
+  EXPECT_EQ(coordinator_.completions.size(), 3u);
+  EXPECT_EQ(coordinator_.assignments.size(), 3u);
+}
+
+TEST_F(WorkerAgentTest, CompletionLeasesNext_NothingQueued_SlotLongPollsWithLeaseTrial) {
+  MakeRunner(PointTrain(2));
+  coordinator_.lease_with_completions = true;
+  coordinator_.AddAssignment(1, 1, TinySyntheticConfig());
+  // The second trial comes only once the first completion found the queue empty.
+  coordinator_.after_complete = [this] {
+    size_t completed = 0;
+    {
+      std::lock_guard<std::mutex> lock(coordinator_.mu);
+      completed = coordinator_.completions.size();
+    }
+    if (completed == 1) coordinator_.AddAssignment(2, 1, TinySyntheticConfig());
+  };
+  WorkerAgent agent(Options(1, 2), &coordinator_, runner_.get(), &shutdown_);
+  ASSERT_TRUE(agent.Run().ok());
+  EXPECT_EQ(agent.trials_run(), 2);
+  EXPECT_EQ(coordinator_.chained_leases, 0);
+  EXPECT_EQ(coordinator_.leases.size(), 2u);
+}
+
+TEST_F(WorkerAgentTest, CompletionLeasesNext_ShutdownWithTheNextInHand_ReleasesIt) {
+  MakeRunner(PointTrain(2));
+  coordinator_.lease_with_completions = true;
+  coordinator_.AddAssignment(1, 1, TinySyntheticConfig());
+  coordinator_.AddAssignment(2, 4, TinySyntheticConfig());
+  coordinator_.after_complete = [this] { shutdown_.Notify(); };
+  WorkerAgent agent(Options(1, 0), &coordinator_, runner_.get(), &shutdown_);
+  ASSERT_TRUE(agent.Run().ok());
+  EXPECT_EQ(agent.trials_run(), 1);
+  EXPECT_EQ(coordinator_.chained_leases, 1);
+  ASSERT_EQ(coordinator_.releases.size(), 1u);
+  EXPECT_EQ(coordinator_.releases[0].ref().trial_id(), 2);
+  EXPECT_EQ(coordinator_.releases[0].ref().attempt(), 4);
+}
+
 }  // namespace
 }  // namespace bitsweep::worker
