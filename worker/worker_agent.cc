@@ -126,6 +126,17 @@ std::chrono::milliseconds WorkerAgent::heartbeat_interval() const {
   return heartbeat_interval_;
 }
 
+void WorkerAgent::ReleaseForShutdown(int slot, const v1::TrialRef& ref) {
+  v1::ReleaseTrialRequest release;
+  release.set_worker_id(options_.worker_id);
+  *release.mutable_ref() = ref;
+  release.set_reason("worker shutting down");
+  if (absl::Status released = coordinator_->ReleaseTrial(release).status(); !released.ok()) {
+    spdlog::warn("slot {}: could not release trial {}/{}: {}", slot, ref.trial_id(), ref.attempt(),
+                 released.ToString());
+  }
+}
+
 bool WorkerAgent::TakeTicket() {
   if (options_.max_trials <= 0) return true;
   if (tickets_.fetch_add(1) < options_.max_trials) return true;
@@ -182,14 +193,7 @@ void WorkerAgent::SlotLoop(int slot) {
     if (!lease->has_trial()) continue;
     // Leased just as shutdown began: give it back at once (else the lease would expire first).
     if (shutdown_->IsShutdown()) {
-      v1::ReleaseTrialRequest release;
-      release.set_worker_id(options_.worker_id);
-      *release.mutable_ref() = lease->ref();
-      release.set_reason("worker shutting down");
-      if (absl::Status released = coordinator_->ReleaseTrial(release).status(); !released.ok()) {
-        spdlog::warn("slot {}: could not release trial {}/{}: {}", slot, lease->ref().trial_id(),
-                     lease->ref().attempt(), released.ToString());
-      }
+      ReleaseForShutdown(slot, lease->ref());
       break;
     }
 
@@ -213,14 +217,7 @@ void WorkerAgent::SlotLoop(int slot) {
   }
   if (chained) {
     // Shutdown came with a chained lease in hand: give it back rather than let it expire.
-    v1::ReleaseTrialRequest release;
-    release.set_worker_id(options_.worker_id);
-    *release.mutable_ref() = chained->ref();
-    release.set_reason("worker shutting down");
-    if (absl::Status released = coordinator_->ReleaseTrial(release).status(); !released.ok()) {
-      spdlog::warn("slot {}: could not release trial {}/{}: {}", slot, chained->ref().trial_id(),
-                   chained->ref().attempt(), released.ToString());
-    }
+    ReleaseForShutdown(slot, chained->ref());
     ReturnTicket();
   }
 }

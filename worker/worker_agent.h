@@ -76,6 +76,8 @@ class WorkerAgent {
   // lease came back empty, so at most max_trials trials are ever started.
   bool TakeTicket();
   void ReturnTicket();
+  // Gives back a trial leased as shutdown began (else its lease would have to expire first).
+  void ReleaseForShutdown(int slot, const v1::TrialRef& ref);
 
   WorkerOptions options_;
   Coordinator* const coordinator_;
