@@ -99,6 +99,10 @@ TEST(ConvTest, EveryPassGivesTheBitsOfItsDefinedOrderForAnyThreadCount) {
       // with a number of positions that is not a multiple of 32 (im2col).
       {{3, 10, 20, 16, 5}, 2},
       {{2, 7, 12, 8, 5}, 2},
+      // The channel-last copy in 8x8 blocks (two channel blocks, ten position blocks), and
+      // the input gradient's rows summed four channels at a time with two left over.
+      {{16, 8, 10, 8, 2}, 3},
+      {{6, 9, 9, 8, 3}, 2},
   };
   for (const auto& [s, n] : kCases) {
     SCOPED_TRACE(testing::Message() << "c" << s.c << " h" << s.h << " w" << s.w << " f" << s.f

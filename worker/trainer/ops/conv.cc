@@ -222,27 +222,43 @@ __attribute__((target("avx512f,avx512vl"))) void Im2ColTransposedAvx512(const Co
 // Col2Im for input rows of at most 16 floats: each din row is summed in one register, its
 // contributions added in Col2ImGenericBody's order ((ki, kj) increasing, from +0), each a masked
 // add of a shifted dcol row, then stored once (read-modify-writes of overlapping rows would
-// stall on store forwarding).
-__attribute__((target("avx512f"))) void Col2ImAvx512(const ConvShape& s, const float* dcol,
-                                                     float* din) {
+// stall on store forwarding). kChannels channels' rows at a time: one row's adds form a single
+// dependent chain, so a lone chain waits out the add latency at every step; the channels'
+// chains are independent and interleave.
+template <int kChannels>
+__attribute__((target("avx512f"), always_inline)) inline void Col2ImRowsAvx512(const ConvShape& s,
+                                                                               const float* dcol,
+                                                                               int c, float* din) {
   const int oh = s.oh(), ow = s.ow();
   const __mmask16 row_mask = static_cast<__mmask16>((1u << ow) - 1);
   const __mmask16 out_mask = static_cast<__mmask16>((1u << s.w) - 1);
-  for (int c = 0; c < s.c; ++c) {
-    const float* plane = dcol + int64_t{c} * s.k * s.k * s.p();
-    for (int y = 0; y < s.h; ++y) {
-      __m512 acc = _mm512_setzero_ps();
-      for (int ki = std::max(0, y - oh + 1); ki <= std::min(s.k - 1, y); ++ki) {
-        const float* row = plane + int64_t{ki} * s.k * s.p() + int64_t{y - ki} * ow;
-        for (int kj = 0; kj < s.k; ++kj) {
-          const __mmask16 mask = static_cast<__mmask16>(row_mask << kj);
-          const __m512 v = _mm512_maskz_loadu_ps(mask, row + int64_t{kj} * s.p() - kj);
-          acc = _mm512_mask_add_ps(acc, mask, acc, v);
+  const int64_t channel = int64_t{s.k} * s.k * s.p();  // one channel's dcol rows
+  const float* plane = dcol + c * channel;
+  for (int y = 0; y < s.h; ++y) {
+    __m512 acc[kChannels];
+    for (int i = 0; i < kChannels; ++i) acc[i] = _mm512_setzero_ps();
+    for (int ki = std::max(0, y - oh + 1); ki <= std::min(s.k - 1, y); ++ki) {
+      const float* row = plane + int64_t{ki} * s.k * s.p() + int64_t{y - ki} * ow;
+      for (int kj = 0; kj < s.k; ++kj) {
+        const __mmask16 mask = static_cast<__mmask16>(row_mask << kj);
+        const float* at = row + int64_t{kj} * s.p() - kj;
+        for (int i = 0; i < kChannels; ++i) {
+          const __m512 v = _mm512_maskz_loadu_ps(mask, at + i * channel);
+          acc[i] = _mm512_mask_add_ps(acc[i], mask, acc[i], v);
         }
       }
-      _mm512_mask_storeu_ps(din + (int64_t{c} * s.h + y) * s.w, out_mask, acc);
+    }
+    for (int i = 0; i < kChannels; ++i) {
+      _mm512_mask_storeu_ps(din + ((int64_t{c} + i) * s.h + y) * s.w, out_mask, acc[i]);
     }
   }
+}
+
+__attribute__((target("avx512f"))) void Col2ImAvx512(const ConvShape& s, const float* dcol,
+                                                     float* din) {
+  int c = 0;
+  for (; c + 4 <= s.c; c += 4) Col2ImRowsAvx512<4>(s, dcol, c, din);
+  for (; c < s.c; ++c) Col2ImRowsAvx512<1>(s, dcol, c, din);
 }
 
 void Im2Col(const ConvShape& s, const float* in, float* col) {
@@ -280,7 +296,7 @@ void Col2Im(const ConvShape& s, const double* dcol, double* din) {
 // One example's input in channel-last order: hwc[(y·W + x)·C + c] = in[(c·H + y)·W + x]. Then
 // the C·K inputs that kernel row ki of output position (oy, ox) sees, over (kj, c), are
 // adjacent: the weight gradient reads them in place (WeightGradientHwc).
-void ToChannelLast(const ConvShape& s, const float* in, float* hwc) {
+void ToChannelLastScalar(const ConvShape& s, const float* in, float* hwc) {
   const int64_t plane = int64_t{s.h} * s.w;
   for (int64_t i = 0; i < plane; ++i) {
     float* dst = hwc + i * s.c;
@@ -288,10 +304,50 @@ void ToChannelLast(const ConvShape& s, const float* in, float* hwc) {
   }
 }
 
+// The same copy in 8×8 blocks transposed in registers (the scalar loop's strided reads cost
+// several cycles per float); a copy, so the same bits.
+__attribute__((target("avx2"))) void ToChannelLastAvx2(const ConvShape& s, const float* in,
+                                                       float* hwc) {
+  const int64_t plane = int64_t{s.h} * s.w;
+  for (int64_t i0 = 0; i0 < plane; i0 += 8) {
+    for (int c0 = 0; c0 < s.c; c0 += 8) {
+      const float* src = in + c0 * plane + i0;
+      __m256 r[8];
+      for (int j = 0; j < 8; ++j) r[j] = _mm256_loadu_ps(src + j * plane);
+      // Rows j = channels c0 + j, lanes = positions i0 + lane: out[lane][j] = r[j][lane].
+      const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+      const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+      const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+      const __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+      const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+      const __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+      const __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+      const __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+      float* dst = hwc + i0 * s.c + c0;
+      _mm256_storeu_ps(dst + 0 * s.c, _mm256_permute2f128_ps(u0, u4, 0x20));
+      _mm256_storeu_ps(dst + 1 * s.c, _mm256_permute2f128_ps(u1, u5, 0x20));
+      _mm256_storeu_ps(dst + 2 * s.c, _mm256_permute2f128_ps(u2, u6, 0x20));
+      _mm256_storeu_ps(dst + 3 * s.c, _mm256_permute2f128_ps(u3, u7, 0x20));
+      _mm256_storeu_ps(dst + 4 * s.c, _mm256_permute2f128_ps(u0, u4, 0x31));
+      _mm256_storeu_ps(dst + 5 * s.c, _mm256_permute2f128_ps(u1, u5, 0x31));
+      _mm256_storeu_ps(dst + 6 * s.c, _mm256_permute2f128_ps(u2, u6, 0x31));
+      _mm256_storeu_ps(dst + 7 * s.c, _mm256_permute2f128_ps(u3, u7, 0x31));
+    }
+  }
+}
+
+void ToChannelLast(const ConvShape& s, const float* in, float* hwc) {
+  if (HasAvx2() && s.c % 8 == 0 && int64_t{s.h} * s.w % 8 == 0) {
+    ToChannelLastAvx2(s, in, hwc);
+  } else {
+    ToChannelLastScalar(s, in, hwc);
+  }
+}
+
 // The weight gradient's columns in (ki, kj, c) order instead of (c, ki, kj): dw [F, K·K·C]
 // (+)= d [F, P] · im2col(in)ᵀ with the columns permuted, one GemmRowRuns per kernel row, B read
 // in place from the channel-last input. Each element's chain is the same as in the (c, ki, kj)
-// layout; ChannelLastIndex maps the element back.
+// layout; the group sums scatter each element back.
 void WeightGradientHwc(const ConvShape& s, const float* d, const float* hwc, float* dw,
                        bool accumulate) {
   const int64_t kc = int64_t{s.k} * s.c;
@@ -301,20 +357,22 @@ void WeightGradientHwc(const ConvShape& s, const float* d, const float* hwc, flo
   }
 }
 
-// Where element i of a [F, C·K·K] weight tensor sits in WeightGradientHwc's [F, K·K·C] layout.
-int64_t ChannelLastIndex(const ConvShape& s, int64_t i) {
-  const int64_t kk = int64_t{s.k} * s.k;
-  const int64_t f = i / s.ckk(), r = i % s.ckk();
-  const int64_t c = r / kk, kikj = r % kk;
-  return f * s.ckk() + kikj * s.c + c;
-}
-
 // Per-thread im2col scratch, allocated once per thread at its largest size.
 template <typename T>
 T* ThreadScratch(int64_t size) {
   thread_local std::vector<T> scratch;
   if (static_cast<int64_t>(scratch.size()) < size) scratch.resize(size);
   return scratch.data();
+}
+
+// out[j] = Σ_g sums[g·stride + j] for j < len, each a chain in increasing g (element-wise, so
+// the loop runs over j in vectors with the same bits).
+void AddGroups(const float* sums, int64_t stride, int groups, int64_t len, float* out) {
+  std::copy(sums, sums + len, out);
+  for (int g = 1; g < groups; ++g) {
+    const float* src = sums + g * stride;
+    for (int64_t j = 0; j < len; ++j) out[j] += src[j];
+  }
 }
 
 }  // namespace
@@ -474,23 +532,46 @@ void ConvBackwardImpl(const ConvShape& s, int n, const float* dout,
       },
       oneapi::tbb::simple_partitioner());
   // The groups' sums, added in group order (element-wise, so split freely).
-  oneapi::tbb::parallel_for(
-      oneapi::tbb::blocked_range<int64_t>(0, wsize, 4096),
-      [&](const oneapi::tbb::blocked_range<int64_t>& r) {
-        for (int64_t i = r.begin(); i < r.end(); ++i) {
-          const int64_t at = hwc ? ChannelLastIndex(s, i) : i / s.ckk() * ldw + i % s.ckk();
-          float sum = dw_groups[at];
-          for (int g = 1; g < groups; ++g) {
-            sum += dw_groups[g * gsize + at];
-            if (accumulator != nullptr) {
+  if (accumulator == nullptr) {
+    // A filter's sums as runs of adjacent elements, added as vectors: channel-last, the C
+    // channels of one (ki, kj) (then scattered to their (c, ki, kj) places), else the
+    // filter's CKK row.
+    const int64_t kk = int64_t{s.k} * s.k;
+    oneapi::tbb::parallel_for(
+        oneapi::tbb::blocked_range<int>(0, s.f, 1),
+        [&](const oneapi::tbb::blocked_range<int>& r) {
+          thread_local std::vector<float> run;
+          if (hwc && static_cast<int>(run.size()) < s.c) run.resize(s.c);
+          for (int f = r.begin(); f < r.end(); ++f) {
+            if (!hwc) {
+              AddGroups(dw_groups + f * ldw, gsize, groups, s.ckk(), dweights + f * s.ckk());
+              continue;
+            }
+            for (int64_t kikj = 0; kikj < kk; ++kikj) {
+              AddGroups(dw_groups + f * s.ckk() + kikj * s.c, gsize, groups, s.c, run.data());
+              float* dst = dweights + f * s.ckk() + kikj;
+              for (int c = 0; c < s.c; ++c) dst[c * kk] = run[c];
+            }
+          }
+        },
+        oneapi::tbb::simple_partitioner());
+  } else {
+    oneapi::tbb::parallel_for(
+        oneapi::tbb::blocked_range<int64_t>(0, wsize, 4096),
+        [&](const oneapi::tbb::blocked_range<int64_t>& r) {
+          for (int64_t i = r.begin(); i < r.end(); ++i) {
+            const int64_t at = i / s.ckk() * ldw + i % s.ckk();
+            float sum = dw_groups[at];
+            for (int g = 1; g < groups; ++g) {
+              sum += dw_groups[g * gsize + at];
               const uint64_t key = DeriveKey(DeriveKey(accumulator->key, 3), g);
               sum = accumulator->quantizer->QuantizeOne(sum, ElementRandom(key, i));
             }
+            dweights[i] = sum;
           }
-          dweights[i] = sum;
-        }
-      },
-      oneapi::tbb::simple_partitioner());
+        },
+        oneapi::tbb::simple_partitioner());
+  }
   for (int f = 0; f < s.f; ++f) {
     float sum = db_groups[f];
     for (int g = 1; g < groups; ++g) sum += db_groups[int64_t{g} * s.f + f];
