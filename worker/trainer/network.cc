@@ -251,7 +251,11 @@ const T* BasicNetwork<T>::Forward(const T* x, int n, SitePrecision& precision, u
     // leaves the values as they are (fp32: it only measures them, below).
     const bool pool_in_conv = b.pool.p > 1 && !qa.enabled();
     if constexpr (std::is_same_v<T, float>) {
-      const PoolOutput pool{b.pool, b.pooled.data(), b.argmax.data()};
+      // The activations themselves are needed only by a measured iteration's statistics and by
+      // the unfused backward pass (another activation, or the accumulator site).
+      const bool keep_act =
+          qa.measuring() || activation_ != Activation::kRelu || acc.quantizer != nullptr;
+      const PoolOutput pool{b.pool, b.pooled.data(), b.argmax.data(), keep_act};
       ConvForward(b.conv, n, in, params_[b.weights].value.data(), params_[b.bias].value.data(),
                   b.act.data(), &activation_, acc.quantizer != nullptr ? &acc : nullptr,
                   pool_in_conv ? &pool : nullptr);

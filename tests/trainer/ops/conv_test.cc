@@ -151,15 +151,21 @@ TEST(ConvTest, ForwardWithActivationAndPoolGivesTheBitsOfSeparatePasses) {
       ActivationForward(act, want.data(), static_cast<int64_t>(want.size()));
       MaxPoolForward(pool, n, want.data(), want_pooled.data(), want_argmax.data());
       for (int threads : {1, 2}) {
-        std::vector<float> out(want.size()), pooled(want_pooled.size());
-        std::vector<int32_t> argmax(want_argmax.size());
-        const PoolOutput po{pool, pooled.data(), argmax.data()};
-        oneapi::tbb::task_arena(threads).execute([&] {
-          ConvForward(s, n, in.data(), w.data(), b.data(), out.data(), &act, nullptr, &po);
-        });
-        EXPECT_TRUE(SameBits(out, want)) << threads << " threads";
-        EXPECT_TRUE(SameBits(pooled, want_pooled)) << threads << " threads";
-        EXPECT_EQ(argmax, want_argmax) << threads << " threads";
+        // keep_out false: the activations stay in a per-thread buffer, the pooled bits are
+        // the same.
+        for (const bool keep_out : {true, false}) {
+          std::vector<float> out(want.size()), pooled(want_pooled.size());
+          std::vector<int32_t> argmax(want_argmax.size());
+          const PoolOutput po{pool, pooled.data(), argmax.data(), keep_out};
+          oneapi::tbb::task_arena(threads).execute([&] {
+            ConvForward(s, n, in.data(), w.data(), b.data(), out.data(), &act, nullptr, &po);
+          });
+          if (keep_out) {
+            EXPECT_TRUE(SameBits(out, want)) << threads << " threads";
+          }
+          EXPECT_TRUE(SameBits(pooled, want_pooled)) << threads << " threads, keep " << keep_out;
+          EXPECT_EQ(argmax, want_argmax) << threads << " threads, keep " << keep_out;
+        }
       }
     }
   }

@@ -414,8 +414,13 @@ void ConvForward(const ConvShape& s, int n, const float* in, const float* weight
       oneapi::tbb::blocked_range<int>(0, n, 1),
       [&](const oneapi::tbb::blocked_range<int>& r) {
         float* col = gather ? nullptr : ThreadScratch<float>(s.ckk() * s.p());
+        thread_local std::vector<float> activations;  // one example's, when out is not kept
+        const bool keep = pool == nullptr || pool->keep_out;
+        if (!keep && static_cast<int64_t>(activations.size()) < s.out_size()) {
+          activations.resize(s.out_size());
+        }
         for (int e = r.begin(); e < r.end(); ++e) {
-          float* o = out + e * s.out_size();
+          float* o = keep ? out + e * s.out_size() : activations.data();
           if (gather) {
             GemmPackedGather8(pw, s.p(), in + e * s.in_size(), rows, chunks, o, s.p());
           } else if (accumulator != nullptr) {

@@ -9,8 +9,8 @@
 #include <algorithm>
 #include <cstdint>
 
-#include "worker/trainer/ops/activation.h"
 #include "worker/trainer/ops/accumulator_gemm.h"
+#include "worker/trainer/ops/activation.h"
 #include "worker/trainer/ops/gemm.h"
 #include "worker/trainer/ops/pool.h"
 
@@ -51,6 +51,10 @@ struct PoolOutput {
   PoolShape pool;
   float* pooled;
   int32_t* argmax;
+  // false: the caller reads only `pooled` and `argmax`, so `out` is left unwritten and each
+  // example's activations stay in a per-thread buffer that is still in cache (writing the
+  // batch's whole activation tensor costs more than the pooling that reads it).
+  bool keep_out = true;
 };
 
 // out [N,F,OH,OW] = act(conv(in, W) + b), per example: out_e [F, P] = W · im2col(in_e) + b,

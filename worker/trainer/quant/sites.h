@@ -78,6 +78,7 @@ class SiteQuantizer {
   // Whether applications gather statistics (CurvePoint.sites); dynamic formats always do. The
   // trainer measures only the iteration before each evaluation: it costs a scalar pass.
   void set_measure(bool measure) { measure_ = measure; }
+  bool measuring() const { return measure_; }
 
   // The statistics of the iteration before the last EndIteration.
   const QuantStats& last_iteration() const { return last_; }
