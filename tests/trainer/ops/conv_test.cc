@@ -103,6 +103,10 @@ TEST(ConvTest, EveryPassGivesTheBitsOfItsDefinedOrderForAnyThreadCount) {
       // the input gradient's rows summed four channels at a time with two left over.
       {{16, 8, 10, 8, 2}, 3},
       {{6, 9, 9, 8, 3}, 2},
+      // The weight gradient on rows padded to 32 columns, whose first spare column makes the
+      // bias gradient, over several groups (CKK 25 and 20).
+      {{1, 10, 10, 8, 5}, 17},
+      {{5, 6, 6, 8, 2}, 9},
   };
   for (const auto& [s, n] : kCases) {
     SCOPED_TRACE(testing::Message() << "c" << s.c << " h" << s.h << " w" << s.w << " f" << s.f

@@ -196,10 +196,12 @@ __attribute__((target("avx512f"))) void Im2ColAvx512(const ConvShape& s, const f
 // order so each store's 8 - K extra lanes are overwritten by the next run; the last one spills
 // into kIm2ColSlack floats past the end (masked stores that split cache lines are slow).
 // Rows ldt >= CKK floats apart: a row's last 16 floats are zeroed first (with ldt - 16 <= CKK,
-// the runs and their zero lanes cover the rest), so the padding columns hold zeros.
+// the runs and their zero lanes cover the rest), so the padding columns hold zeros; with
+// `ones`, the first padding column holds 1 (a product with it sums the other operand's rows).
 __attribute__((target("avx512f,avx512vl"))) void Im2ColTransposedAvx512(const ConvShape& s,
                                                                         const float* in,
-                                                                        float* colt, int64_t ldt) {
+                                                                        float* colt, int64_t ldt,
+                                                                        bool ones = false) {
   const int oh = s.oh(), ow = s.ow(), k = s.k;
   const __mmask8 mask = static_cast<__mmask8>((1u << k) - 1);
   const bool padded = ldt != s.ckk();
@@ -215,6 +217,7 @@ __attribute__((target("avx512f,avx512vl"))) void Im2ColTransposedAvx512(const Co
           src += s.w;
         }
       }
+      if (ones) *dst = 1.0f;  // column CKK, after the last run's spill
     }
   }
 }
@@ -479,6 +482,11 @@ void ConvBackwardImpl(const ConvShape& s, int n, const float* dout,
       !hwc && accumulator == nullptr && HasAvx512() && s.k <= 8 && ConvPaddedCkk(s) - 16 <= s.ckk()
           ? ConvPaddedCkk(s)
           : s.ckk();
+  // The padded weight gradient's first spare column, against a column of ones, is the bias
+  // gradient: fma(d, 1, sum) is the same rounded sum as AddRowSums' sum + d, in the same order
+  // (over the group's examples, each example's positions in increasing order), so the GEMM
+  // makes it in lanes it computes anyway.
+  const bool db_in_gemm = ldw > s.ckk();
   const int64_t gsize = s.f * ldw;                // one group's weight-gradient sums
   float* dw_groups = partials.data();             // [groups, F, ldw]
   float* db_groups = dw_groups + groups * gsize;  // [groups, F]
@@ -512,7 +520,7 @@ void ConvBackwardImpl(const ConvShape& s, int n, const float* dout,
               ToChannelLast(s, in + e * s.in_size(), col);
               WeightGradientHwc(s, d, col, dw, e > g * kConvGroup);
             } else if (ldw != s.ckk()) {
-              Im2ColTransposedAvx512(s, in + e * s.in_size(), col, ldw);
+              Im2ColTransposedAvx512(s, in + e * s.in_size(), col, ldw, db_in_gemm);
               Gemm(s.f, ldw, s.p(), MatrixView{d, s.p(), 1}, MatrixView{col, ldw, 1}, dw, ldw,
                    e > g * kConvGroup);
             } else {
@@ -520,7 +528,7 @@ void ConvBackwardImpl(const ConvShape& s, int n, const float* dout,
               Gemm(s.f, s.ckk(), s.p(), MatrixView{d, s.p(), 1}, MatrixView{col, s.ckk(), 1}, dw,
                    s.ckk(), e > g * kConvGroup);
             }
-            AddRowSums<float>(d, s.f, s.p(), db);
+            if (!db_in_gemm) AddRowSums<float>(d, s.f, s.p(), db);
             if (din != nullptr) {
               if (accumulator != nullptr) {
                 AccumulatorRounding rounding = *accumulator;
@@ -532,6 +540,9 @@ void ConvBackwardImpl(const ConvShape& s, int n, const float* dout,
               }
               Col2Im(s, dcol, din + e * s.in_size());
             }
+          }
+          if (db_in_gemm) {
+            for (int f = 0; f < s.f; ++f) db[f] = dw[f * ldw + s.ckk()];
           }
         }
       },
