@@ -1,6 +1,5 @@
 // The GEMM's one summation order: every kernel, every blocking and every thread split give the
 // bits of the plain fma chain.
-#include "worker/trainer/ops/accumulator_gemm.h"
 #include "worker/trainer/ops/gemm.h"
 
 #include <gtest/gtest.h>
@@ -11,6 +10,7 @@
 
 #include "oneapi/tbb/task_arena.h"
 #include "tests/trainer/ops/random_values.h"
+#include "worker/trainer/ops/accumulator_gemm.h"
 #include "worker/trainer/quant/format.h"
 #include "worker/trainer/quant/quantizer.h"
 #include "worker/trainer/quant/rng.h"
@@ -52,6 +52,9 @@ const Shape kShapes[] = {
     {32, 25, 576, false, false, true},
     {20, 40, 300, false, false, false},
     {33, 64, 70, false, false, true},
+    // A transposed B packed in 8x8 register transposes, with a last panel of 13 columns (one
+    // block of 8, five left over).
+    {16, 45, 40, false, true, false},
 };
 
 TEST(GemmTest, EveryKernelGivesTheBitsOfTheFmaChain) {

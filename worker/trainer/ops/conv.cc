@@ -11,6 +11,7 @@
 #include "oneapi/tbb/partitioner.h"
 #include "worker/trainer/ops/accumulator_gemm.h"
 #include "worker/trainer/ops/gemm.h"
+#include "worker/trainer/ops/transpose.h"
 #include "worker/trainer/quant/quantizer.h"
 #include "worker/trainer/quant/rng.h"
 
@@ -307,34 +308,13 @@ void ToChannelLastScalar(const ConvShape& s, const float* in, float* hwc) {
   }
 }
 
-// The same copy in 8×8 blocks transposed in registers (the scalar loop's strided reads cost
-// several cycles per float); a copy, so the same bits.
+// The same copy in 8×8 blocks transposed in registers.
 __attribute__((target("avx2"))) void ToChannelLastAvx2(const ConvShape& s, const float* in,
                                                        float* hwc) {
   const int64_t plane = int64_t{s.h} * s.w;
   for (int64_t i0 = 0; i0 < plane; i0 += 8) {
     for (int c0 = 0; c0 < s.c; c0 += 8) {
-      const float* src = in + c0 * plane + i0;
-      __m256 r[8];
-      for (int j = 0; j < 8; ++j) r[j] = _mm256_loadu_ps(src + j * plane);
-      // Rows j = channels c0 + j, lanes = positions i0 + lane: out[lane][j] = r[j][lane].
-      const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
-      const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
-      const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
-      const __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
-      const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
-      const __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
-      const __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
-      const __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
-      float* dst = hwc + i0 * s.c + c0;
-      _mm256_storeu_ps(dst + 0 * s.c, _mm256_permute2f128_ps(u0, u4, 0x20));
-      _mm256_storeu_ps(dst + 1 * s.c, _mm256_permute2f128_ps(u1, u5, 0x20));
-      _mm256_storeu_ps(dst + 2 * s.c, _mm256_permute2f128_ps(u2, u6, 0x20));
-      _mm256_storeu_ps(dst + 3 * s.c, _mm256_permute2f128_ps(u3, u7, 0x20));
-      _mm256_storeu_ps(dst + 4 * s.c, _mm256_permute2f128_ps(u0, u4, 0x31));
-      _mm256_storeu_ps(dst + 5 * s.c, _mm256_permute2f128_ps(u1, u5, 0x31));
-      _mm256_storeu_ps(dst + 6 * s.c, _mm256_permute2f128_ps(u2, u6, 0x31));
-      _mm256_storeu_ps(dst + 7 * s.c, _mm256_permute2f128_ps(u3, u7, 0x31));
+      Transpose8x8Avx2(in + c0 * plane + i0, plane, hwc + i0 * s.c + c0, s.c);
     }
   }
 }

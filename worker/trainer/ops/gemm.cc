@@ -11,6 +11,7 @@
 #include "oneapi/tbb/blocked_range.h"
 #include "oneapi/tbb/parallel_for.h"
 #include "oneapi/tbb/partitioner.h"
+#include "worker/trainer/ops/transpose.h"
 
 namespace bitsweep::trainer {
 namespace {
@@ -254,6 +255,16 @@ void PackA(const Kernel& kr, int64_t mc, int64_t kc, const MatrixView& a, int64_
   }
 }
 
+// out[p·nr + j] = base[j·col_stride + p] for j < cols, p < kc (both multiples of 8).
+__attribute__((target("avx2"))) void PackColumnsAvx2(const float* base, int64_t col_stride,
+                                                     int cols, int64_t kc, float* out, int nr) {
+  for (int j = 0; j < cols; j += 8) {
+    for (int64_t p = 0; p < kc; p += 8) {
+      Transpose8x8Avx2(base + j * col_stride + p, col_stride, out + p * nr + j, nr);
+    }
+  }
+}
+
 __attribute__((optimize("no-tree-loop-distribute-patterns"))) void PackB(const Kernel& kr,
                                                                          int64_t nc, int64_t kc,
                                                                          const MatrixView& b,
@@ -264,12 +275,18 @@ __attribute__((optimize("no-tree-loop-distribute-patterns"))) void PackB(const K
     const int cols = static_cast<int>(std::min<int64_t>(nr, nc - jr));
     const float* base = b.data + p0 * b.row_stride + (j0 + jr) * b.col_stride;
     if (b.row_stride == 1) {
-      // Columns of B are contiguous (a transposed operand): read them in order.
-      for (int j = 0; j < cols; ++j) {
+      // Columns of B are contiguous (a transposed operand): 8×8 blocks transposed in
+      // registers (the AVX kernels' machines have AVX2), the rest read in order.
+      int j = 0;
+      if (kr.fn != MicroPortable && kc % 8 == 0) {
+        j = cols / 8 * 8;
+        PackColumnsAvx2(base, b.col_stride, j, kc, out, nr);
+      }
+      for (; j < cols; ++j) {
         const float* src = base + j * b.col_stride;
         for (int64_t p = 0; p < kc; ++p) out[p * nr + j] = src[p];
       }
-      for (int j = cols; j < nr; ++j) {
+      for (j = cols; j < nr; ++j) {
         for (int64_t p = 0; p < kc; ++p) out[p * nr + j] = 0.0f;
       }
       out += kc * nr;
