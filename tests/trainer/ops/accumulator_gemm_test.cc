@@ -237,5 +237,37 @@ TEST(AccumulatorGemmTest, ConvSizedProductMatchesTheRowPath) {
   }
 }
 
+// One ±Inf or NaN anywhere in otherwise finite operands (in a vector body, in a row's tail, in a
+// transposed view) turns off the fused kernel's path without the special-value check: the
+// result is still the row path's.
+TEST(AccumulatorGemmTest, OneSpecialValueAnywhereIsSeen) {
+  const int64_t m = 5, n = 19, k = 21;
+  const Quantizer q(*ParseFormat("float:5,10"), Rounding::kNearest);
+  const AccumulatorRounding r{&q, 0, 9};
+  const float specials[] = {std::numeric_limits<float>::infinity(),
+                            std::numeric_limits<float>::quiet_NaN()};
+  for (const bool transposed : {false, true}) {
+    for (const int which : {0, 1}) {  // the special value in A or in B
+      const int64_t size = which == 0 ? m * k : k * n;
+      for (const int64_t at : {int64_t{0}, int64_t{16}, size - 1}) {
+        for (const float special : specials) {
+          std::vector<float> a = RandomValues(m * k, 31, 0.5), b = RandomValues(k * n, 32, 0.5);
+          (which == 0 ? a : b)[at] = special;
+          const MatrixView av =
+              transposed ? MatrixView{a.data(), 1, m} : MatrixView{a.data(), k, 1};
+          const MatrixView bv =
+              transposed ? MatrixView{b.data(), 1, k} : MatrixView{b.data(), n, 1};
+          std::vector<float> rows(m * n), fused(m * n);
+          ASSERT_TRUE(
+              AccumulatorGemmWithKernel("rows", m, n, k, av, bv, rows.data(), n, false, r, false));
+          AccumulatorGemm(m, n, k, av, bv, fused.data(), n, false, r, false);
+          EXPECT_TRUE(SameBits(rows, fused))
+              << "transposed " << transposed << " operand " << which << " at " << at;
+        }
+      }
+    }
+  }
+}
+
 }  // namespace
 }  // namespace bitsweep::trainer
