@@ -14,6 +14,7 @@
 #include "oneapi/tbb/blocked_range.h"
 #include "oneapi/tbb/parallel_for.h"
 #include "oneapi/tbb/partitioner.h"
+#include "worker/trainer/ops/transpose.h"
 #include "worker/trainer/quant/format.h"
 #include "worker/trainer/quant/quantizer.h"
 #include "worker/trainer/quant/rng.h"
@@ -27,11 +28,33 @@ constexpr uint32_t kInfBits = 0x7F800000u;
 
 // B [k×n] with contiguous rows: B itself when its columns are adjacent, else a copy in this
 // thread's buffer. Returns the data and its row stride.
+bool HasAvx2() {
+  static const bool avx2 = (__builtin_cpu_init(), __builtin_cpu_supports("avx2"));
+  return avx2;
+}
+
+// out[p·ldo + j] = src[j·lds + p] for p < k, j < n (both multiples of 8).
+__attribute__((target("avx2"))) void TransposeBlocksAvx2(const float* src, int64_t lds, int64_t k,
+                                                         int64_t n, float* out, int64_t ldo) {
+  for (int64_t p = 0; p < k; p += 8) {
+    for (int64_t j = 0; j < n; j += 8)
+      Transpose8x8Avx2(src + j * lds + p, lds, out + p * ldo + j, ldo);
+  }
+}
+
 std::pair<const float*, int64_t> ContiguousRows(int64_t k, int64_t n, const MatrixView& b) {
   if (b.col_stride == 1) return {b.data, b.row_stride};
   thread_local std::vector<float> rows;
   if (static_cast<int64_t>(rows.size()) < k * n) rows.resize(k * n);
-  for (int64_t p = 0; p < k; ++p) {
+  int64_t p0 = 0;
+  if (b.row_stride == 1 && HasAvx2()) {  // a transposed operand: 8×8 register transposes
+    p0 = k / 8 * 8;
+    TransposeBlocksAvx2(b.data, b.col_stride, p0, n / 8 * 8, rows.data(), n);
+    for (int64_t p = 0; p < p0; ++p) {
+      for (int64_t j = n / 8 * 8; j < n; ++j) rows[p * n + j] = b.data[p + j * b.col_stride];
+    }
+  }
+  for (int64_t p = p0; p < k; ++p) {
     for (int64_t j = 0; j < n; ++j) rows[p * n + j] = b.data[p * b.row_stride + j * b.col_stride];
   }
   return {rows.data(), n};
