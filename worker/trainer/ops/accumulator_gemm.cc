@@ -26,22 +26,13 @@ constexpr uint32_t kSignBit = 0x80000000u;
 constexpr uint32_t kAbsMask = 0x7FFFFFFFu;
 constexpr uint32_t kInfBits = 0x7F800000u;
 
-// B [k×n] with contiguous rows: B itself when its columns are adjacent, else a copy in this
-// thread's buffer. Returns the data and its row stride.
 bool HasAvx2() {
   static const bool avx2 = (__builtin_cpu_init(), __builtin_cpu_supports("avx2"));
   return avx2;
 }
 
-// out[p·ldo + j] = src[j·lds + p] for p < k, j < n (both multiples of 8).
-__attribute__((target("avx2"))) void TransposeBlocksAvx2(const float* src, int64_t lds, int64_t k,
-                                                         int64_t n, float* out, int64_t ldo) {
-  for (int64_t p = 0; p < k; p += 8) {
-    for (int64_t j = 0; j < n; j += 8)
-      Transpose8x8Avx2(src + j * lds + p, lds, out + p * ldo + j, ldo);
-  }
-}
-
+// B [k×n] with contiguous rows: B itself when its columns are adjacent, else a copy in this
+// thread's buffer. Returns the data and its row stride.
 std::pair<const float*, int64_t> ContiguousRows(int64_t k, int64_t n, const MatrixView& b) {
   if (b.col_stride == 1) return {b.data, b.row_stride};
   thread_local std::vector<float> rows;
@@ -579,9 +570,8 @@ bool CanRun(const FusedKernel& kernel) {
 
 constexpr int kTileRows = 4;
 
-// The largest magnitude's bits over a strided block (for finite floats, the bit patterns of
-// magnitudes order as the values do; ±Inf and NaN give at least kInfBits).
-// The masked forms of max: GCC 12's unmasked one reads an undefined register (see RoundAvx512).
+// MaxMagnitudeBits of n contiguous floats, 16 at a time. The masked forms of max: GCC 12's
+// unmasked one reads an undefined register (see RoundAvx512).
 __attribute__((target("avx512f"))) uint32_t MaxMagnitudeBitsAvx512(const float* data, int64_t n) {
   constexpr __mmask16 kAll = 0xFFFF;
   const __m512i abs_mask = _mm512_set1_epi32(static_cast<int>(kAbsMask));
@@ -601,6 +591,8 @@ __attribute__((target("avx512f"))) uint32_t MaxMagnitudeBitsAvx512(const float* 
   return *std::max_element(lanes, lanes + 16);
 }
 
+// The largest magnitude's bits over a strided block (for finite floats, the bit patterns of
+// magnitudes order as the values do; ±Inf and NaN give at least kInfBits).
 uint32_t MaxMagnitudeBits(const float* data, int64_t rows, int64_t cols, int64_t rs, int64_t cs) {
   // The maximum does not depend on the order: read a transposed view along its contiguous
   // columns, and contiguous runs 16 at a time (the scan runs on every call, per example).

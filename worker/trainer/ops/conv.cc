@@ -308,20 +308,11 @@ void ToChannelLastScalar(const ConvShape& s, const float* in, float* hwc) {
   }
 }
 
-// The same copy in 8×8 blocks transposed in registers.
-__attribute__((target("avx2"))) void ToChannelLastAvx2(const ConvShape& s, const float* in,
-                                                       float* hwc) {
-  const int64_t plane = int64_t{s.h} * s.w;
-  for (int64_t i0 = 0; i0 < plane; i0 += 8) {
-    for (int c0 = 0; c0 < s.c; c0 += 8) {
-      Transpose8x8Avx2(in + c0 * plane + i0, plane, hwc + i0 * s.c + c0, s.c);
-    }
-  }
-}
-
 void ToChannelLast(const ConvShape& s, const float* in, float* hwc) {
   if (HasAvx2() && s.c % 8 == 0 && int64_t{s.h} * s.w % 8 == 0) {
-    ToChannelLastAvx2(s, in, hwc);
+    // The same copy in 8×8 blocks transposed in registers.
+    const int64_t plane = int64_t{s.h} * s.w;
+    TransposeBlocksAvx2(in, plane, plane, s.c, hwc, s.c);
   } else {
     ToChannelLastScalar(s, in, hwc);
   }

@@ -255,16 +255,6 @@ void PackA(const Kernel& kr, int64_t mc, int64_t kc, const MatrixView& a, int64_
   }
 }
 
-// out[p·nr + j] = base[j·col_stride + p] for j < cols, p < kc (both multiples of 8).
-__attribute__((target("avx2"))) void PackColumnsAvx2(const float* base, int64_t col_stride,
-                                                     int cols, int64_t kc, float* out, int nr) {
-  for (int j = 0; j < cols; j += 8) {
-    for (int64_t p = 0; p < kc; p += 8) {
-      Transpose8x8Avx2(base + j * col_stride + p, col_stride, out + p * nr + j, nr);
-    }
-  }
-}
-
 __attribute__((optimize("no-tree-loop-distribute-patterns"))) void PackB(const Kernel& kr,
                                                                          int64_t nc, int64_t kc,
                                                                          const MatrixView& b,
@@ -280,7 +270,7 @@ __attribute__((optimize("no-tree-loop-distribute-patterns"))) void PackB(const K
       int j = 0;
       if (kr.fn != MicroPortable && kc % 8 == 0) {
         j = cols / 8 * 8;
-        PackColumnsAvx2(base, b.col_stride, j, kc, out, nr);
+        TransposeBlocksAvx2(base, b.col_stride, kc, j, out, nr);
       }
       for (; j < cols; ++j) {
         const float* src = base + j * b.col_stride;

@@ -32,4 +32,16 @@ __attribute__((target("avx2"), always_inline)) inline void Transpose8x8Avx2(cons
   _mm256_storeu_ps(dst + 7 * ldd, _mm256_permute2f128_ps(u3, u7, 0x31));
 }
 
+// out[p·ldo + j] = src[j·lds + p] for p < k, j < n (both multiples of 8): the whole block in 8×8
+// pieces. Call only when the CPU has AVX2.
+__attribute__((target("avx2"))) inline void TransposeBlocksAvx2(const float* src, int64_t lds,
+                                                                int64_t k, int64_t n, float* out,
+                                                                int64_t ldo) {
+  for (int64_t p = 0; p < k; p += 8) {
+    for (int64_t j = 0; j < n; j += 8) {
+      Transpose8x8Avx2(src + j * lds + p, lds, out + p * ldo + j, ldo);
+    }
+  }
+}
+
 }  // namespace bitsweep::trainer
